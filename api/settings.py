@@ -1,0 +1,47 @@
+"""Settings, read once from the environment by the composition root and passed down as values.
+
+Domain packages never import this module: they receive what they need as arguments.
+"""
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MAILLAGE_", extra="ignore")
+
+    # Production path: when set, no local cluster is managed and no demo data is loaded.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "MAILLAGE_DATABASE_URL")
+    )
+    # Where local state lives: the managed cluster, signing keys, generated secrets. Git-ignored.
+    var_dir: Path = REPO_ROOT / "var"
+    port: int = Field(default=8000, validation_alias=AliasChoices("PORT", "MAILLAGE_PORT"))
+    host: str = "127.0.0.1"
+
+    token_issuer: str = "https://maillage.local"
+    token_audience: str = "maillage-api"
+    # RFC 8725 / DESIGN §3: access tokens live at most 15 minutes.
+    token_max_ttl_seconds: int = Field(default=900, ge=30, le=900)
+    token_leeway_seconds: int = Field(default=30, ge=0, le=60)
+    keys_dir: Path | None = None
+
+    # Resource limits (OWASP API4).
+    max_body_bytes: int = 256 * 1024
+    statement_timeout_ms: int = 5000
+    db_pool_size: int = 10
+
+    log_json: bool = False
+
+    @cached_property
+    def keys_path(self) -> Path:
+        return self.keys_dir or self.var_dir / "keys"
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.var_dir / "secrets"
