@@ -1,0 +1,146 @@
+"""Territory tables: régions, départements, collectivités départementales and communes.
+
+INSEE codes are the natural keys ("2A", "971", "69M" are strings). Geometries are SRID 4326;
+`boundary` is full precision (used for resolution), `boundary_simplified` is for display only.
+Every spatial index is declared here once, never through GeoAlchemy2's implicit `spatial_index`.
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from geoalchemy2 import Geometry
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlmodel import Field, SQLModel
+
+SRID = 4326
+
+# Set once, before any table is declared, so every constraint has a predictable name in migrations.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s__%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s__%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s__%(constraint_name)s",
+    "fk": "fk_%(table_name)s__%(column_0_N_name)s__%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def enum_column(enum: type[StrEnum], **kwargs: Any) -> Any:
+    """A StrEnum stored as VARCHAR + CHECK: adding a value is a CHECK change, not an ALTER TYPE."""
+    return Field(
+        sa_type=sa.Enum(
+            enum,
+            native_enum=False,
+            create_constraint=True,
+            length=32,
+            values_callable=lambda members: [m.value for m in members],
+            name=enum.__name__.lower(),
+            validate_strings=True,
+        ),
+        **kwargs,
+    )
+
+
+def geometry(kind: str, *, nullable: bool = True) -> Any:
+    return Field(
+        default=None,
+        sa_column=sa.Column(Geometry(kind, srid=SRID, spatial_index=False), nullable=nullable),
+    )
+
+
+def created_at() -> Any:
+    return Field(
+        default=None,
+        sa_type=sa.DateTime(timezone=True),
+        sa_column_kwargs={"server_default": sa.func.now(), "nullable": False},
+    )
+
+
+class CollectiviteKind(StrEnum):
+    departement = "departement"
+    # Métropole de Lyon, collectivités uniques, Ville de Paris, Collectivité européenne d'Alsace…
+    special_status = "special_status"
+
+
+class PointSource(StrEnum):
+    mairie = "mairie"
+    surface = "surface"
+
+
+class Region(SQLModel, table=True):
+    __tablename__ = "region"
+
+    code: str = Field(primary_key=True, max_length=3)
+    name: str = Field(max_length=100)
+
+
+class Departement(SQLModel, table=True):
+    __tablename__ = "departement"
+    __table_args__ = (sa.Index("ix_departement__boundary", "boundary", postgresql_using="gist"),)
+
+    code: str = Field(primary_key=True, max_length=3)
+    name: str = Field(max_length=100)
+    region_code: str = Field(foreign_key="region.code", max_length=3, index=True)
+    seat_commune_code: str = Field(max_length=5)
+    boundary: Any = geometry("MULTIPOLYGON")
+    boundary_simplified: Any = geometry("MULTIPOLYGON")
+
+
+class Collectivite(SQLModel, table=True):
+    """The collectivité that runs child protection (and its CRIP) for a territory."""
+
+    __tablename__ = "collectivite"
+    __table_args__ = (sa.Index("ix_collectivite__boundary", "boundary", postgresql_using="gist"),)
+
+    code: str = Field(primary_key=True, max_length=4)
+    name: str = Field(max_length=150)
+    kind: CollectiviteKind = enum_column(CollectiviteKind)
+    region_code: str = Field(foreign_key="region.code", max_length=3, index=True)
+    seat_commune_code: str = Field(max_length=5)
+    boundary: Any = geometry("MULTIPOLYGON")
+    boundary_simplified: Any = geometry("MULTIPOLYGON")
+
+
+class Commune(SQLModel, table=True):
+    __tablename__ = "commune"
+    __table_args__ = (
+        sa.Index("ix_commune__boundary", "boundary", postgresql_using="gist"),
+        sa.Index("ix_commune__point", "point", postgresql_using="gist"),
+        sa.Index("ix_commune__search_name", "search_name", postgresql_ops={"search_name": "text_pattern_ops"}),
+        sa.Index(
+            "ix_commune__search_name_trgm",
+            "search_name",
+            postgresql_using="gin",
+            postgresql_ops={"search_name": "gin_trgm_ops"},
+        ),
+        sa.Index("ix_commune__postal_codes", "postal_codes", postgresql_using="gin"),
+    )
+
+    code: str = Field(primary_key=True, max_length=5)
+    name: str = Field(max_length=100)
+    # Lower-case, accent-free, punctuation-free form of the name (see geo.names.normalise).
+    search_name: str = Field(max_length=100)
+    departement_code: str = Field(foreign_key="departement.code", max_length=3, index=True)
+    collectivite_code: str = Field(foreign_key="collectivite.code", max_length=4, index=True)
+    population: int | None = None
+    postal_codes: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(ARRAY(sa.String(5)), nullable=False, server_default="{}")
+    )
+    # 4 communes restored in 2025 have neither boundary nor point in the source: they are left out of
+    # spatial lookups (their territory still lies in the commune they were split from).
+    boundary: Any = geometry("MULTIPOLYGON")
+    point: Any = geometry("POINT")
+    point_source: PointSource | None = enum_column(PointSource, default=None, nullable=True)
+
+
+class ReferenceDataset(SQLModel, table=True):
+    """What reference data was loaded, from which source and version: makes seeding idempotent."""
+
+    __tablename__ = "reference_dataset"
+
+    name: str = Field(primary_key=True, max_length=50)
+    source: str = Field(max_length=200)
+    version: str = Field(max_length=50)
+    licence: str = Field(max_length=100)
+    loaded_at: datetime = created_at()

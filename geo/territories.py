@@ -1,0 +1,230 @@
+"""Territory queries. They run on a plain psycopg connection and build their JSON in PostGIS, returned
+as text untouched by Python: these are hot read paths (DESIGN §6).
+
+Resolution: the commune whose boundary covers the point; failing that (a point in a coastline gap
+between commune polygons) the nearest commune within 2 km on the spheroid; otherwise none. Ties
+between overlapping boundaries are broken by INSEE code so the answer is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+from psycopg import AsyncConnection
+
+from .errors import OutsideFrance, UnknownTerritory
+from .names import normalise
+
+NEAREST_COMMUNE_MAX_M = 2000
+
+
+class GeometryDetail(StrEnum):
+    none = "none"
+    simplified = "simplified"
+    full = "full"
+
+
+# The commune a (lon, lat) resolves to, as a LATERAL-able subquery yielding (code, match).
+# UNION ALL + LIMIT 1 stops at the first branch that answers: the nearest-commune search only runs
+# for points outside every boundary. KNN on geometry preselects candidates; the reported order uses
+# the spheroid distance.
+_COMMUNE_AT = f"""
+    (SELECT c.code, 'inside' AS match FROM commune c
+      WHERE ST_Covers(c.boundary, ST_SetSRID(ST_MakePoint({{lon}}, {{lat}}), 4326))
+      ORDER BY c.code LIMIT 1)
+    UNION ALL
+    (SELECT n.code, 'nearest' FROM (
+        SELECT c.code, ST_Distance(c.boundary::geography,
+                                   ST_SetSRID(ST_MakePoint({{lon}}, {{lat}}), 4326)::geography) AS distance
+          FROM commune c WHERE c.boundary IS NOT NULL
+         ORDER BY c.boundary <-> ST_SetSRID(ST_MakePoint({{lon}}, {{lat}}), 4326) LIMIT 8) n
+      WHERE n.distance <= {NEAREST_COMMUNE_MAX_M} ORDER BY n.distance, n.code LIMIT 1)
+    LIMIT 1
+"""
+
+_RESOLUTION_JSON = """
+    json_build_object(
+        'commune', json_build_object('code', c.code, 'name', c.name),
+        'departement', json_build_object('code', d.code, 'name', d.name),
+        'region', json_build_object('code', r.code, 'name', r.name),
+        'collectivite', json_build_object('code', k.code, 'name', k.name),
+        'crip', (SELECT json_build_object('id', o.id, 'name', o.name) FROM organisation o
+                  WHERE o.kind = 'crip' AND o.collectivite_code = k.code),
+        'match', hit.match)
+"""
+
+_RESOLUTION_JOINS = """
+    JOIN commune c ON c.code = hit.code
+    JOIN departement d ON d.code = c.departement_code
+    JOIN region r ON r.code = d.region_code
+    JOIN collectivite k ON k.code = c.collectivite_code
+"""
+
+_RESOLVE_ONE = (
+    f"SELECT {_RESOLUTION_JSON}::text FROM "
+    f"({_COMMUNE_AT.format(lon='%(lon)s::float8', lat='%(lat)s::float8')}) hit {_RESOLUTION_JOINS}"
+)
+
+_RESOLVE_MANY = f"""
+    SELECT coalesce(json_agg(resolved.doc ORDER BY q.i), '[]')::text
+      FROM unnest(%(lons)s::float8[], %(lats)s::float8[]) WITH ORDINALITY AS q(lon, lat, i)
+      LEFT JOIN LATERAL (
+          SELECT {_RESOLUTION_JSON} AS doc
+            FROM ({_COMMUNE_AT.format(lon="q.lon", lat="q.lat")}) hit {_RESOLUTION_JOINS}
+      ) resolved ON true
+"""
+
+
+async def resolve(conn: AsyncConnection, *, lon: float, lat: float) -> str:
+    """JSON text of the territories and CRIP competent for a point; OutsideFrance when none."""
+    row = await (await conn.execute(_RESOLVE_ONE, {"lon": lon, "lat": lat})).fetchone()
+    if row is None:
+        raise OutsideFrance("this point is neither in a French commune nor within 2 km of one")
+    return str(row[0])
+
+
+async def resolve_many(conn: AsyncConnection, points: Sequence[tuple[float, float]]) -> str:
+    """JSON text of an array with one resolution (or null) per (lon, lat), in order."""
+    lons = [lon for lon, _ in points]
+    lats = [lat for _, lat in points]
+    return await _scalar(conn, _RESOLVE_MANY, {"lons": lons, "lats": lats})
+
+
+async def _scalar(conn: AsyncConnection, query: str, params: dict[str, object]) -> str:
+    row = await (await conn.execute(query, params)).fetchone()
+    assert row is not None, "aggregate queries always return one row"
+    return str(row[0])
+
+
+def _geometry_sql(detail: GeometryDetail, alias: str) -> str:
+    if detail is GeometryDetail.none:
+        return "NULL::json"
+    column = "boundary_simplified" if detail is GeometryDetail.simplified else "boundary"
+    return f"ST_AsGeoJSON({alias}.{column}, 6)::json"
+
+
+def _departement_feature(detail: GeometryDetail) -> str:
+    return f"""
+    json_build_object(
+        'type', 'Feature', 'id', d.code, 'geometry', {_geometry_sql(detail, "d")},
+        'properties', json_build_object(
+            'code', d.code, 'name', d.name,
+            'region', json_build_object('code', r.code, 'name', r.name),
+            'seat', json_build_object('code', s.code, 'name', s.name),
+            'collectivites', (SELECT json_agg(json_build_object('code', k.code, 'name', k.name) ORDER BY k.code)
+                                FROM collectivite k
+                               WHERE k.code IN (SELECT DISTINCT collectivite_code FROM commune
+                                                 WHERE departement_code = d.code))))
+    """
+
+
+def _collectivite_feature(detail: GeometryDetail) -> str:
+    return f"""
+    json_build_object(
+        'type', 'Feature', 'id', k.code, 'geometry', {_geometry_sql(detail, "k")},
+        'properties', json_build_object(
+            'code', k.code, 'name', k.name, 'kind', k.kind,
+            'region', json_build_object('code', r.code, 'name', r.name),
+            'seat', json_build_object('code', s.code, 'name', s.name),
+            'departements', (SELECT json_agg(DISTINCT departement_code ORDER BY departement_code)
+                               FROM commune WHERE collectivite_code = k.code),
+            'crip', (SELECT json_build_object('id', o.id, 'name', o.name) FROM organisation o
+                      WHERE o.kind = 'crip' AND o.collectivite_code = k.code)))
+    """
+
+
+_DEPARTEMENT_FROM = """
+    FROM departement d JOIN region r ON r.code = d.region_code JOIN commune s ON s.code = d.seat_commune_code
+"""
+_COLLECTIVITE_FROM = """
+    FROM collectivite k JOIN region r ON r.code = k.region_code JOIN commune s ON s.code = k.seat_commune_code
+"""
+
+
+async def list_departements(
+    conn: AsyncConnection, *, after: str | None, limit: int, detail: GeometryDetail
+) -> list[tuple[str, str]]:
+    """(code, feature JSON) of up to `limit` départements after `after`, by code."""
+    cursor = await conn.execute(
+        f"""SELECT d.code, {_departement_feature(detail)}::text {_DEPARTEMENT_FROM}
+             WHERE %(after)s::text IS NULL OR d.code > %(after)s::text ORDER BY d.code LIMIT %(limit)s""",
+        {"after": after, "limit": limit},
+    )
+    return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+
+async def get_departement(conn: AsyncConnection, code: str, *, detail: GeometryDetail) -> str:
+    cursor = await conn.execute(
+        f"SELECT {_departement_feature(detail)}::text {_DEPARTEMENT_FROM} WHERE d.code = %(code)s::text",
+        {"code": code},
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise UnknownTerritory(f"no département with code {code!r}")
+    return str(row[0])
+
+
+async def list_collectivites(
+    conn: AsyncConnection, *, after: str | None, limit: int, detail: GeometryDetail
+) -> list[tuple[str, str]]:
+    cursor = await conn.execute(
+        f"""SELECT k.code, {_collectivite_feature(detail)}::text {_COLLECTIVITE_FROM}
+             WHERE %(after)s::text IS NULL OR k.code > %(after)s::text ORDER BY k.code LIMIT %(limit)s""",
+        {"after": after, "limit": limit},
+    )
+    return [(row[0], row[1]) for row in await cursor.fetchall()]
+
+
+async def get_collectivite(conn: AsyncConnection, code: str, *, detail: GeometryDetail) -> str:
+    cursor = await conn.execute(
+        f"SELECT {_collectivite_feature(detail)}::text {_COLLECTIVITE_FROM} WHERE k.code = %(code)s::text",
+        {"code": code},
+    )
+    row = await cursor.fetchone()
+    if row is None:
+        raise UnknownTerritory(f"no collectivité with code {code!r}")
+    return str(row[0])
+
+
+_COMMUNE_FROM = """
+    FROM commune c JOIN departement d ON d.code = c.departement_code JOIN collectivite k ON k.code = c.collectivite_code
+"""
+
+_COMMUNE_JSON = """
+    json_build_object(
+        'code', c.code, 'name', c.name, 'postal_codes', c.postal_codes, 'population', c.population,
+        'departement', json_build_object('code', d.code, 'name', d.name),
+        'collectivite', json_build_object('code', k.code, 'name', k.name),
+        'point', ST_AsGeoJSON(c.point, 6)::json)
+"""
+
+
+async def search_communes(conn: AsyncConnection, *, query: str, departement: str | None, limit: int) -> str:
+    """JSON array of communes matching a name (accent- and case-insensitive, word prefixes) or a
+    postal code (exact), best match first, then by population."""
+    if query.isdigit() and len(query) == 5:
+        statement = f"""
+            SELECT coalesce(json_agg(doc ORDER BY pop DESC NULLS LAST, code), '[]')::text FROM (
+                SELECT {_COMMUNE_JSON} AS doc, c.population AS pop, c.code {_COMMUNE_FROM}
+                 WHERE c.postal_codes @> ARRAY[%(q)s::varchar]
+                   AND (%(dep)s::text IS NULL OR c.departement_code = %(dep)s::text)
+                 ORDER BY c.population DESC NULLS LAST, c.code LIMIT %(limit)s) m"""
+        params: dict[str, object] = {"q": query, "dep": departement, "limit": limit}
+    else:
+        name = normalise(query)
+        if not name:
+            return "[]"
+        # The normalised name holds only [a-z0-9 ]: nothing to escape in the LIKE patterns.
+        statement = f"""
+            SELECT coalesce(json_agg(doc ORDER BY exact DESC, prefix DESC, pop DESC NULLS LAST, code), '[]')::text
+              FROM (
+                SELECT {_COMMUNE_JSON} AS doc, c.search_name = %(name)s::text AS exact,
+                       c.search_name LIKE %(prefix)s::text AS prefix, c.population AS pop, c.code {_COMMUNE_FROM}
+                 WHERE (c.search_name LIKE %(prefix)s::text OR c.search_name LIKE %(inner)s::text)
+                   AND (%(dep)s::text IS NULL OR c.departement_code = %(dep)s::text)
+                 ORDER BY c.search_name = %(name)s::text DESC, c.search_name LIKE %(prefix)s::text DESC,
+                          c.population DESC NULLS LAST, c.code
+                 LIMIT %(limit)s) m"""
+        params = {"name": name, "prefix": name + "%", "inner": "% " + name + "%", "dep": departement, "limit": limit}
+    return await _scalar(conn, statement, params)
