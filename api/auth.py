@@ -1,0 +1,64 @@
+"""Authentication and the role policy every /v1 route must declare (deny by default).
+
+A route states who may call it with `Allow(Role.x, ...)`: the dependency authenticates the bearer
+token and rejects other roles with 403. `app.assert_policies` refuses to build an app where a /v1
+route lacks one, and a test enumerates the routes against a checked-in table.
+"""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from directory.access import Principal, Role
+
+from .errors import RoleNotAllowed, Unauthenticated
+from .tokens import InvalidToken, TokenService
+
+# Declares the scheme in OpenAPI (the /docs "Authorize" button); parsing is ours, below, because it
+# must refuse duplicated headers and say why a token was refused.
+_bearer_scheme = HTTPBearer(auto_error=False, bearerFormat="JWT")
+
+
+def _bearer_token(request: Request) -> str:
+    values = request.headers.getlist("authorization")
+    if not values:
+        raise Unauthenticated("a bearer token is required", token_presented=False)
+    if len(values) > 1:
+        raise Unauthenticated("send exactly one Authorization header")
+    scheme, _, token = values[0].partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def authenticate(request: Request) -> Principal:
+    tokens: TokenService = request.app.state.tokens
+    try:
+        return tokens.verify(_bearer_token(request))
+    except InvalidToken as exc:
+        raise Unauthenticated(str(exc)) from exc
+
+
+class Allow:
+    """Dependency: the authenticated principal, provided its role is one of `roles`."""
+
+    def __init__(self, *roles: Role) -> None:
+        if not roles:
+            raise ValueError("a policy names at least one role")
+        self.roles = frozenset(roles)
+
+    async def __call__(
+        self, request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
+    ) -> Principal:
+        principal = authenticate(request)
+        if principal.role not in self.roles:
+            raise RoleNotAllowed(f"the {principal.role} role may not call this operation")
+        return principal
+
+    def __repr__(self) -> str:
+        return f"Allow({', '.join(sorted(self.roles))})"
+
+
+EVERY_ROLE = tuple(Role)
+AnyRole = Annotated[Principal, Depends(Allow(*EVERY_ROLE))]

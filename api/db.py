@@ -1,0 +1,62 @@
+"""Database access: a SQLAlchemy async engine for transactional work, a psycopg pool for hot reads.
+
+Hot read paths (resolve, search, stats) build their JSON in SQL; SQLAlchemy's per-statement overhead
+and the BEGIN/ROLLBACK round trips of a session cost more than the query itself there, so they run
+on autocommit psycopg connections from their own pool (one statement, one round trip). Everything
+that writes goes through an `AsyncSession`, committed explicitly by the route before it returns
+(a yield dependency's exit runs after the response is sent).
+
+Both are created in the app's lifespan: async engines and pools bind to the running event loop.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+def _options(statement_timeout_ms: int) -> str:
+    return f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC"
+
+
+def make_engine(url: str, *, pool_size: int, statement_timeout_ms: int) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        connect_args={"options": _options(statement_timeout_ms), "application_name": "maillage-api"},
+    )
+
+
+def make_reader_pool(url: str, *, size: int, statement_timeout_ms: int) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        url.replace("postgresql+psycopg://", "postgresql://", 1),
+        min_size=size,
+        max_size=size,
+        kwargs={
+            "autocommit": True,
+            "options": _options(statement_timeout_ms),
+            "application_name": "maillage-api-reader",
+        },
+        open=False,
+        name="reader",
+        timeout=5,  # waiting longer for a connection only piles requests up: 503 instead
+    )
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+async def get_reader(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with request.app.state.reader.connection() as conn:
+        yield conn
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReaderDep = Annotated[AsyncConnection, Depends(get_reader)]

@@ -1,0 +1,207 @@
+"""The one table from errors to HTTP statuses, and RFC 9457 problem+json rendering for every error.
+
+Domain packages raise HTTP-free errors carrying a stable `code`; this module alone knows statuses.
+Validation errors name the offending parameter or JSON pointer but never echo the value: inputs can
+be a child's whereabouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg import OperationalError as DriverOperationalError
+from psycopg_pool import PoolTimeout
+from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError as SAOperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from directory import errors as directory_errors
+from geo import errors as geo_errors
+
+PROBLEM_JSON = "application/problem+json"
+
+log = structlog.get_logger()
+
+
+class ApiError(Exception):
+    """Errors that only exist at the HTTP boundary (authentication, limits, malformed requests)."""
+
+    code: ClassVar[str] = "api_error"
+    headers: Mapping[str, str] = {}
+
+    def __init__(self, detail: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if headers:
+            self.headers = headers
+
+
+class Unauthenticated(ApiError):
+    code = "unauthenticated"
+
+    def __init__(self, detail: str, *, token_presented: bool = True) -> None:
+        # RFC 6750 §3: no error attribute when the request carried no token at all.
+        challenge = 'Bearer realm="maillage", error="invalid_token"' if token_presented else 'Bearer realm="maillage"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class RoleNotAllowed(ApiError):
+    code = "forbidden"
+
+
+class InvalidParameter(ApiError):
+    """A parameter that passed type validation but makes no sense (inverted bbox, unknown cursor…)."""
+
+    code = "invalid_request"  # the same code as schema validation errors: "fix this input"
+
+    def __init__(self, name: str, detail: str, *, location: str = "query") -> None:
+        super().__init__(f"{name}: {detail}")
+        self.errors = [{"in": location, "name": name, "message": detail}]
+
+
+STATUS_BY_ERROR: dict[type[Exception], int] = {
+    Unauthenticated: 401,
+    RoleNotAllowed: 403,
+    InvalidParameter: 422,
+    geo_errors.OutsideFrance: 404,
+    geo_errors.UnknownTerritory: 404,
+    directory_errors.NotFound: 404,
+}
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    428: "precondition_required",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, as every error of this API is rendered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_response(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    errors: Sequence[Mapping[str, Any]] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"/problems/{code}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = list(errors)
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
+
+
+def _status_for(exc: Exception) -> int | None:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return None
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    status = _status_for(exc)
+    if status is None:
+        return await _unexpected(request, exc)
+    return problem_response(
+        status,
+        getattr(exc, "code", "error"),
+        getattr(exc, "detail", str(exc)),
+        headers=getattr(exc, "headers", None),
+        errors=getattr(exc, "errors", None),
+    )
+
+
+def _location(loc: Sequence[Any]) -> dict[str, str]:
+    where = str(loc[0]) if loc else "request"
+    rest = [str(part) for part in loc[1:]]
+    if where == "body":
+        return {"in": "body", "pointer": "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in rest)}
+    return {"in": where, "name": ".".join(rest) or where}
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = []
+    for error in exc.errors():
+        entry = _location(error.get("loc", ()))
+        message = str(error.get("msg", "invalid"))
+        if error.get("type") == "json_invalid":
+            message = "the body is not valid JSON"
+        entry["message"] = message
+        errors.append(entry)
+    first = errors[0] if errors else {"message": "invalid request"}
+    where = first.get("name") or first.get("pointer") or "request"
+    return problem_response(422, "invalid_request", f"{where}: {first['message']}", errors=errors)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _CODE_BY_STATUS.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "no such resource"
+    return problem_response(exc.status_code, code, detail, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected_error", path=request.url.path, error_type=type(exc).__name__)
+    return problem_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Statement timeouts, exhausted pools and lost connections are transient: 503 + Retry-After,
+    never a 500 (OWASP API4: the statement timeout is a resource limit)."""
+    log.warning("database_unavailable", path=request.url.path, error_type=type(exc).__name__)
+    return problem_response(
+        503, "unavailable", "the database is busy or unreachable; retry shortly", headers={"Retry-After": "2"}
+    )
+
+
+def install(app: FastAPI) -> None:
+    domain: tuple[type[Exception], ...] = (ApiError, geo_errors.GeoError, directory_errors.DirectoryError)
+    for error_class in domain:
+        app.add_exception_handler(error_class, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    transient: tuple[type[Exception], ...] = (DriverOperationalError, SAOperationalError, PoolTimeout)
+    for error_class in transient:
+        app.add_exception_handler(error_class, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entry documenting the problem+json errors a route may return."""
+    return {
+        status: {"model": Problem, "description": HTTPStatus(status).phrase, "content": {PROBLEM_JSON: {}}}
+        for status in statuses
+    }

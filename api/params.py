@@ -1,0 +1,48 @@
+"""Query parameter and body field types shared by the routes, with the limits of DESIGN §3."""
+
+from typing import Annotated
+
+from fastapi import Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+
+
+def _printable(value: str) -> str:
+    """Reject what PostgreSQL or a log line cannot hold safely: NUL and other control characters,
+    and lone surrogates (valid JSON escapes that are not encodable text)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("the text contains an unpaired surrogate") from exc
+    if any(ord(ch) < 32 and ch not in "\t\n\r" or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise ValueError("the text contains control characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
+
+Latitude = Annotated[
+    float, Query(ge=-90, le=90, allow_inf_nan=False, description="Latitude in decimal degrees (WGS 84).")
+]
+Longitude = Annotated[
+    float, Query(ge=-180, le=180, allow_inf_nan=False, description="Longitude in decimal degrees (WGS 84).")
+]
+DEPARTEMENT_CODE = r"^(?:0[1-9]|1[0-9]|2[1-9AB]|[3-8][0-9]|9[0-5]|97[1-46])$"
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1 to 100).")]
+Cursor = Annotated[
+    Text | None, Query(max_length=512, description="Opaque cursor from the `next` link of a previous page.")
+]
+
+
+class StrictModel(BaseModel):
+    """Request bodies: unknown fields are errors (mass assignment), NaN and Infinity are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=2000)
+
+
+# JSON numbers only: "45" or true is not a coordinate (no silent coercion).
+Number = Annotated[float, Strict()]
+
+
+class PointIn(StrictModel):
+    lat: Number = Field(ge=-90, le=90, description="Latitude in decimal degrees (WGS 84).")
+    lon: Number = Field(ge=-180, le=180, description="Longitude in decimal degrees (WGS 84).")

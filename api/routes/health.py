@@ -1,0 +1,39 @@
+"""Liveness and readiness probes: no authentication, no data."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from psycopg import AsyncConnection
+
+from ..db import get_reader
+from ..errors import problem_response, problem_responses
+from ..migrations_runner import head_revision
+from ..schemas import Health, Readiness
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Readiness, responses=problem_responses(503))
+async def readyz(conn: Annotated[AsyncConnection, Depends(get_reader)]) -> JSONResponse:
+    """The database answers and its schema is at the migration head this code expects."""
+    head = head_revision()
+    try:
+        current = await (await conn.execute("SELECT version_num FROM alembic_version")).fetchone()
+    except Exception:  # noqa: BLE001 - any failure to query the database means "not ready"
+        return problem_response(503, "unavailable", "the database is unreachable", headers={"Retry-After": "5"})
+    version = current[0] if current else None
+    if version != head:
+        return problem_response(
+            503,
+            "unavailable",
+            f"the database schema is at {version}, expected {head}: run the migrations",
+            headers={"Retry-After": "30"},
+        )
+    return JSONResponse({"status": "ready", "migration": head})

@@ -1,0 +1,158 @@
+"""Territories: which commune, département, collectivité and CRIP answer for a place."""
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+
+from geo import territories
+from geo.names import normalise
+from geo.territories import GeometryDetail
+
+from ..auth import AnyRole
+from ..db import ReaderDep
+from ..errors import InvalidParameter, problem_responses
+from ..pagination import next_link
+from ..params import DEPARTEMENT_CODE, Cursor, Latitude, Limit, Longitude, Text
+from ..responses import GEOJSON, GeoJSONText, JSONText, feature_collection
+from ..schemas import (
+    CommuneOut,
+    Resolution,
+    ResolveBatchIn,
+    ResolveBatchOut,
+    TerritoryCollection,
+    TerritoryFeature,
+)
+
+router = APIRouter(prefix="/v1", tags=["territories"])
+
+GeometryParam = Annotated[
+    GeometryDetail,
+    Query(description="`none`, `simplified` (≈100 m, for maps) or `full` (the resolution geometry)."),
+]
+DepartementCode = Annotated[str, Path(pattern=DEPARTEMENT_CODE, description="INSEE code: 01…95, 2A, 2B, 971…976.")]
+CollectiviteCode = Annotated[
+    str, Path(pattern=r"^[0-9]{1,3}[A-Z]{1,2}$", description="COG code: 93D, 69M, 20R, 6AE, 75C, 972R…")
+]
+_GEO: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}}}}
+
+
+@router.get("/territories/resolve", response_model=Resolution, responses=problem_responses(401, 403, 404, 422))
+async def resolve_point(_: AnyRole, conn: ReaderDep, lat: Latitude, lon: Longitude) -> JSONText:
+    """The commune, département, région and collectivité of a point, and the CRIP to alert.
+
+    A point in a gap between commune boundaries (coastline) resolves to the nearest commune within
+    2 km; a point at sea or abroad is a 404 problem. The point is never logged or stored.
+    """
+    return JSONText(await territories.resolve(conn, lon=lon, lat=lat))
+
+
+@router.post("/territories/resolve", response_model=ResolveBatchOut, responses=problem_responses(401, 403, 413, 422))
+async def resolve_points(_: AnyRole, conn: ReaderDep, body: ResolveBatchIn) -> JSONText:
+    """Resolve up to 1,000 points at once; results come back in order, null where outside France."""
+    points = [(point.lon, point.lat) for point in body.points]
+    return JSONText('{"results":' + await territories.resolve_many(conn, points) + "}")
+
+
+def _page(request: Request, scope: str, rows: list[tuple[str, str]], limit: int) -> GeoJSONText:
+    next_url = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_url = next_link(request, request.app.state.cursors.encode(scope, rows[-1][0]))
+    return feature_collection([feature for _, feature in rows], next_url=next_url)
+
+
+def _after(request: Request, scope: str, cursor: str | None) -> str | None:
+    after = request.app.state.cursors.decode(scope, cursor)
+    if after is not None and not isinstance(after, str):
+        raise InvalidParameter("cursor", "malformed cursor")
+    return after
+
+
+@router.get("/departements", response_model=TerritoryCollection, responses={**_GEO, **problem_responses(401, 403, 422)})
+async def list_departements(
+    _: AnyRole,
+    conn: ReaderDep,
+    request: Request,
+    geometry: GeometryParam = GeometryDetail.none,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> GeoJSONText:
+    """The 101 départements as GeoJSON features, by INSEE code, with their collectivité(s)."""
+    after = _after(request, "departements", cursor)
+    rows = await territories.list_departements(conn, after=after, limit=limit + 1, detail=geometry)
+    return _page(request, "departements", rows, limit)
+
+
+@router.get(
+    "/departements/{code}", response_model=TerritoryFeature, responses={**_GEO, **problem_responses(401, 403, 404, 422)}
+)
+async def get_departement(
+    _: AnyRole,
+    conn: ReaderDep,
+    code: DepartementCode,
+    geometry: GeometryParam = GeometryDetail.none,
+) -> GeoJSONText:
+    """One département as a GeoJSON feature."""
+    return GeoJSONText(await territories.get_departement(conn, code, detail=geometry))
+
+
+@router.get(
+    "/collectivites", response_model=TerritoryCollection, responses={**_GEO, **problem_responses(401, 403, 422)}
+)
+async def list_collectivites(
+    _: AnyRole,
+    conn: ReaderDep,
+    request: Request,
+    geometry: GeometryParam = GeometryDetail.none,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> GeoJSONText:
+    """The 100 collectivités that run child protection, each with its départements and CRIP."""
+    after = _after(request, "collectivites", cursor)
+    rows = await territories.list_collectivites(conn, after=after, limit=limit + 1, detail=geometry)
+    return _page(request, "collectivites", rows, limit)
+
+
+@router.get(
+    "/collectivites/{code}",
+    response_model=TerritoryFeature,
+    responses={**_GEO, **problem_responses(401, 403, 404, 422)},
+)
+async def get_collectivite(
+    _: AnyRole,
+    conn: ReaderDep,
+    code: CollectiviteCode,
+    geometry: GeometryParam = GeometryDetail.none,
+) -> GeoJSONText:
+    """One collectivité as a GeoJSON feature, with its départements and CRIP."""
+    return GeoJSONText(await territories.get_collectivite(conn, code, detail=geometry))
+
+
+_POSTAL_CODE = re.compile(r"^[0-9]{5}$")
+
+
+@router.get("/communes", response_model=list[CommuneOut], responses=problem_responses(401, 403, 422))
+async def search_communes(
+    _: AnyRole,
+    conn: ReaderDep,
+    q: Annotated[
+        Text,
+        Query(
+            min_length=2,
+            max_length=100,
+            description="Name (accents and case ignored, 'st' for 'saint') or a 5-digit postal code.",
+        ),
+    ],
+    departement: Annotated[
+        str | None, Query(pattern=DEPARTEMENT_CODE, description="Restrict to one département.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> JSONText:
+    """Commune autocomplete by name or postal code, best match first, then by population."""
+    query = q.strip()
+    if query.isdigit() and not _POSTAL_CODE.match(query):
+        raise InvalidParameter("q", "a postal code has exactly 5 digits")
+    if not normalise(query):
+        raise InvalidParameter("q", "type at least one letter or digit")
+    return JSONText(await territories.search_communes(conn, query=query, departement=departement, limit=limit))
