@@ -1,0 +1,39 @@
+import httpx
+from fastapi import FastAPI
+from psycopg import AsyncConnection
+
+from api.db import get_reader
+from api.migrations_runner import head_revision
+
+
+async def test_healthz_needs_nothing(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+
+
+async def test_readyz_reports_the_migration_head(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "migration": head_revision()}
+
+
+async def test_readyz_is_503_when_the_schema_is_behind(client: httpx.AsyncClient, reader: AsyncConnection) -> None:
+    await reader.execute("UPDATE alembic_version SET version_num = 'older'")
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "older" in response.json()["detail"]
+
+
+async def test_readyz_is_503_when_the_database_fails(app: FastAPI, client: httpx.AsyncClient) -> None:
+    class Broken:
+        async def execute(self, *args: object) -> None:
+            raise OSError("connection refused")
+
+    async def broken():  # type: ignore[no-untyped-def]
+        yield Broken()
+
+    app.dependency_overrides[get_reader] = broken
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["detail"] == "the database is unreachable"

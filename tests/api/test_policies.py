@@ -1,0 +1,97 @@
+"""Deny by default: every /v1 route declares its roles, and the table below is the reviewed policy.
+
+Adding a route without updating POLICY fails here; so does a route whose declared roles differ.
+"""
+
+import httpx
+import pytest
+from fastapi import APIRouter, FastAPI
+
+from api.app import assert_policies, route_policies
+from directory.access import Role
+
+ALL = frozenset(Role)
+PUBLIC = None  # outside /v1: no token, no data
+
+POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/.well-known/jwks.json"): PUBLIC,
+    ("GET", "/v1/territories/resolve"): ALL,
+    ("POST", "/v1/territories/resolve"): ALL,
+    ("GET", "/v1/departements"): ALL,
+    ("GET", "/v1/departements/{code}"): ALL,
+    ("GET", "/v1/collectivites"): ALL,
+    ("GET", "/v1/collectivites/{code}"): ALL,
+    ("GET", "/v1/communes"): ALL,
+}
+
+# A request each route accepts when authorised (path parameters filled in).
+EXAMPLES: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
+    ("GET", "/v1/territories/resolve"): {"url": "/v1/territories/resolve?lat=45.76&lon=4.84"},
+    ("POST", "/v1/territories/resolve"): {
+        "url": "/v1/territories/resolve",
+        "json": {"points": [{"lat": 45, "lon": 2}]},
+    },
+    ("GET", "/v1/departements"): {"url": "/v1/departements"},
+    ("GET", "/v1/departements/{code}"): {"url": "/v1/departements/93"},
+    ("GET", "/v1/collectivites"): {"url": "/v1/collectivites"},
+    ("GET", "/v1/collectivites/{code}"): {"url": "/v1/collectivites/93D"},
+    ("GET", "/v1/communes"): {"url": "/v1/communes?q=paris"},
+}
+
+
+def _documented_routes(app: FastAPI) -> dict[tuple[str, str], frozenset[str] | None]:
+    return {
+        key: roles
+        for key, roles in route_policies(app).items()
+        if key[0] != "HEAD" and not key[1].startswith(("/docs", "/redoc", "/openapi"))
+    }
+
+
+def test_every_route_matches_the_checked_in_policy(app: FastAPI) -> None:
+    assert _documented_routes(app) == POLICY
+
+
+def test_every_v1_route_has_an_example(app: FastAPI) -> None:
+    assert {key for key in POLICY if key[1].startswith("/v1")} == set(EXAMPLES)
+
+
+def test_an_app_with_an_unprotected_v1_route_is_refused() -> None:
+    app = FastAPI()
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/leak")
+    async def leak() -> dict[str, str]:
+        return {"secret": "x"}
+
+    app.include_router(router)
+    with pytest.raises(RuntimeError, match="GET /v1/leak"):
+        assert_policies(app)
+
+
+@pytest.mark.parametrize("key", sorted(EXAMPLES))
+async def test_each_v1_route_refuses_anonymous_callers(client: httpx.AsyncClient, key: tuple[str, str]) -> None:
+    method, _ = key
+    response = await client.request(method, **EXAMPLES[key])
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthenticated"
+
+
+@pytest.mark.parametrize("key", sorted(EXAMPLES))
+@pytest.mark.parametrize("role", list(Role))
+async def test_each_v1_route_applies_its_policy_per_role(
+    client: httpx.AsyncClient,
+    auth,
+    key: tuple[str, str],  # type: ignore[no-untyped-def]
+    role: Role,
+) -> None:
+    method, _ = key
+    response = await client.request(method, headers=auth(role), **EXAMPLES[key])
+    allowed = POLICY[key]
+    assert allowed is not None
+    if role in allowed:
+        assert response.status_code == 200, response.text
+    else:
+        assert response.status_code == 403
+        assert response.json()["code"] == "forbidden"

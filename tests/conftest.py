@@ -1,0 +1,142 @@
+"""Fixtures: a real PostGIS (the project's managed cluster), the app driven in-process over ASGI, and
+tokens signed by the app's own key store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from psycopg import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection as SAConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from api.app import create_app
+from api.cluster import Cluster
+from api.db import get_reader, get_session
+from api.settings import REPO_ROOT, Settings
+from directory.access import Role
+from tests.database import create_test_database, ensure_template
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Cluster:
+    cluster = Cluster(REPO_ROOT / "var")
+    cluster.start()
+    ensure_template(cluster)
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def database_url(cluster: Cluster) -> Iterator[str]:
+    name = create_test_database(cluster)
+    yield cluster.url(name)
+    cluster.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    var = tmp_path_factory.mktemp("var")
+    return Settings(database_url=database_url, var_dir=var, keys_dir=var / "keys")
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url, pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[SAConnection]:
+    """One connection per test, inside a transaction that is always rolled back."""
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        yield conn
+        await transaction.rollback()
+
+
+@pytest.fixture
+async def session(connection: SAConnection) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    ) as session:
+        yield session
+
+
+@pytest.fixture
+async def reader(connection: SAConnection) -> AsyncConnection:
+    """The hot-path connection, here the test's own: it sees what the test wrote."""
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="session")
+def base_app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def app(base_app: FastAPI, session: AsyncSession, reader: AsyncConnection) -> Iterator[FastAPI]:
+    """The app, its database dependencies bound to this test's rolled-back transaction."""
+
+    async def _session() -> AsyncIterator[AsyncSession]:
+        yield session
+
+    async def _reader() -> AsyncIterator[AsyncConnection]:
+        yield reader
+
+    base_app.dependency_overrides[get_session] = _session
+    base_app.dependency_overrides[get_reader] = _reader
+    yield base_app
+    base_app.dependency_overrides.clear()
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://maillage.test") as client:
+        yield client
+
+
+class Tokens:
+    def __init__(self, app: FastAPI) -> None:
+        self._service = app.state.tokens
+
+    def __call__(
+        self,
+        role: Role | str,
+        *,
+        org: uuid.UUID | None = None,
+        collectivite: str | None = None,
+        ttl: int | None = None,
+        subject: str = "test-user",
+    ) -> dict[str, str]:
+        """Authorization headers for a caller of this role."""
+        role = Role(role)
+        if role is Role.partner and org is None:
+            org = uuid.uuid4()
+        if role is Role.department and collectivite is None:
+            collectivite = "93D"
+        token = self._service.issue(
+            subject=subject, role=role, organisation_id=org, collectivite_code=collectivite, ttl=ttl
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def auth(app: FastAPI) -> Tokens:
+    return Tokens(app)
+
+
+@pytest.fixture
+def specialist(auth: Tokens) -> dict[str, str]:
+    return auth("specialist")
+
+
+def data_path(name: str) -> Path:
+    return Path(__file__).parent / "data" / name
