@@ -1,0 +1,1 @@
+"""HTTP and composition root: app factory, settings, auth, errors, routes, migrations, CLI."""

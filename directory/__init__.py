@@ -1,0 +1,1 @@
+"""The domain: organisations, services, cases, handoffs, statistics. No HTTP, no settings."""

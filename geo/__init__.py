@@ -1,0 +1,1 @@
+"""Territories and geometry: the leaf package, importing nothing of ours."""
