@@ -20,7 +20,7 @@ from .errors import install as install_error_handlers
 from .logs import configure_logging
 from .middleware import BodySizeLimit, RequestContext
 from .pagination import Cursors
-from .routes import health, territories, wellknown
+from .routes import health, organisations, services, territories, wellknown
 from .settings import Settings
 from .tokens import KeyStore, TokenService
 
@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = build_token_service(settings)
     app.state.cursors = Cursors(load_or_create_secret(settings.secrets_path / "cursor-key"))
     install_error_handlers(app)
-    for router in (health.router, wellknown.router, territories.router):
+    for router in (health.router, wellknown.router, territories.router, services.router, organisations.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)

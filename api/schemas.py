@@ -74,3 +74,105 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready"]
     migration: str
+
+
+class SpecialismOut(BaseModel):
+    slug: str
+    label_fr: str
+    label_en: str
+    data_inclusion: str | None = Field(description="Closest data·inclusion thématique, when one exists.")
+
+
+class Taxonomy(BaseModel):
+    version: str
+    items: list[SpecialismOut]
+
+
+class OrganisationRef(BaseModel):
+    id: uuid.UUID
+    name: str
+    kind: str
+
+
+class ServiceProperties(BaseModel):
+    name: str
+    organisation: OrganisationRef
+    specialisms: list[str]
+    audiences: list[str]
+    age_min: int | None
+    age_max: int | None
+    genders: list[str]
+    languages: list[str]
+    channels: list[str]
+    distance_m: int | None = Field(description="Metres on the spheroid; rounded to the km for confidential locations.")
+    covers: bool = Field(description="The service's area covers the searched place.")
+    location_precision: Literal["exact", "commune"] | None
+    commune: CodeName | None
+    address: str | None
+    front_door: dict[str, str | None] | None = Field(description="Contact of a confidential location.")
+    contact: dict[str, str | None]
+    open_now: bool | None = Field(description="null when the hours are unknown.")
+    next_opening: str | None
+    status: Literal["active", "temporarily_closed", "suspended"]
+    closure: dict[str, Any] | None
+    capacity: dict[str, Any] | None
+    last_verified_at: str | None
+    stale: bool = Field(description="Not verified for 180 days.")
+    demo: bool
+
+
+class ServiceFeature(BaseModel):
+    type: Literal["Feature"]
+    id: uuid.UUID
+    geometry: dict[str, Any] | None
+    properties: ServiceProperties
+
+
+class EmptyReason(BaseModel):
+    code: Literal["nothing_in_range", "filtered_out"]
+    candidates: int
+    filters: list[dict[str, Any]] | None = None
+    detail: str
+
+
+class ServiceCollection(BaseModel):
+    type: Literal["FeatureCollection"]
+    features: list[ServiceFeature]
+    links: list[Link]
+    empty_reason: EmptyReason | None
+
+
+class OrganisationOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    kind: str
+    description: str | None
+    website: str | None
+    email: str | None
+    phone: str | None
+    identifiers: dict[str, str | None]
+    collectives: list[str]
+    collectivite: CodeName | None
+    seat: CodeName | None
+    verification: Literal["unverified", "verified"]
+    verified_at: str | None
+    deactivated_at: str | None
+    demo: bool
+
+
+class ServiceSummary(BaseModel):
+    id: uuid.UUID
+    name: str
+    specialisms: list[str]
+    status: str
+    demo: bool
+
+
+class OrganisationDetail(OrganisationOut):
+    services: list[ServiceSummary]
+    contact_state: Literal["verified", "unverified", "missing"] | None = None
+
+
+class OrganisationList(BaseModel):
+    items: list[OrganisationOut]
+    links: list[dict[str, str]]

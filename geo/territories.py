@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from psycopg import AsyncConnection
 
+from .codes import commune_of
 from .errors import OutsideFrance, UnknownTerritory
 from .names import normalise
 
@@ -228,3 +229,27 @@ async def search_communes(conn: AsyncConnection, *, query: str, departement: str
                  LIMIT %(limit)s) m"""
         params = {"name": name, "prefix": name + "%", "inner": "% " + name + "%", "dep": departement, "limit": limit}
     return await _scalar(conn, statement, params)
+
+
+async def commune_point(conn: AsyncConnection, code: str) -> tuple[float, float] | None:
+    """(lon, lat) of a commune (an arrondissement code counts for its commune), or None if unknown."""
+    row = await (
+        await conn.execute(
+            "SELECT ST_X(point), ST_Y(point) FROM commune WHERE code = %(code)s::text AND point IS NOT NULL",
+            {"code": commune_of(code)},
+        )
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+async def postal_code_point(conn: AsyncConnection, postal_code: str) -> tuple[float, float] | None:
+    """(lon, lat) of the most populous commune served by a postal code, or None if unknown."""
+    row = await (
+        await conn.execute(
+            """SELECT ST_X(point), ST_Y(point) FROM commune
+            WHERE postal_codes @> ARRAY[%(code)s::varchar] AND point IS NOT NULL
+            ORDER BY population DESC NULLS LAST, code LIMIT 1""",
+            {"code": postal_code},
+        )
+    ).fetchone()
+    return (row[0], row[1]) if row else None

@@ -16,7 +16,8 @@ from psycopg import sql
 from api.cluster import Cluster
 from api.migrations_runner import upgrade
 from api.settings import REPO_ROOT
-from directory.seeding import seed_crips
+from directory.seeding import seed_collective, seed_crips, seed_specialisms
+from geo.calendars import load_public_holidays
 from geo.loading import VERSION as TERRITORIES_VERSION
 from geo.loading import load_territories
 
@@ -35,7 +36,11 @@ def fingerprint() -> str:
     digest = hashlib.sha256(TERRITORIES_VERSION.encode())
     for entry in _FINGERPRINTED:
         path = REPO_ROOT / entry
-        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+        for file in (
+            sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".py", ".csv"))
+            if path.is_dir()
+            else [path]
+        ):
             digest.update(file.relative_to(REPO_ROOT).as_posix().encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
@@ -59,7 +64,10 @@ def ensure_template(cluster: Cluster) -> None:
     upgrade(url)
     with psycopg.connect(plain(url)) as conn:
         load_territories(conn)
+        load_public_holidays(conn)
+        seed_specialisms(conn)
         seed_crips(conn)
+        seed_collective(conn, REPO_ROOT / "seeds")
     with psycopg.connect(plain(cluster.url("postgres")), autocommit=True) as conn:
         conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(TEMPLATE), sql.Literal(wanted)))
 

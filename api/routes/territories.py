@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 
+from directory import organisations
 from geo import territories
 from geo.names import normalise
 from geo.territories import GeometryDetail
@@ -17,6 +18,7 @@ from ..params import DEPARTEMENT_CODE, Cursor, Latitude, Limit, Longitude, Text
 from ..responses import GEOJSON, GeoJSONText, JSONText, feature_collection
 from ..schemas import (
     CommuneOut,
+    OrganisationDetail,
     Resolution,
     ResolveBatchIn,
     ResolveBatchOut,
@@ -127,6 +129,14 @@ async def get_collectivite(
 ) -> GeoJSONText:
     """One collectivité as a GeoJSON feature, with its départements and CRIP."""
     return GeoJSONText(await territories.get_collectivite(conn, code, detail=geometry))
+
+
+@router.get(
+    "/collectivites/{code}/crip", response_model=OrganisationDetail, responses=problem_responses(401, 403, 404, 422)
+)
+async def get_crip(_: AnyRole, conn: ReaderDep, code: CollectiviteCode) -> JSONText:
+    """The CRIP to alert for this collectivité, with the state of its contact details."""
+    return JSONText(await organisations.crip_of(conn, code))
 
 
 _POSTAL_CODE = re.compile(r"^[0-9]{5}$")

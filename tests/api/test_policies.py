@@ -6,6 +6,7 @@ Adding a route without updating POLICY fails here; so does a route whose declare
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from psycopg import AsyncConnection
 
 from api.app import assert_policies, route_policies
 from directory.access import Role
@@ -24,6 +25,12 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/v1/collectivites"): ALL,
     ("GET", "/v1/collectivites/{code}"): ALL,
     ("GET", "/v1/communes"): ALL,
+    ("GET", "/v1/collectivites/{code}/crip"): ALL,
+    ("GET", "/v1/services/search"): ALL,
+    ("GET", "/v1/services/{service_id}"): ALL,
+    ("GET", "/v1/organisations"): ALL,
+    ("GET", "/v1/organisations/{organisation_id}"): ALL,
+    ("GET", "/v1/specialisms"): ALL,
 }
 
 # A request each route accepts when authorised (path parameters filled in).
@@ -38,6 +45,12 @@ EXAMPLES: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
     ("GET", "/v1/collectivites"): {"url": "/v1/collectivites"},
     ("GET", "/v1/collectivites/{code}"): {"url": "/v1/collectivites/93D"},
     ("GET", "/v1/communes"): {"url": "/v1/communes?q=paris"},
+    ("GET", "/v1/collectivites/{code}/crip"): {"url": "/v1/collectivites/93D/crip"},
+    ("GET", "/v1/services/search"): {"url": "/v1/services/search?commune=93008"},
+    ("GET", "/v1/services/{service_id}"): {"url": "/v1/services/{crip_service}"},
+    ("GET", "/v1/organisations"): {"url": "/v1/organisations"},
+    ("GET", "/v1/organisations/{organisation_id}"): {"url": "/v1/organisations/{crip}"},
+    ("GET", "/v1/specialisms"): {"url": "/v1/specialisms"},
 }
 
 
@@ -70,10 +83,30 @@ def test_an_app_with_an_unprotected_v1_route_is_refused() -> None:
         assert_policies(app)
 
 
+@pytest.fixture
+async def ids(reader: AsyncConnection) -> dict[str, str]:
+    """Ids the example requests refer to: the CRIP of 93D and its service."""
+    row = await (
+        await reader.execute(
+            "SELECT o.id, s.id FROM organisation o JOIN service s ON s.organisation_id = o.id "
+            "WHERE o.seed_key = 'crip:93D'"
+        )
+    ).fetchone()
+    return {"crip": str(row[0]), "crip_service": str(row[1])}
+
+
+def _example(key: tuple[str, str], ids: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    example = dict(EXAMPLES[key])
+    example["url"] = example["url"].format(**ids)
+    return example
+
+
 @pytest.mark.parametrize("key", sorted(EXAMPLES))
-async def test_each_v1_route_refuses_anonymous_callers(client: httpx.AsyncClient, key: tuple[str, str]) -> None:
+async def test_each_v1_route_refuses_anonymous_callers(
+    client: httpx.AsyncClient, key: tuple[str, str], ids: dict[str, str]
+) -> None:
     method, _ = key
-    response = await client.request(method, **EXAMPLES[key])
+    response = await client.request(method, **_example(key, ids))
     assert response.status_code == 401
     assert response.json()["code"] == "unauthenticated"
 
@@ -85,9 +118,10 @@ async def test_each_v1_route_applies_its_policy_per_role(
     auth,
     key: tuple[str, str],  # type: ignore[no-untyped-def]
     role: Role,
+    ids: dict[str, str],
 ) -> None:
     method, _ = key
-    response = await client.request(method, headers=auth(role), **EXAMPLES[key])
+    response = await client.request(method, headers=auth(role), **_example(key, ids))
     allowed = POLICY[key]
     assert allowed is not None
     if role in allowed:

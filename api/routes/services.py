@@ -1,0 +1,188 @@
+"""Services: search near a place for a need, and read one service."""
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from directory import search, services
+from directory.models import Audience, Channel, Gender
+from directory.taxonomy import SLUGS
+from geo import territories
+
+from ..auth import AnyRole
+from ..db import ReaderDep
+from ..errors import InvalidParameter, problem_responses
+from ..pagination import next_link
+from ..params import LATITUDE, LONGITUDE, Cursor, Limit, Text
+from ..responses import GEOJSON, GeoJSONText, feature_collection
+from ..schemas import ServiceCollection, ServiceFeature
+
+router = APIRouter(prefix="/v1", tags=["services"])
+
+MAX_RADIUS_KM = 200
+MAX_BBOX_DEGREES = 10
+_GEO: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}}}}
+
+
+def _bbox(value: str) -> search.BBox:
+    parts = value.split(",")
+    if len(parts) != 4:
+        raise InvalidParameter("bbox", "expected minLon,minLat,maxLon,maxLat")
+    try:
+        min_lon, min_lat, max_lon, max_lat = (float(part) for part in parts)
+    except ValueError as exc:
+        raise InvalidParameter("bbox", "expected four decimal numbers") from exc
+    if not all(-180 <= x <= 180 for x in (min_lon, max_lon)) or not all(-90 <= y <= 90 for y in (min_lat, max_lat)):
+        raise InvalidParameter("bbox", "coordinates must be finite longitudes (±180) and latitudes (±90)")
+    if min_lon >= max_lon or min_lat >= max_lat:
+        raise InvalidParameter("bbox", "the box is inverted or empty: minLon < maxLon and minLat < maxLat")
+    if max_lon - min_lon > MAX_BBOX_DEGREES or max_lat - min_lat > MAX_BBOX_DEGREES:
+        raise InvalidParameter("bbox", f"the box may span at most {MAX_BBOX_DEGREES} degrees each way")
+    return search.BBox(min_lon, min_lat, max_lon, max_lat)
+
+
+async def _origin(
+    conn: ReaderDep, lat: float | None, lon: float | None, commune: str | None, postal_code: str | None
+) -> search.Point | None:
+    if (lat is None) != (lon is None):
+        raise InvalidParameter("lon" if lon is None else "lat", "lat and lon go together")
+    if commune is not None:
+        point = await territories.commune_point(conn, commune)
+        if point is None:
+            raise InvalidParameter("commune", "no commune with this INSEE code")
+        return search.Point(*point)
+    if postal_code is not None:
+        point = await territories.postal_code_point(conn, postal_code)
+        if point is None:
+            raise InvalidParameter("postal_code", "no commune with this postal code")
+        return search.Point(*point)
+    if lat is not None and lon is not None:
+        return search.Point(lon=lon, lat=lat)
+    return None
+
+
+def _fingerprint(request: Request) -> str:
+    """The list a cursor belongs to: the same query minus its page parameters."""
+    items = sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "limit"))
+    return "services/search:" + hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+
+
+async def search_query(
+    request: Request,
+    conn: ReaderDep,
+    principal: AnyRole,
+    lat: Annotated[float | None, LATITUDE] = None,
+    lon: Annotated[float | None, LONGITUDE] = None,
+    commune: Annotated[str | None, Query(pattern=r"^[0-9][0-9AB][0-9]{3}$", description="Origin: INSEE code.")] = None,
+    postal_code: Annotated[str | None, Query(pattern=r"^[0-9]{5}$", description="Origin: postal code.")] = None,
+    bbox: Annotated[
+        str | None, Query(max_length=100, description="minLon,minLat,maxLon,maxLat instead of an origin (≤ 10°).")
+    ] = None,
+    radius_km: Annotated[float, Query(gt=0, le=MAX_RADIUS_KM, allow_inf_nan=False)] = 30,
+    specialism: Annotated[list[str] | None, Query(max_length=16, description="Specialism slug; repeatable.")] = None,
+    match: Annotated[Literal["any", "all"], Query(description="Whether a service needs any or all of them.")] = "any",
+    audience: Audience | None = None,
+    age: Annotated[int | None, Query(ge=0, le=99, description="The child's age in years.")] = None,
+    gender: Gender | None = None,
+    language: Annotated[
+        str | None, Query(pattern=r"^[a-z]{2,3}$", description="ISO 639 code, e.g. fr, en, ro.")
+    ] = None,
+    channel: Channel | None = None,
+    open_now: Annotated[bool, Query(description="Only services open now (in their own time zone).")] = False,
+    open_at: Annotated[
+        datetime | None, Query(description="Only services open at this ISO 8601 time (with offset).")
+    ] = None,
+    available: Annotated[bool, Query(description="Exclude services whose capacity is full.")] = False,
+    collective: Annotated[str | None, Query(pattern=r"^[a-z0-9-]{2,64}$")] = None,
+    q: Annotated[
+        Text | None, Query(min_length=2, max_length=200, description="Full text, French, accents ignored.")
+    ] = None,
+    include_covering: Annotated[
+        bool, Query(description="Also services located farther whose area covers the origin.")
+    ] = True,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> search.Query:
+    modes = [
+        name
+        for name, given in (
+            ("lat/lon", lat is not None or lon is not None),
+            ("commune", commune),
+            ("postal_code", postal_code),
+            ("bbox", bbox),
+        )
+        if given
+    ]
+    if len(modes) != 1:
+        raise InvalidParameter(
+            "lat",
+            "give exactly one origin: lat and lon, commune, postal_code, or bbox"
+            + (f" (got {', '.join(modes)})" if modes else ""),
+        )
+    unknown = sorted(set(specialism or ()) - SLUGS)
+    if unknown:
+        raise InvalidParameter("specialism", f"unknown specialism {unknown[0]!r}: see /v1/specialisms")
+    if open_now and open_at is not None:
+        raise InvalidParameter("open_at", "use open_now or open_at, not both")
+    if open_at is not None and open_at.tzinfo is None:
+        raise InvalidParameter("open_at", "give a time zone offset, e.g. 2026-12-24T22:00:00+01:00")
+    box = _bbox(bbox) if bbox is not None else None
+    origin = await _origin(conn, lat, lon, commune, postal_code)
+    after = request.app.state.cursors.decode(_fingerprint(request), cursor)
+    if after is not None and (not isinstance(after, list) or len(after) != (1 if box else 3)):
+        raise InvalidParameter("cursor", "malformed cursor")
+    filters = search.Filters(
+        specialisms=tuple(sorted(set(specialism or ()))),
+        match_all=match == "all",
+        audience=audience,
+        age=age,
+        gender=gender,
+        language=language,
+        channel=channel,
+        open_at=datetime.now(UTC) if open_now else open_at,
+        available=available,
+        collective=collective,
+        text=q.strip() if q else None,
+    )
+    return search.Query(
+        viewer=principal,
+        origin=origin,
+        bbox=box,
+        radius_m=radius_km * 1000,
+        include_covering=include_covering,
+        filters=filters,
+        limit=limit,
+        after=tuple(after) if after else None,
+    )
+
+
+@router.get(
+    "/services/search", response_model=ServiceCollection, responses={**_GEO, **problem_responses(401, 403, 422)}
+)
+async def search_services(
+    request: Request, conn: ReaderDep, query: Annotated[search.Query, Depends(search_query)]
+) -> GeoJSONText:
+    """Services near a place (lat/lon, commune or postal code) or in a bounding box, for a need.
+
+    Sorted by distance — services located farther whose area covers the place at their real
+    distance, flagged `covers` — then fresh before stale. Confidential locations (safe houses) are
+    shown at their commune with a front-door contact, and their distance is rounded to the
+    kilometre, unless you may see them. An empty page says why in `empty_reason`.
+    """
+    page = await search.search(conn, query, now=datetime.now(UTC))
+    next_url = None
+    if page.last_key is not None:
+        next_url = next_link(request, request.app.state.cursors.encode(_fingerprint(request), list(page.last_key)))
+    return feature_collection(page.features, next_url=next_url, extra={"empty_reason": page.empty_reason})
+
+
+@router.get(
+    "/services/{service_id}", response_model=ServiceFeature, responses={**_GEO, **problem_responses(401, 403, 404, 422)}
+)
+async def get_service(conn: ReaderDep, principal: AnyRole, service_id: Annotated[uuid.UUID, Path()]) -> GeoJSONText:
+    """One service with its location (subject to confidentiality), areas, hours and capacity."""
+    return GeoJSONText(await services.get(conn, service_id, viewer=principal, now=datetime.now(UTC)))

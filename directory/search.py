@@ -1,0 +1,298 @@
+"""Service search: near a place (or in a bounding box), for a need, now — without exposing a safe house.
+
+Confidentiality is enforced in SQL, for every caller alike:
+- every spatial filter and ordering uses `location.public_point` (the commune's point for a
+  confidential location), so no combination of radius, bbox or cursor can narrow a safe house
+  down further than its commune;
+- the exact point, address and metre distance are returned only to those allowed to see them
+  (`_VISIBLE`); everyone else gets the commune point, a front-door contact and a distance rounded to
+  the kilometre, computed from the commune point.
+
+The whole page, GeoJSON included, is built by PostgreSQL (DESIGN §6): Python only assembles SQL
+from allow-listed fragments and passes parameters.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from .access import Principal, Role
+
+STALE_AFTER_DAYS = 180
+
+
+@dataclass(frozen=True)
+class Point:
+    lon: float
+    lat: float
+
+
+@dataclass(frozen=True)
+class BBox:
+    min_lon: float
+    min_lat: float
+    max_lon: float
+    max_lat: float
+
+
+@dataclass(frozen=True)
+class Filters:
+    specialisms: tuple[str, ...] = ()
+    match_all: bool = False
+    audience: str | None = None
+    age: int | None = None
+    gender: str | None = None
+    language: str | None = None
+    channel: str | None = None
+    open_at: datetime | None = None
+    available: bool = False
+    collective: str | None = None
+    text: str | None = None
+
+    def active(self) -> list[tuple[str, str]]:
+        """(public name, SQL condition) of each filter in use, in a stable order."""
+        conditions = []
+        if self.specialisms:
+            operator = "@>" if self.match_all else "&&"
+            conditions.append(("specialism", f"s.specialisms {operator} %(specialisms)s::varchar[]"))
+        if self.audience:
+            conditions.append(("audience", "%(audience)s = ANY(s.audiences)"))
+        if self.age is not None:
+            conditions.append(
+                ("age", "(s.age_min IS NULL OR s.age_min <= %(age)s) AND (s.age_max IS NULL OR s.age_max >= %(age)s)")
+            )
+        if self.gender:
+            # No genders listed means no restriction; languages, channels and audiences left empty are
+            # unknown, and unknown does not match a filter.
+            conditions.append(("gender", "(cardinality(s.genders) = 0 OR %(gender)s = ANY(s.genders))"))
+        if self.language:
+            conditions.append(("language", "%(language)s = ANY(s.languages)"))
+        if self.channel:
+            conditions.append(("channel", "%(channel)s = ANY(s.channels)"))
+        if self.open_at is not None:
+            conditions.append(("open", f"{_OPEN_AT} IS TRUE"))
+        if self.available:
+            conditions.append(("available", "s.capacity IS DISTINCT FROM 'full'"))
+        if self.collective:
+            conditions.append(("collective", "%(collective)s = ANY(o.collectives)"))
+        if self.text:
+            conditions.append(("q", "s.search_vector @@ websearch_to_tsquery('public.french_unaccent', %(q)s)"))
+        return conditions
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "specialisms": list(self.specialisms),
+            "audience": self.audience,
+            "age": self.age,
+            "gender": self.gender,
+            "language": self.language,
+            "channel": self.channel,
+            "at": self.open_at,
+            "collective": self.collective,
+            "q": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class Query:
+    viewer: Principal
+    origin: Point | None = None
+    bbox: BBox | None = None
+    radius_m: float = 30_000
+    include_covering: bool = True
+    filters: Filters = field(default_factory=Filters)
+    limit: int = 20
+    # Keyset position: (sort distance, stale, id) for an origin search, (id,) for a bbox.
+    after: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    features: list[str]
+    last_key: tuple[Any, ...] | None  # set when there is a next page
+    empty_reason: dict[str, Any] | None
+
+
+# A service with what its feature shows: organisation, location, commune, and the département whose
+# time zone and holidays its hours follow (the organisation's seat when it has no location).
+JOINS = """
+    JOIN organisation o ON o.id = s.organisation_id
+    LEFT JOIN location l ON l.id = s.location_id AND l.archived_at IS NULL
+    LEFT JOIN commune lc ON lc.code = coalesce(l.commune_code, o.seat_commune_code)
+    LEFT JOIN departement d ON d.code = lc.departement_code
+"""
+_FROM = "FROM service s " + JOINS
+_BASE = "s.archived_at IS NULL AND s.status <> 'suspended' AND o.deactivated_at IS NULL"
+_TZ = "coalesce(d.timezone, 'Europe/Paris'), coalesce(d.holiday_zone, 'FR')"
+_OPEN_AT = f"service_is_open(s.schedule, s.status, s.closed_from, s.closed_until, {_TZ}, %(at)s)"
+_OPEN_NOW = f"service_is_open(s.schedule, s.status, s.closed_from, s.closed_until, {_TZ}, %(now)s)"
+_NEXT = f"service_next_opening(s.schedule, s.status, s.closed_from, s.closed_until, {_TZ}, %(now)s)"
+_ORIGIN = "ST_SetSRID(ST_MakePoint(%(lon)s::float8, %(lat)s::float8), 4326)"
+_ENVELOPE = "ST_MakeEnvelope(%(min_lon)s, %(min_lat)s, %(max_lon)s, %(max_lat)s, 4326)"
+# Who may see a confidential location's exact point and address: its own organisation. (Specialists
+# with an open handoff to one of its services join them with the care-pathway work.)
+# Never NULL: three-valued logic must not turn "not visible" into "unknown".
+_VISIBLE = "(l.visibility = 'public' OR coalesce(l.organisation_id = %(viewer_org)s::uuid, false))"
+_STALE = f"(s.last_verified_at IS NULL OR s.last_verified_at < %(now)s - interval '{STALE_AFTER_DAYS} days')"
+
+
+def _distance_sql() -> str:
+    exact = f"ST_Distance(l.point::geography, {_ORIGIN}::geography)"
+    coarse = f"round(ST_Distance(l.public_point::geography, {_ORIGIN}::geography) / 1000) * 1000"
+    return f"CASE WHEN l.id IS NULL THEN NULL WHEN {_VISIBLE} THEN round({exact}) ELSE {coarse} END"
+
+
+def feature_sql(*, with_origin: bool) -> str:
+    """One service as a GeoJSON Feature, confidentiality applied for the viewer."""
+    distance = "sort.distance" if with_origin else "NULL::float8"
+    covers = f"(s.covers_national OR coalesce(ST_Covers(s.coverage, {_ORIGIN}), false))" if with_origin else "false"
+    return f"""
+    json_build_object(
+        'type', 'Feature',
+        'id', s.id,
+        'geometry', CASE WHEN l.id IS NULL THEN NULL
+                         ELSE ST_AsGeoJSON(CASE WHEN {_VISIBLE} THEN l.point ELSE l.public_point END, 6)::json END,
+        'properties', json_build_object(
+            'name', s.name,
+            'organisation', json_build_object('id', o.id, 'name', o.name, 'kind', o.kind),
+            'specialisms', s.specialisms,
+            'audiences', s.audiences, 'age_min', s.age_min, 'age_max', s.age_max, 'genders', s.genders,
+            'languages', s.languages, 'channels', s.channels,
+            'distance_m', {distance}::bigint,
+            'covers', {covers},
+            'location_precision', CASE WHEN l.id IS NULL THEN NULL
+                                       WHEN {_VISIBLE} THEN l.point_precision ELSE 'commune' END,
+            'commune', CASE WHEN lc.code IS NULL THEN NULL ELSE json_build_object('code', lc.code, 'name', lc.name) END,
+            'address', CASE WHEN l.id IS NOT NULL AND {_VISIBLE} THEN l.address END,
+            'front_door', CASE WHEN l.visibility = 'confidential' AND NOT {_VISIBLE}
+                               THEN json_build_object('phone', l.front_door_phone, 'email', l.front_door_email) END,
+            'contact', json_build_object('phone', s.phone, 'email', s.email, 'website', s.website),
+            'open_now', {_OPEN_NOW},
+            'next_opening', {_NEXT},
+            'status', s.status,
+            'closure', CASE WHEN s.status = 'temporarily_closed' THEN json_build_object(
+                'from', s.closed_from, 'until', s.closed_until, 'message', s.closure_message) END,
+            'capacity', CASE WHEN s.capacity IS NULL THEN NULL ELSE json_build_object(
+                'state', s.capacity, 'places', s.capacity_places, 'as_of', s.capacity_as_of) END,
+            'last_verified_at', s.last_verified_at,
+            'stale', {_STALE},
+            'demo', s.demo))
+    """
+
+
+def _geographic_branches(query: Query) -> list[str]:
+    """Candidate ids, each branch able to use its own index; UNION removes duplicates."""
+    if query.bbox is not None:
+        return [
+            f"SELECT s.id {_FROM} WHERE l.public_point && {_ENVELOPE} AND ST_Intersects(l.public_point, {_ENVELOPE})"
+        ]
+    branches = [f"SELECT s.id {_FROM} WHERE ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s)"]
+    if query.include_covering:
+        branches.append(f"SELECT s.id {_FROM} WHERE s.covers_national")
+        branches.append(f"SELECT s.id {_FROM} WHERE ST_Covers(s.coverage, {_ORIGIN})")
+    return branches
+
+
+def viewer_params(viewer: Principal) -> dict[str, Any]:
+    """The parameters _VISIBLE reads: who is looking."""
+    return {"viewer_org": viewer.organisation_id if viewer.role is Role.partner else None}
+
+
+def _params(query: Query, now: datetime) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        **query.filters.params(),
+        **viewer_params(query.viewer),
+        "now": now,
+        "radius": query.radius_m,
+        "limit": query.limit + 1,
+    }
+    if query.origin:
+        params.update(lon=query.origin.lon, lat=query.origin.lat)
+    if query.bbox:
+        params.update(
+            min_lon=query.bbox.min_lon,
+            min_lat=query.bbox.min_lat,
+            max_lon=query.bbox.max_lon,
+            max_lat=query.bbox.max_lat,
+        )
+    return params
+
+
+async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
+    filters = query.filters.active()
+    where = " AND ".join([_BASE, *(condition for _, condition in filters)])
+    candidates = " UNION ".join(f"({branch} AND {where})" for branch in _geographic_branches(query))
+    params = _params(query, now)
+    if query.origin is not None:
+        # Services with no location sort last (distance = infinity), then stale after fresh, then id.
+        sort = f"""SELECT coalesce(x.distance, 'Infinity') AS key, x.distance, x.stale
+                     FROM (SELECT ({_distance_sql()})::float8 AS distance, {_STALE} AS stale) x"""
+        keyset = "(sort.key, sort.stale, s.id) > (%(after_key)s::float8, %(after_stale)s::boolean, %(after_id)s::uuid)"
+        order = "sort.key, sort.stale, s.id"
+        key_columns = "sort.key, sort.stale, s.id"
+        if query.after:
+            params.update(after_key=query.after[0], after_stale=query.after[1], after_id=query.after[2])
+    else:
+        sort = "SELECT NULL::float8 AS key"
+        keyset = "s.id > %(after_id)s::uuid"
+        order = key_columns = "s.id"
+        if query.after:
+            params.update(after_id=query.after[0])
+    statement = f"""
+        WITH candidate AS ({candidates})
+        SELECT {feature_sql(with_origin=query.origin is not None)}::text, {key_columns}
+          FROM candidate c JOIN service s ON s.id = c.id {JOINS}
+          CROSS JOIN LATERAL ({sort}) sort
+         WHERE {keyset if query.after else "true"}
+         ORDER BY {order}
+         LIMIT %(limit)s
+    """
+    rows = await (await conn.execute(statement, params)).fetchall()
+    has_next = len(rows) > query.limit
+    rows = rows[: query.limit]
+    last_key = _key(rows[-1][1:]) if has_next and rows else None
+    empty_reason = None
+    if not rows and query.after is None:
+        empty_reason = await _explain_empty(conn, query, filters, params)
+    return Page(features=[row[0] for row in rows], last_key=last_key, empty_reason=empty_reason)
+
+
+def _key(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(str(value) if isinstance(value, uuid.UUID) else value for value in values)
+
+
+async def _explain_empty(
+    conn: AsyncConnection, query: Query, filters: list[tuple[str, str]], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Say why nothing came back, so a specialist can relax the right filter."""
+    candidates = " UNION ".join(f"({branch} AND {_BASE})" for branch in _geographic_branches(query))
+    counts = ", ".join(f"count(*) FILTER (WHERE {condition})" for _, condition in filters) or "0"
+    row = await (
+        await conn.execute(
+            f"""WITH candidate AS ({candidates})
+            SELECT count(*), {counts}
+              FROM candidate c JOIN service s ON s.id = c.id {JOINS}""",
+            params,
+        )
+    ).fetchone()
+    assert row is not None
+    total = int(row[0])
+    if total == 0:
+        scope = "in this area" if query.bbox else f"within {query.radius_m / 1000:g} km"
+        covering = " or covering this place" if query.origin and query.include_covering else ""
+        return {
+            "code": "nothing_in_range",
+            "candidates": 0,
+            "detail": f"no listed service {scope}{covering}: widen the radius or the area",
+        }
+    per_filter = [{"name": name, "matching": int(count)} for (name, _), count in zip(filters, row[1:], strict=True)]
+    blocking = [str(f["name"]) for f in per_filter if f["matching"] == 0]
+    detail = f"{total} services are in range but none passes every filter; " + (
+        f"none matches {', '.join(blocking)}" if blocking else "no single filter excludes them all: relax one"
+    )
+    return {"code": "filtered_out", "candidates": total, "filters": per_filter, "detail": detail}
