@@ -13,14 +13,15 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from .auth import Allow
+from .auth import Allow, Public
 from .cluster import Cluster
 from .db import make_engine, make_reader_pool
 from .errors import install as install_error_handlers
 from .logs import configure_logging
 from .middleware import BodySizeLimit, RequestContext
 from .pagination import Cursors
-from .routes import health, organisations, services, territories, wellknown
+from .ratelimit import RateLimiter
+from .routes import clients, health, listings, organisations, services, territories, wellknown
 from .settings import Settings
 from .tokens import KeyStore, TokenService
 
@@ -42,9 +43,9 @@ def load_or_create_secret(path: Path, *, size: int = 32) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def _policy_of(dependant: Dependant) -> Allow | None:
+def _policy_of(dependant: Dependant) -> Allow | Public | None:
     for dependency in dependant.dependencies:
-        if isinstance(dependency.call, Allow):
+        if isinstance(dependency.call, Allow | Public):
             return dependency.call
         found = _policy_of(dependency)
         if found:
@@ -53,7 +54,8 @@ def _policy_of(dependant: Dependant) -> Allow | None:
 
 
 def route_policies(app: FastAPI) -> dict[tuple[str, str], frozenset[str] | None]:
-    """(method, path) → the roles allowed, or None when the route declares no policy."""
+    """(method, path) → the roles allowed (empty for a declared public route), or None when the route
+    declares no policy."""
     table: dict[tuple[str, str], frozenset[str] | None] = {}
     for context in iter_route_contexts(app.routes):
         if isinstance(context.original_route, APIRoute):
@@ -119,8 +121,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.tokens = build_token_service(settings)
     app.state.cursors = Cursors(load_or_create_secret(settings.secrets_path / "cursor-key"))
+    app.state.write_limiter = RateLimiter(settings.writes_per_minute, scope="write")
+    app.state.token_limiter = RateLimiter(settings.token_requests_per_minute, scope="token")
     install_error_handlers(app)
-    for router in (health.router, wellknown.router, territories.router, services.router, organisations.router):
+    for router in (
+        health.router,
+        wellknown.router,
+        territories.router,
+        services.router,
+        organisations.router,
+        listings.router,
+        clients.router,
+    ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)

@@ -10,8 +10,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from directory import clients
 from directory.access import Principal, Role
 
+from .db import ReaderDep
 from .errors import RoleNotAllowed, Unauthenticated
 from .tokens import InvalidToken, TokenService
 
@@ -58,6 +60,33 @@ class Allow:
 
     def __repr__(self) -> str:
         return f"Allow({', '.join(sorted(self.roles))})"
+
+
+class AllowWrites(Allow):
+    """A policy for listing writes: the roles, plus a per-subject rate limit, plus a live check that
+    an API client has not been revoked since its token was issued."""
+
+    async def __call__(  # type: ignore[override]
+        self,
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+        conn: ReaderDep,
+    ) -> Principal:
+        principal = await super().__call__(request, _)
+        if principal.client_id is not None and not await clients.is_active(conn, principal.client_id):
+            raise Unauthenticated("this API client has been revoked")
+        await request.app.state.write_limiter.hit(principal.subject)
+        return principal
+
+
+class Public:
+    """Marks a deliberately unauthenticated /v1 route (the OAuth token endpoint), so the deny-by-default
+    check can tell it from a forgotten policy."""
+
+    roles: frozenset[str] = frozenset()
+
+    async def __call__(self) -> None:
+        return None
 
 
 EVERY_ROLE = tuple(Role)

@@ -2,23 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
 
 import psycopg
+import structlog
 import typer
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from directory.access import Role
+from directory.errors import DirectoryError
+from directory.models import ApiClient
 
 from .cluster import Cluster, ClusterError
+from .db import make_engine
 from .settings import REPO_ROOT, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="The project-managed local PostGIS cluster.")
 tokens_app = typer.Typer(no_args_is_help=True, help="Access tokens signed with the local key.")
+clients_app = typer.Typer(no_args_is_help=True, help="API clients of partner systems (OAuth client credentials).")
+listings_app = typer.Typer(no_args_is_help=True, help="Listing upkeep.")
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(clients_app, name="clients")
+app.add_typer(listings_app, name="listings")
 
+T = TypeVar("T")
+log = structlog.get_logger()
 DATABASE = "maillage"
 OPENAPI_PATH = REPO_ROOT / "openapi" / "openapi.json"
 SEEDS_DIR = REPO_ROOT / "seeds"
@@ -156,6 +170,119 @@ def tokens_issue(
     except (ValueError, InvalidToken) as exc:
         _fail(str(exc))
     typer.echo(token)
+
+
+# --- API clients ------------------------------------------------------------------------------
+
+
+def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one committed transaction on the application database."""
+
+    async def run() -> T:
+        engine = make_engine(database_url(_settings()), pool_size=1, statement_timeout_ms=60_000)
+        try:
+            async with AsyncSession(engine, expire_on_commit=False) as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _print_client(client: ApiClient, secret: str | None = None) -> None:
+    typer.echo(f"client_id:     {client.id}")
+    typer.echo(f"name:          {client.name}")
+    typer.echo(
+        f"role:          {client.role}"
+        + (
+            f" (organisation {client.organisation_id})"
+            if client.organisation_id
+            else f" (collectivité {client.collectivite_code})"
+            if client.collectivite_code
+            else ""
+        )
+    )
+    if client.revoked_at:
+        typer.echo(f"revoked_at:    {client.revoked_at.isoformat()}")
+    if secret:
+        typer.echo(f"client_secret: {secret}")
+        typer.secho("The secret is shown once: store it now (only its hash is kept).", fg=typer.colors.YELLOW)
+
+
+@clients_app.command("create")
+def clients_create(
+    role: Annotated[Role, typer.Option(help="partner (with --org), department (with --collectivite)…")],
+    org: Annotated[uuid.UUID | None, typer.Option(help="The partner's organisation id.")] = None,
+    collectivite: Annotated[str | None, typer.Option(help="The department's collectivité, e.g. 93D.")] = None,
+    name: Annotated[str, typer.Option(help="What the client is, for the humans reading the list.")] = "partner system",
+) -> None:
+    """Register an API client and print its id and secret (once)."""
+    from directory import clients
+
+    try:
+        issued = _in_session(
+            lambda s: clients.create(s, name=name, role=role, organisation_id=org, collectivite_code=collectivite)
+        )
+    except DirectoryError as exc:
+        _fail(exc.detail)
+    _print_client(issued.client, issued.secret)
+
+
+@clients_app.command("list")
+def clients_list(org: Annotated[uuid.UUID | None, typer.Option(help="Only this organisation's.")] = None) -> None:
+    """List API clients (never their secrets)."""
+    from directory import clients
+
+    for client in _in_session(lambda s: clients.list_(s, organisation_id=org)):
+        state = "revoked" if client.revoked_at else "active"
+        typer.echo(
+            f"{client.id}  {state:8} {client.role:11} {client.organisation_id or client.collectivite_code or ''}"
+            f"  {client.name}"
+        )
+
+
+@clients_app.command("rotate")
+def clients_rotate(client_id: uuid.UUID) -> None:
+    """Issue a new secret; the old one stops working at once."""
+    from directory import clients
+
+    try:
+        issued = _in_session(lambda s: clients.rotate(s, client_id))
+    except DirectoryError as exc:
+        _fail(exc.detail)
+    _print_client(issued.client, issued.secret)
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: uuid.UUID) -> None:
+    """Revoke a client: no new tokens, and its current tokens can no longer write."""
+    from directory import clients
+
+    try:
+        client = _in_session(lambda s: clients.revoke(s, client_id))
+    except DirectoryError as exc:
+        _fail(exc.detail)
+    _print_client(client)
+
+
+@listings_app.command("remind")
+def listings_remind(
+    within_days: Annotated[int, typer.Option(help="Also listings falling due within this many days.")] = 0,
+) -> None:
+    """Remind every organisation with listings due for re-verification (stale after 180 days)."""
+    from directory import history
+
+    async def due(session: AsyncSession) -> list[tuple[uuid.UUID, int]]:
+        raw = await (await session.connection()).get_raw_connection()
+        conn: psycopg.AsyncConnection = raw.driver_connection  # type: ignore[assignment]
+        return await history.organisations_with_due_listings(conn, now=datetime.now(UTC), within_days=within_days)
+
+    rows = _in_session(due)
+    for organisation_id, count in rows:
+        log.info("listing.verification_due", organisation_id=str(organisation_id), listings=count)
+    typer.echo(f"{len(rows)} organisations have listings due for re-verification")
 
 
 # --- API --------------------------------------------------------------------------------------

@@ -65,10 +65,22 @@ class InvalidParameter(ApiError):
         self.errors = [{"in": location, "name": name, "message": detail}]
 
 
+class PreconditionRequired(ApiError):
+    code = "precondition_required"
+
+
+class RateLimited(ApiError):
+    code = "rate_limited"
+
+
 STATUS_BY_ERROR: dict[type[Exception], int] = {
     Unauthenticated: 401,
     RoleNotAllowed: 403,
     InvalidParameter: 422,
+    PreconditionRequired: 428,
+    RateLimited: 429,
+    directory_errors.StaleVersion: 412,
+    directory_errors.InvalidListing: 422,
     geo_errors.OutsideFrance: 404,
     geo_errors.UnknownTerritory: 404,
     directory_errors.NotFound: 404,
@@ -110,6 +122,7 @@ def problem_response(
     *,
     headers: Mapping[str, str] | None = None,
     errors: Sequence[Mapping[str, Any]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"/problems/{code}",
@@ -120,6 +133,7 @@ def problem_response(
     }
     if errors:
         body["errors"] = list(errors)
+    body.update(extra or {})
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
 
 

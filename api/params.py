@@ -3,22 +3,9 @@
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
-
-def _printable(value: str) -> str:
-    """Reject what PostgreSQL or a log line cannot hold safely: NUL and other control characters,
-    and lone surrogates (valid JSON escapes that are not encodable text)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("the text contains an unpaired surrogate") from exc
-    if any(ord(ch) < 32 and ch not in "\t\n\r" or 0x7F <= ord(ch) < 0xA0 for ch in value):
-        raise ValueError("the text contains control characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_printable)]
+from directory.schemas import Text
 
 LATITUDE = Query(ge=-90, le=90, allow_inf_nan=False, description="Latitude in decimal degrees (WGS 84).")
 LONGITUDE = Query(ge=-180, le=180, allow_inf_nan=False, description="Longitude in decimal degrees (WGS 84).")

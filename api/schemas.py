@@ -2,6 +2,7 @@
 let tests validate what the SQL produced."""
 
 import uuid
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -176,3 +177,92 @@ class OrganisationDetail(OrganisationOut):
 class OrganisationList(BaseModel):
     items: list[OrganisationOut]
     links: list[dict[str, str]]
+
+
+class LocationOut(BaseModel):
+    id: uuid.UUID
+    organisation_id: uuid.UUID
+    name: str | None
+    address: str | None = Field(description="Only for the location's own organisation when confidential.")
+    commune: CodeName
+    point: dict[str, Any] = Field(
+        description="GeoJSON Point; the commune's point for a confidential location "
+        "seen by anyone but its organisation."
+    )
+    location_precision: Literal["exact", "commune"]
+    visibility: Literal["public", "confidential"]
+    front_door: dict[str, str | None]
+    archived_at: str | None
+    version: int
+
+
+class AreaOut(BaseModel):
+    id: uuid.UUID
+    service_id: uuid.UUID
+    communes: list[str]
+    departements: list[str]
+    collectivites: list[str]
+    regions: list[str]
+    radius_km: float | None
+    national: bool
+    archived_at: str | None
+    version: int
+
+
+class Revision(BaseModel):
+    id: int
+    at: str
+    entity: Literal["organisation", "service", "location", "service_area"]
+    entity_id: uuid.UUID
+    action: str
+    changes: dict[str, dict[str, Any]] = Field(description="field → {old, new}")
+    actor: dict[str, Any]
+
+
+class HistoryPage(BaseModel):
+    items: list[Revision]
+    links: list[dict[str, str]]
+
+
+class FreshnessItem(BaseModel):
+    service_id: uuid.UUID
+    name: str
+    last_verified_at: str | None
+    due_at: str | None
+    stale: bool
+
+
+class Freshness(BaseModel):
+    organisation_id: uuid.UUID
+    stale_after_days: int
+    within_days: int
+    items: list[FreshnessItem]
+
+
+class ClientOut(BaseModel):
+    client_id: uuid.UUID
+    name: str
+    role: str
+    organisation_id: uuid.UUID | None
+    collectivite_code: str | None
+    created_at: datetime
+    rotated_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class ClientSecret(ClientOut):
+    client_secret: str = Field(description="Shown once: store it now; only its hash is kept.")
+
+
+class ClientCreate(StrictModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["partner", "department", "specialist", "admin"]
+    organisation_id: uuid.UUID | None = None
+    collectivite_code: str | None = Field(default=None, pattern=r"^[0-9]{1,3}[A-Z]{1,2}$")
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     # Resource limits (OWASP API4).
     max_body_bytes: int = 256 * 1024
     statement_timeout_ms: int = 5000
+    writes_per_minute: int = Field(default=120, ge=1)
+    token_requests_per_minute: int = Field(default=30, ge=1)
     db_pool_size: int = 10
 
     log_json: bool = False

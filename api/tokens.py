@@ -118,6 +118,7 @@ class TokenService:
         role: Role,
         organisation_id: uuid.UUID | None = None,
         collectivite_code: str | None = None,
+        client_id: uuid.UUID | None = None,
         ttl: int | None = None,
         now: float | None = None,
     ) -> str:
@@ -139,6 +140,8 @@ class TokenService:
             claims["org"] = str(organisation_id)
         if collectivite_code is not None:
             claims["collectivite"] = collectivite_code
+        if client_id is not None:
+            claims["client_id"] = str(client_id)  # RFC 9068 §2.2
         _check_role_claims(claims)
         key = self.keys.signing_key
         return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": TOKEN_TYPE})
@@ -220,8 +223,16 @@ def _check_role_claims(claims: dict[str, Any]) -> Principal:
         not isinstance(collectivite, str) or not _COLLECTIVITE_CODE.fullmatch(collectivite)
     ):
         raise InvalidToken("the collectivite claim must be a collectivité code such as 93D or 69M")
+    client_id = None
+    if "client_id" in claims:
+        try:
+            client_id = uuid.UUID(str(claims["client_id"]))
+        except ValueError as exc:
+            raise InvalidToken("the client_id claim must be a UUID") from exc
     if role is Role.partner and organisation_id is None:
         raise InvalidToken("a partner token needs an org claim")
     if role is Role.department and collectivite is None:
         raise InvalidToken("a department token needs a collectivite claim")
-    return Principal(subject=subject, role=role, organisation_id=organisation_id, collectivite_code=collectivite)
+    return Principal(
+        subject=subject, role=role, organisation_id=organisation_id, collectivite_code=collectivite, client_id=client_id
+    )

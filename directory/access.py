@@ -18,3 +18,5 @@ class Principal:
     role: Role
     organisation_id: uuid.UUID | None = None
     collectivite_code: str | None = None
+    # Set when the token came from an API client (client-credentials grant): writes re-check it.
+    client_id: uuid.UUID | None = None

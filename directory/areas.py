@@ -10,6 +10,15 @@ The SQL uses psycopg's %(name)s parameters: it runs as is on a psycopg connectio
 through SQLAlchemy's exec_driver_sql (API writes).
 """
 
+from __future__ import annotations
+
+import uuid
+
+from psycopg import AsyncConnection
+
+from .access import Principal, Role
+from .errors import NotFound
+
 _AREAS = """
 UPDATE service_area a SET area = (
     SELECT ST_Multi(ST_Union(part)) FROM (
@@ -35,3 +44,25 @@ UPDATE service s SET
 
 # Run in this order, with {"service_ids": [...]}, after changing areas or a service's location.
 REFRESH = (_AREAS, _COVERAGE)
+
+
+async def get(conn: AsyncConnection, area_id: uuid.UUID, *, viewer: Principal) -> tuple[str, int]:
+    """(JSON, version) of a service area its viewer manages."""
+    row = await (
+        await conn.execute(
+            """SELECT json_build_object('id', a.id, 'service_id', a.service_id, 'communes', a.communes,
+                                    'departements', a.departements, 'collectivites', a.collectivites,
+                                    'regions', a.regions, 'radius_km', a.radius_km, 'national', a.national,
+                                    'archived_at', a.archived_at, 'version', a.version)::text, a.version
+             FROM service_area a JOIN service s ON s.id = a.service_id
+            WHERE a.id = %(id)s AND (%(admin)s OR s.organisation_id = %(own)s::uuid)""",
+            {
+                "id": area_id,
+                "admin": viewer.role is Role.admin,
+                "own": viewer.organisation_id if viewer.role is Role.partner else None,
+            },
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such service area")
+    return str(row[0]), int(row[1])

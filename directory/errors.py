@@ -15,3 +15,19 @@ class NotFound(DirectoryError):
     """Missing, or outside the caller's scope: the two are deliberately indistinguishable."""
 
     code = "not_found"
+
+
+class StaleVersion(DirectoryError):
+    """The row changed since the version the caller read (If-Match no longer matches)."""
+
+    code = "stale_version"
+
+
+class InvalidListing(DirectoryError):
+    """Input that is well-formed but contradicts the data (a point outside France, an unknown code…)."""
+
+    code = "invalid_request"
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}")
+        self.errors = [{"in": "body", "pointer": f"/{field}", "message": detail}]

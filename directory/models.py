@@ -12,6 +12,8 @@ from sqlmodel import Field, SQLModel
 
 from geo.models import created_at, enum_column, geometry
 
+from .access import Role
+
 
 class OrganisationKind(StrEnum):
     crip = "crip"
@@ -26,6 +28,11 @@ class OrganisationKind(StrEnum):
 class Verification(StrEnum):
     unverified = "unverified"
     verified = "verified"
+
+
+def version_column() -> Any:
+    """Row version for optimistic concurrency: the ETag, checked by a conditional UPDATE."""
+    return Field(default=1, sa_column_kwargs={"server_default": "1", "nullable": False})
 
 
 def updated_at() -> Any:
@@ -71,6 +78,7 @@ class Organisation(SQLModel, table=True):
     demo: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     # Natural key of seeded rows ("crip:93D", "collective:acpe"), so re-seeding updates, never duplicates.
     seed_key: str | None = Field(default=None, max_length=80, unique=True)
+    version: int = version_column()
     created_at: datetime = created_at()
     updated_at: datetime = updated_at()
 
@@ -168,6 +176,7 @@ class Location(SQLModel, table=True):
     demo: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     seed_key: str | None = Field(default=None, max_length=80, unique=True)
     archived_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    version: int = version_column()
     created_at: datetime = created_at()
     updated_at: datetime = updated_at()
 
@@ -233,6 +242,7 @@ class Service(SQLModel, table=True):
     demo: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     seed_key: str | None = Field(default=None, max_length=80, unique=True)
     archived_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    version: int = version_column()
     created_at: datetime = created_at()
     updated_at: datetime = updated_at()
 
@@ -252,4 +262,57 @@ class ServiceArea(SQLModel, table=True):
     national: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     area: Any = geometry("MULTIPOLYGON")
     archived_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    version: int = version_column()
     created_at: datetime = created_at()
+
+
+class ApiClient(SQLModel, table=True):
+    """A partner system's OAuth 2.0 client (client-credentials grant). The secret is kept only as an
+    argon2 hash; revoking stops new tokens at once, and writes re-check the client."""
+
+    __tablename__ = "api_client"
+    __table_args__ = (
+        sa.CheckConstraint("role <> 'partner' OR organisation_id IS NOT NULL", name="partner_has_organisation"),
+        sa.CheckConstraint("role <> 'department' OR collectivite_code IS NOT NULL", name="department_has_collectivite"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=200)
+    role: Role = enum_column(Role)
+    organisation_id: uuid.UUID | None = Field(default=None, foreign_key="organisation.id", index=True)
+    collectivite_code: str | None = Field(default=None, foreign_key="collectivite.code", max_length=4)
+    secret_hash: str = Field(max_length=200)
+    created_at: datetime = created_at()
+    rotated_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    last_used_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class Entity(StrEnum):
+    organisation = "organisation"
+    service = "service"
+    location = "location"
+    service_area = "service_area"
+
+
+class ListingRevision(SQLModel, table=True):
+    """Append-only history of listing changes: who (client, organisation, role), when, which fields,
+    old and new values."""
+
+    __tablename__ = "listing_revision"
+    __table_args__ = (sa.Index("ix_listing_revision__service_id_at", "service_id", "at"),)
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
+    entity: Entity = enum_column(Entity)
+    entity_id: uuid.UUID = Field(index=True)
+    # The service a change belongs to (itself, or the service of an area), to list a service's history.
+    service_id: uuid.UUID | None = None
+    organisation_id: uuid.UUID = Field(index=True)
+    action: str = Field(max_length=32)
+    changes: dict[str, Any] = Field(sa_column=sa.Column(JSONB, nullable=False))
+    actor_subject: str = Field(max_length=200)
+    actor_role: Role = enum_column(Role)
+    actor_client_id: uuid.UUID | None = None
+    actor_organisation_id: uuid.UUID | None = None
+    request_id: str | None = Field(default=None, max_length=64)
+    at: datetime = created_at()

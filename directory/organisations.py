@@ -1,14 +1,19 @@
-"""Reading organisations. JSON is built in SQL from plain columns."""
+"""Organisations: reads (JSON built in SQL from plain columns) and admin writes."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from . import listings
 from .access import Principal, Role
-from .errors import NotFound
+from .errors import InvalidListing, NotFound
+from .models import Entity, ListingRevision, Organisation, OrganisationKind
+from .schemas import OrganisationCreate, OrganisationPatch, VerificationUpdate
 
 _ORGANISATION_JSON = """
     json_build_object(
@@ -67,18 +72,19 @@ async def list_(
     return [(row[0], row[1], row[2]) for row in rows]
 
 
-async def get(conn: AsyncConnection, organisation_id: uuid.UUID, *, viewer: Principal) -> str:
-    """An organisation with its current services."""
+async def get(conn: AsyncConnection, organisation_id: uuid.UUID, *, viewer: Principal) -> tuple[str, int]:
+    """(JSON, version) of an organisation with its current services."""
     row = await (
         await conn.execute(
-            f"""SELECT (({_ORGANISATION_JSON})::jsonb || jsonb_build_object('services', {_SERVICES_JSON}))::text
+            f"""SELECT (({_ORGANISATION_JSON})::jsonb || jsonb_build_object('services', {_SERVICES_JSON}))::text,
+                       o.version
               FROM organisation o WHERE o.id = %(id)s AND (o.deactivated_at IS NULL OR %(admin)s)""",
             {"id": organisation_id, "admin": viewer.role is Role.admin},
         )
     ).fetchone()
     if row is None:
         raise NotFound("no such organisation")
-    return str(row[0])
+    return str(row[0]), int(row[1])
 
 
 async def crip_of(conn: AsyncConnection, collectivite_code: str) -> str:
@@ -97,3 +103,144 @@ async def crip_of(conn: AsyncConnection, collectivite_code: str) -> str:
     if row is None:
         raise NotFound(f"no CRIP for collectivité {collectivite_code!r}")
     return str(row[0])
+
+
+# --- writes (admins) ---------------------------------------------------------------------------
+
+
+async def _check_territory(session: AsyncSession, field: str, table: str, code: str | None) -> None:
+    if code is None:
+        return
+    found = (await listings.sql(session, f"SELECT 1 FROM {table} WHERE code = :code", {"code": code})).first()
+    if found is None:
+        raise InvalidListing(field, f"unknown code {code!r}")
+
+
+def _values(data: OrganisationCreate | OrganisationPatch, fields: set[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for field in fields:
+        value = getattr(data, field)
+        if field in ("website", "email") and value is not None:
+            value = str(value)
+        if field == "collectives" and value is None:
+            value = []
+        values[field] = value
+    return values
+
+
+async def create(
+    session: AsyncSession, data: OrganisationCreate, *, actor: Principal, request_id: str | None
+) -> Organisation:
+    await _check_territory(session, "collectivite_code", "collectivite", data.collectivite_code)
+    await _check_territory(session, "seat_commune_code", "commune", data.seat_commune_code)
+    if data.kind == OrganisationKind.crip:
+        raise InvalidListing("kind", "CRIPs are seeded, one per collectivité")
+    values = _values(data, set(data.model_fields_set | {"name", "kind"}))
+    organisation = Organisation(**values)
+    session.add(organisation)
+    await session.flush()
+    session.add(
+        ListingRevision(
+            entity=Entity.organisation,
+            entity_id=organisation.id,
+            organisation_id=organisation.id,
+            action="create",
+            changes={k: {"old": None, "new": v if not hasattr(v, "value") else v.value} for k, v in values.items()},
+            actor_subject=actor.subject,
+            actor_role=actor.role,
+            actor_client_id=actor.client_id,
+            actor_organisation_id=actor.organisation_id,
+            request_id=request_id,
+        )
+    )
+    await session.flush()
+    await session.refresh(organisation)
+    return organisation
+
+
+async def _admin_load(session: AsyncSession, organisation_id: uuid.UUID) -> Organisation:
+    organisation = await session.get(Organisation, organisation_id)
+    if organisation is None:
+        raise NotFound("no such organisation")
+    return organisation
+
+
+async def update(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    patch: OrganisationPatch,
+    *,
+    expected_version: set[int] | None,
+    actor: Principal,
+    request_id: str | None,
+) -> Organisation:
+    organisation = await _admin_load(session, organisation_id)
+    given = set(patch.model_fields_set)
+    for required in ("name", "kind"):
+        if required in given and getattr(patch, required) is None:
+            raise InvalidListing(required, "cannot be cleared")
+    if patch.kind == OrganisationKind.crip or (organisation.kind == OrganisationKind.crip and "kind" in given):
+        raise InvalidListing("kind", "CRIPs are seeded, one per collectivité")
+    await _check_territory(session, "collectivite_code", "collectivite", patch.collectivite_code)
+    await _check_territory(session, "seat_commune_code", "commune", patch.seat_commune_code)
+    await listings.update_row(
+        session,
+        organisation,
+        expected_version=expected_version,
+        values=_values(patch, given),
+        entity=Entity.organisation,
+        organisation_id=organisation.id,
+        service_id=None,
+        action="update",
+        actor=actor,
+        request_id=request_id,
+    )
+    return organisation
+
+
+async def deactivate(
+    session: AsyncSession, organisation_id: uuid.UUID, *, actor: Principal, request_id: str | None
+) -> Organisation:
+    """Takes the organisation and its listings out of search; its clients can no longer get tokens."""
+    organisation = await _admin_load(session, organisation_id)
+    if organisation.deactivated_at is None:
+        await listings.update_row(
+            session,
+            organisation,
+            expected_version=None,
+            values={"deactivated_at": datetime.now(UTC)},
+            entity=Entity.organisation,
+            organisation_id=organisation.id,
+            service_id=None,
+            action="deactivate",
+            actor=actor,
+            request_id=request_id,
+        )
+    return organisation
+
+
+async def set_verification(
+    session: AsyncSession,
+    organisation_id: uuid.UUID,
+    data: VerificationUpdate,
+    *,
+    actor: Principal,
+    request_id: str | None,
+) -> Organisation:
+    """Record that the organisation (and, e.g., its membership of the collective) was checked."""
+    organisation = await _admin_load(session, organisation_id)
+    verified = data.state == "verified"
+    await listings.update_row(
+        session,
+        organisation,
+        expected_version=None,
+        values={"verification": data.state, "verified_at": datetime.now(UTC) if verified else None},
+        entity=Entity.organisation,
+        organisation_id=organisation.id,
+        service_id=None,
+        action="verification",
+        actor=actor,
+        request_id=request_id,
+        always=True,
+    )
+    return organisation

@@ -5,7 +5,7 @@ Confidentiality is enforced in SQL, for every caller alike:
   confidential location), so no combination of radius, bbox or cursor can narrow a safe house
   down further than its commune;
 - the exact point, address and metre distance are returned only to those allowed to see them
-  (`_VISIBLE`); everyone else gets the commune point, a front-door contact and a distance rounded to
+  (`VISIBLE`); everyone else gets the commune point, a front-door contact and a distance rounded to
   the kilometre, computed from the commune point.
 
 The whole page, GeoJSON included, is built by PostgreSQL (DESIGN §6): Python only assembles SQL
@@ -137,14 +137,14 @@ _ENVELOPE = "ST_MakeEnvelope(%(min_lon)s, %(min_lat)s, %(max_lon)s, %(max_lat)s,
 # Who may see a confidential location's exact point and address: its own organisation. (Specialists
 # with an open handoff to one of its services join them with the care-pathway work.)
 # Never NULL: three-valued logic must not turn "not visible" into "unknown".
-_VISIBLE = "(l.visibility = 'public' OR coalesce(l.organisation_id = %(viewer_org)s::uuid, false))"
+VISIBLE = "(l.visibility = 'public' OR coalesce(l.organisation_id = %(viewer_org)s::uuid, false))"
 _STALE = f"(s.last_verified_at IS NULL OR s.last_verified_at < %(now)s - interval '{STALE_AFTER_DAYS} days')"
 
 
 def _distance_sql() -> str:
     exact = f"ST_Distance(l.point::geography, {_ORIGIN}::geography)"
     coarse = f"round(ST_Distance(l.public_point::geography, {_ORIGIN}::geography) / 1000) * 1000"
-    return f"CASE WHEN l.id IS NULL THEN NULL WHEN {_VISIBLE} THEN round({exact}) ELSE {coarse} END"
+    return f"CASE WHEN l.id IS NULL THEN NULL WHEN {VISIBLE} THEN round({exact}) ELSE {coarse} END"
 
 
 def feature_sql(*, with_origin: bool) -> str:
@@ -156,7 +156,7 @@ def feature_sql(*, with_origin: bool) -> str:
         'type', 'Feature',
         'id', s.id,
         'geometry', CASE WHEN l.id IS NULL THEN NULL
-                         ELSE ST_AsGeoJSON(CASE WHEN {_VISIBLE} THEN l.point ELSE l.public_point END, 6)::json END,
+                         ELSE ST_AsGeoJSON(CASE WHEN {VISIBLE} THEN l.point ELSE l.public_point END, 6)::json END,
         'properties', json_build_object(
             'name', s.name,
             'organisation', json_build_object('id', o.id, 'name', o.name, 'kind', o.kind),
@@ -166,10 +166,10 @@ def feature_sql(*, with_origin: bool) -> str:
             'distance_m', {distance}::bigint,
             'covers', {covers},
             'location_precision', CASE WHEN l.id IS NULL THEN NULL
-                                       WHEN {_VISIBLE} THEN l.point_precision ELSE 'commune' END,
+                                       WHEN {VISIBLE} THEN l.point_precision ELSE 'commune' END,
             'commune', CASE WHEN lc.code IS NULL THEN NULL ELSE json_build_object('code', lc.code, 'name', lc.name) END,
-            'address', CASE WHEN l.id IS NOT NULL AND {_VISIBLE} THEN l.address END,
-            'front_door', CASE WHEN l.visibility = 'confidential' AND NOT {_VISIBLE}
+            'address', CASE WHEN l.id IS NOT NULL AND {VISIBLE} THEN l.address END,
+            'front_door', CASE WHEN l.visibility = 'confidential' AND NOT {VISIBLE}
                                THEN json_build_object('phone', l.front_door_phone, 'email', l.front_door_email) END,
             'contact', json_build_object('phone', s.phone, 'email', s.email, 'website', s.website),
             'open_now', {_OPEN_NOW},
@@ -199,7 +199,7 @@ def _geographic_branches(query: Query) -> list[str]:
 
 
 def viewer_params(viewer: Principal) -> dict[str, Any]:
-    """The parameters _VISIBLE reads: who is looking."""
+    """The parameters VISIBLE reads: who is looking."""
     return {"viewer_org": viewer.organisation_id if viewer.role is Role.partner else None}
 
 

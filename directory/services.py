@@ -12,8 +12,9 @@ from .errors import NotFound
 from .search import JOINS, feature_sql, viewer_params
 
 
-async def get(conn: AsyncConnection, service_id: uuid.UUID, *, viewer: Principal, now: datetime) -> str:
-    """GeoJSON Feature of a service. Archived services exist only for their organisation and admins."""
+async def get(conn: AsyncConnection, service_id: uuid.UUID, *, viewer: Principal, now: datetime) -> tuple[str, int]:
+    """(GeoJSON Feature, version) of a service. Archived services exist only for their organisation
+    and admins."""
     row = await (
         await conn.execute(
             f"""
@@ -25,7 +26,7 @@ async def get(conn: AsyncConnection, service_id: uuid.UUID, *, viewer: Principal
                                  'collectivites', a.collectivites, 'regions', a.regions,
                                  'radius_km', a.radius_km, 'national', a.national) ORDER BY a.created_at, a.id), '[]')
                                FROM service_area a WHERE a.service_id = s.id AND a.archived_at IS NULL),
-                   'archived_at', s.archived_at))::text
+                   'archived_at', s.archived_at))::text, s.version
           FROM service s {JOINS}
           CROSS JOIN LATERAL (SELECT {feature_sql(with_origin=False)} AS feature) f
          WHERE s.id = %(id)s
@@ -36,4 +37,4 @@ async def get(conn: AsyncConnection, service_id: uuid.UUID, *, viewer: Principal
     ).fetchone()
     if row is None:
         raise NotFound("no such service")
-    return str(row[0])
+    return str(row[0]), int(row[1])

@@ -140,3 +140,18 @@ def specialist(auth: Tokens) -> dict[str, str]:
 
 def data_path(name: str) -> Path:
     return Path(__file__).parent / "data" / name
+
+
+@pytest.fixture
+async def live(cluster: Cluster, settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app on a database of its own, with its real pools and committed transactions: for tests of
+    what only real concurrency shows."""
+    name = create_test_database(cluster, suffix="_live")
+    app = create_app(settings.model_copy(update={"database_url": cluster.url(name), "db_pool_size": 20}))
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://maillage.live") as client:
+                yield app, client
+    finally:
+        cluster.drop_database(name)

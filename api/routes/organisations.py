@@ -1,21 +1,25 @@
 """Organisations and the specialism taxonomy."""
 
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
-from directory import organisations
+from directory import history, organisations
+from directory.access import Principal, Role
 from directory.models import OrganisationKind
+from directory.schemas import OrganisationCreate, OrganisationPatch, VerificationUpdate
 from directory.taxonomy import SPECIALISMS, VERSION
 
-from ..auth import AnyRole
-from ..db import ReaderDep
+from ..auth import Allow, AllowWrites, AnyRole
+from ..db import ReaderDep, SessionDep
 from ..errors import InvalidParameter, problem_responses
+from ..etags import etag, if_match
 from ..pagination import next_link
 from ..params import Cursor, Limit
 from ..responses import JSONText
-from ..schemas import OrganisationDetail, OrganisationList, Taxonomy
+from ..schemas import Freshness, OrganisationDetail, OrganisationList, Taxonomy
 
 router = APIRouter(prefix="/v1", tags=["organisations"])
 
@@ -64,8 +68,108 @@ async def list_organisations(
 async def get_organisation(
     conn: ReaderDep, principal: AnyRole, organisation_id: Annotated[uuid.UUID, Path()]
 ) -> JSONText:
-    """One organisation with its current services."""
-    return JSONText(await organisations.get(conn, organisation_id, viewer=principal))
+    """One organisation with its current services. The ETag is what an admin's PATCH sends in If-Match."""
+    body, version = await organisations.get(conn, organisation_id, viewer=principal)
+    return JSONText(body, headers={"ETag": etag(version)})
+
+
+# --- admin writes ------------------------------------------------------------------------------
+
+Admin = Annotated[Principal, Depends(AllowWrites(Role.admin))]
+OrganisationId = Annotated[uuid.UUID, Path()]
+_ADMIN_WRITE = problem_responses(401, 403, 404, 413, 422, 429)
+
+
+async def _organisation(
+    conn: ReaderDep, organisation_id: uuid.UUID, principal: Principal, *, status: int = 200
+) -> JSONText:
+    body, version = await organisations.get(conn, organisation_id, viewer=principal)
+    headers = {"ETag": etag(version)}
+    if status == 201:
+        headers["Location"] = f"/v1/organisations/{organisation_id}"
+    return JSONText(body, status_code=status, headers=headers)
+
+
+def _request_id(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+@router.post("/organisations", status_code=201, response_model=OrganisationDetail, responses=_ADMIN_WRITE)
+async def create_organisation(
+    request: Request, session: SessionDep, conn: ReaderDep, principal: Admin, body: OrganisationCreate
+) -> JSONText:
+    """Register an organisation (admins). It starts unverified."""
+    organisation = await organisations.create(session, body, actor=principal, request_id=_request_id(request))
+    await session.commit()
+    return await _organisation(conn, organisation.id, principal, status=201)
+
+
+@router.patch(
+    "/organisations/{organisation_id}",
+    response_model=OrganisationDetail,
+    responses=problem_responses(401, 403, 404, 412, 413, 422, 428, 429),
+    openapi_extra={"requestBody": {"content": {"application/merge-patch+json": {}}}},
+)
+async def update_organisation(
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    principal: Admin,
+    organisation_id: OrganisationId,
+    versions: Annotated[set[int] | None, Depends(if_match)],
+    body: OrganisationPatch,
+) -> JSONText:
+    """Change an organisation (admins; JSON Merge Patch). Needs If-Match."""
+    await organisations.update(
+        session, organisation_id, body, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
+    await session.commit()
+    return await _organisation(conn, organisation_id, principal)
+
+
+@router.post("/organisations/{organisation_id}/deactivate", response_model=OrganisationDetail, responses=_ADMIN_WRITE)
+async def deactivate_organisation(
+    request: Request, session: SessionDep, conn: ReaderDep, principal: Admin, organisation_id: OrganisationId
+) -> JSONText:
+    """Deactivate an organisation (admins): its listings leave search and its clients get no more tokens."""
+    await organisations.deactivate(session, organisation_id, actor=principal, request_id=_request_id(request))
+    await session.commit()
+    return await _organisation(conn, organisation_id, principal)
+
+
+@router.post("/organisations/{organisation_id}/verification", response_model=OrganisationDetail, responses=_ADMIN_WRITE)
+async def set_verification(
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    principal: Admin,
+    organisation_id: OrganisationId,
+    body: VerificationUpdate,
+) -> JSONText:
+    """Mark an organisation verified, e.g. once its membership of the collective is confirmed (admins)."""
+    await organisations.set_verification(
+        session, organisation_id, body, actor=principal, request_id=_request_id(request)
+    )
+    await session.commit()
+    return await _organisation(conn, organisation_id, principal)
+
+
+@router.get(
+    "/organisations/{organisation_id}/freshness",
+    response_model=Freshness,
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def freshness(
+    conn: ReaderDep,
+    principal: Annotated[Principal, Depends(Allow(Role.partner, Role.admin))],
+    organisation_id: OrganisationId,
+    within_days: Annotated[int, Query(ge=0, le=180, description="Also what falls due within this many days.")] = 30,
+) -> JSONText:
+    """Listings of an organisation that need re-verifying: stale (180 days without verification) or
+    about to be."""
+    return JSONText(
+        await history.freshness(conn, organisation_id, viewer=principal, within_days=within_days, now=datetime.now(UTC))
+    )
 
 
 @router.get("/specialisms", response_model=Taxonomy, responses=problem_responses(401, 403))

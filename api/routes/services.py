@@ -16,6 +16,7 @@ from geo import territories
 from ..auth import AnyRole
 from ..db import ReaderDep
 from ..errors import InvalidParameter, problem_responses
+from ..etags import etag
 from ..pagination import next_link
 from ..params import LATITUDE, LONGITUDE, Cursor, Limit, Text
 from ..responses import GEOJSON, GeoJSONText, feature_collection
@@ -184,5 +185,7 @@ async def search_services(
     "/services/{service_id}", response_model=ServiceFeature, responses={**_GEO, **problem_responses(401, 403, 404, 422)}
 )
 async def get_service(conn: ReaderDep, principal: AnyRole, service_id: Annotated[uuid.UUID, Path()]) -> GeoJSONText:
-    """One service with its location (subject to confidentiality), areas, hours and capacity."""
-    return GeoJSONText(await services.get(conn, service_id, viewer=principal, now=datetime.now(UTC)))
+    """One service with its location (subject to confidentiality), areas, hours and capacity. The ETag
+    is what a PATCH, PUT or DELETE of the service sends back in If-Match."""
+    body, version = await services.get(conn, service_id, viewer=principal, now=datetime.now(UTC))
+    return GeoJSONText(body, headers={"ETag": etag(version)})

@@ -3,6 +3,8 @@
 Adding a route without updating POLICY fails here; so does a route whose declared roles differ.
 """
 
+import uuid
+
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
@@ -10,9 +12,13 @@ from psycopg import AsyncConnection
 
 from api.app import assert_policies, route_policies
 from directory.access import Role
+from tests.api.test_authorization_matrix import MATRIX_ROUTES
 
 ALL = frozenset(Role)
+WRITERS = frozenset({Role.partner, Role.admin})
+ADMIN = frozenset({Role.admin})
 PUBLIC = None  # outside /v1: no token, no data
+DECLARED_PUBLIC: frozenset[Role] = frozenset()  # inside /v1, explicitly marked Public()
 
 POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/healthz"): PUBLIC,
@@ -31,6 +37,35 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/v1/organisations"): ALL,
     ("GET", "/v1/organisations/{organisation_id}"): ALL,
     ("GET", "/v1/specialisms"): ALL,
+    # Listing writes and management (tests/api/test_authorization_matrix.py walks them per object).
+    ("POST", "/v1/services"): WRITERS,
+    ("PATCH", "/v1/services/{service_id}"): WRITERS,
+    ("DELETE", "/v1/services/{service_id}"): WRITERS,
+    ("PUT", "/v1/services/{service_id}/capacity"): WRITERS,
+    ("POST", "/v1/services/{service_id}/closures"): WRITERS,
+    ("POST", "/v1/services/{service_id}/reopen"): WRITERS,
+    ("POST", "/v1/services/{service_id}/verify"): WRITERS,
+    ("GET", "/v1/services/{service_id}/history"): WRITERS,
+    ("GET", "/v1/locations/{location_id}"): WRITERS,
+    ("POST", "/v1/locations"): WRITERS,
+    ("PATCH", "/v1/locations/{location_id}"): WRITERS,
+    ("DELETE", "/v1/locations/{location_id}"): WRITERS,
+    ("GET", "/v1/service-areas/{area_id}"): WRITERS,
+    ("POST", "/v1/service-areas"): WRITERS,
+    ("PATCH", "/v1/service-areas/{area_id}"): WRITERS,
+    ("DELETE", "/v1/service-areas/{area_id}"): WRITERS,
+    ("GET", "/v1/organisations/{organisation_id}/freshness"): WRITERS,
+    # Administration.
+    ("POST", "/v1/organisations"): ADMIN,
+    ("PATCH", "/v1/organisations/{organisation_id}"): ADMIN,
+    ("POST", "/v1/organisations/{organisation_id}/deactivate"): ADMIN,
+    ("POST", "/v1/organisations/{organisation_id}/verification"): ADMIN,
+    ("GET", "/v1/clients"): ADMIN,
+    ("POST", "/v1/clients"): ADMIN,
+    ("POST", "/v1/clients/{client_id}/rotate"): ADMIN,
+    ("POST", "/v1/clients/{client_id}/revoke"): ADMIN,
+    # OAuth 2.0 token endpoint: client credentials instead of a bearer token.
+    ("POST", "/v1/auth/token"): DECLARED_PUBLIC,
 }
 
 # A request each route accepts when authorised (path parameters filled in).
@@ -66,8 +101,10 @@ def test_every_route_matches_the_checked_in_policy(app: FastAPI) -> None:
     assert _documented_routes(app) == POLICY
 
 
-def test_every_v1_route_has_an_example(app: FastAPI) -> None:
-    assert {key for key in POLICY if key[1].startswith("/v1")} == set(EXAMPLES)
+def test_every_v1_route_is_exercised_per_role(app: FastAPI) -> None:
+    """Reads by EXAMPLES here, listing routes by the authorization matrix, the rest by ADMIN_ONLY tests."""
+    covered = set(EXAMPLES) | MATRIX_ROUTES | set(ADMIN_ONLY) | {("POST", "/v1/auth/token")}
+    assert {key for key in POLICY if key[1].startswith("/v1")} == covered
 
 
 def test_an_app_with_an_unprotected_v1_route_is_refused() -> None:
@@ -83,6 +120,57 @@ def test_an_app_with_an_unprotected_v1_route_is_refused() -> None:
         assert_policies(app)
 
 
+ADMIN_ONLY: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
+    ("POST", "/v1/organisations"): {"url": "/v1/organisations", "json": {"name": "Nouvelle", "kind": "association"}},
+    ("PATCH", "/v1/organisations/{organisation_id}"): {"url": "/v1/organisations/{crip}", "json": {"website": None}},
+    ("POST", "/v1/organisations/{organisation_id}/deactivate"): {"url": "/v1/organisations/{member}/deactivate"},
+    ("POST", "/v1/organisations/{organisation_id}/verification"): {
+        "url": "/v1/organisations/{crip}/verification",
+        "json": {"state": "verified"},
+    },
+    ("GET", "/v1/clients"): {"url": "/v1/clients"},
+    ("POST", "/v1/clients"): {
+        "url": "/v1/clients",
+        "json": {"name": "SI", "role": "partner", "organisation_id": "{member}"},
+    },
+    ("POST", "/v1/clients/{client_id}/rotate"): {"url": "/v1/clients/{client}/rotate"},
+    ("POST", "/v1/clients/{client_id}/revoke"): {"url": "/v1/clients/{client}/revoke"},
+}
+
+
+@pytest.mark.parametrize("key", sorted(ADMIN_ONLY))
+@pytest.mark.parametrize("role", list(Role))
+async def test_admin_routes(
+    client: httpx.AsyncClient,
+    auth,
+    reader: AsyncConnection,
+    key: tuple[str, str],  # type: ignore[no-untyped-def]
+    role: Role,
+    ids: dict[str, str],
+) -> None:
+    from tests.api.test_listings import fingerprint
+
+    example = _example_from(ADMIN_ONLY, key, ids)
+    headers = auth(role, org=uuid.UUID(ids["member"]) if role is Role.partner else None)
+    if key[0] == "PATCH":
+        headers["If-Match"] = "*"
+    before = await fingerprint(reader)
+    response = await client.request(key[0], headers=headers, **example)
+    if role is Role.admin:
+        assert response.status_code in (200, 201), response.text
+    else:
+        assert response.status_code == 403
+        assert await fingerprint(reader) == before
+
+
+def _example_from(table: dict, key: tuple[str, str], ids: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    example = dict(table[key])
+    example["url"] = example["url"].format(**ids)
+    if "json" in example:
+        example["json"] = {k: v.format(**ids) if isinstance(v, str) else v for k, v in example["json"].items()}
+    return example
+
+
 @pytest.fixture
 async def ids(reader: AsyncConnection) -> dict[str, str]:
     """Ids the example requests refer to: the CRIP of 93D and its service."""
@@ -92,13 +180,17 @@ async def ids(reader: AsyncConnection) -> dict[str, str]:
             "WHERE o.seed_key = 'crip:93D'"
         )
     ).fetchone()
-    return {"crip": str(row[0]), "crip_service": str(row[1])}
+    member = await (await reader.execute("SELECT id FROM organisation WHERE seed_key = 'collective:acpe'")).fetchone()
+    client_id = uuid.uuid4()
+    await reader.execute(
+        "INSERT INTO api_client (id, name, role, organisation_id, secret_hash) VALUES (%s, 'x', 'partner', %s, 'x')",
+        (client_id, member[0]),
+    )
+    return {"crip": str(row[0]), "crip_service": str(row[1]), "member": str(member[0]), "client": str(client_id)}
 
 
 def _example(key: tuple[str, str], ids: dict[str, str]) -> dict:  # type: ignore[type-arg]
-    example = dict(EXAMPLES[key])
-    example["url"] = example["url"].format(**ids)
-    return example
+    return _example_from(EXAMPLES, key, ids)
 
 
 @pytest.mark.parametrize("key", sorted(EXAMPLES))

@@ -1,0 +1,318 @@
+"""Listing writes: partners keep their own services, locations and areas true (admins any).
+
+Every PATCH, PUT and DELETE needs `If-Match` with the ETag of the listing as last read (428 without,
+412 when it changed meanwhile). PATCH bodies are JSON Merge Patches (RFC 7396). Fields a partner may
+not set (organisation, verification, status, demo flag, ids, timestamps) are refused with a 422.
+"""
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+
+from directory import areas, history, listings, locations, services
+from directory.access import Principal, Role
+from directory.schemas import (
+    AreaCreate,
+    AreaPatch,
+    CapacityUpdate,
+    ClosureCreate,
+    LocationCreate,
+    LocationPatch,
+    ServiceCreate,
+    ServicePatch,
+)
+
+from ..auth import Allow, AllowWrites
+from ..db import ReaderDep, SessionDep
+from ..errors import InvalidParameter, problem_responses
+from ..etags import etag, if_match
+from ..pagination import next_link
+from ..params import Cursor, Limit
+from ..responses import GEOJSON, GeoJSONText, JSONText
+from ..schemas import AreaOut, HistoryPage, LocationOut, ServiceFeature
+
+router = APIRouter(prefix="/v1", tags=["listings"])
+
+Writer = Annotated[Principal, Depends(AllowWrites(Role.partner, Role.admin))]
+Manager = Annotated[Principal, Depends(Allow(Role.partner, Role.admin))]
+ServiceId = Annotated[uuid.UUID, Path()]
+Versions = Annotated[set[int] | None, Depends(if_match)]
+MERGE_PATCH: dict[str, Any] = {"content": {"application/merge-patch+json": {}}}
+_GEO: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}}}}
+_WRITE = problem_responses(401, 403, 404, 413, 422, 429)
+_CONDITIONAL = problem_responses(401, 403, 404, 412, 413, 422, 428, 429)
+
+
+def _request_id(request: Request) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+async def _service(
+    conn: ReaderDep, service_id: uuid.UUID, principal: Principal, *, status: int = 200, location: bool = False
+) -> GeoJSONText:
+    body, version = await services.get(conn, service_id, viewer=principal, now=datetime.now(UTC))
+    headers = {"ETag": etag(version)}
+    if location:
+        headers["Location"] = f"/v1/services/{service_id}"
+    return GeoJSONText(body, status_code=status, headers=headers)
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+@router.post("/services", status_code=201, response_model=ServiceFeature, responses={**_GEO, **_WRITE})
+async def create_service(
+    request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: ServiceCreate
+) -> GeoJSONText:
+    """Create a service of your organisation (admins: of the organisation given)."""
+    service = await listings.create_service(session, body, actor=principal, request_id=_request_id(request))
+    await session.commit()
+    return await _service(conn, service.id, principal, status=201, location=True)
+
+
+@router.patch(
+    "/services/{service_id}",
+    response_model=ServiceFeature,
+    responses={**_GEO, **_CONDITIONAL},
+    openapi_extra={"requestBody": MERGE_PATCH},
+)
+async def update_service(
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    principal: Writer,
+    service_id: ServiceId,
+    versions: Versions,
+    body: ServicePatch,
+) -> GeoJSONText:
+    """Change some fields of a service (JSON Merge Patch). Needs If-Match."""
+    await listings.update_service(
+        session, service_id, body, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
+    await session.commit()
+    return await _service(conn, service_id, principal)
+
+
+@router.delete("/services/{service_id}", status_code=204, responses=_CONDITIONAL)
+async def archive_service(
+    request: Request, session: SessionDep, principal: Writer, service_id: ServiceId, versions: Versions
+) -> Response:
+    """Archive a service: it leaves search, and stays in its history. Needs If-Match."""
+    await listings.archive_service(
+        session, service_id, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
+    await session.commit()
+    return Response(status_code=204)
+
+
+@router.put("/services/{service_id}/capacity", response_model=ServiceFeature, responses={**_GEO, **_CONDITIONAL})
+async def set_capacity(
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    principal: Writer,
+    service_id: ServiceId,
+    versions: Versions,
+    body: CapacityUpdate,
+) -> GeoJSONText:
+    """Say how many places are free now: available, limited, full or waitlist. Needs If-Match."""
+    await listings.set_capacity(
+        session, service_id, body, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
+    await session.commit()
+    return await _service(conn, service_id, principal)
+
+
+@router.post("/services/{service_id}/closures", response_model=ServiceFeature, responses={**_GEO, **_WRITE})
+async def close_service(
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    principal: Writer,
+    service_id: ServiceId,
+    body: ClosureCreate,
+) -> GeoJSONText:
+    """Close a service temporarily, from now or a given time, until a date or until reopened."""
+    await listings.close_temporarily(session, service_id, body, actor=principal, request_id=_request_id(request))
+    await session.commit()
+    return await _service(conn, service_id, principal)
+
+
+@router.post("/services/{service_id}/reopen", response_model=ServiceFeature, responses={**_GEO, **_WRITE})
+async def reopen_service(
+    request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
+) -> GeoJSONText:
+    """End a temporary closure now."""
+    await listings.reopen(session, service_id, actor=principal, request_id=_request_id(request))
+    await session.commit()
+    return await _service(conn, service_id, principal)
+
+
+@router.post("/services/{service_id}/verify", response_model=ServiceFeature, responses={**_GEO, **_WRITE})
+async def verify_service(
+    request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
+) -> GeoJSONText:
+    """Confirm the listing is still true: it stays fresh for 180 more days."""
+    await listings.verify(session, service_id, actor=principal, request_id=_request_id(request))
+    await session.commit()
+    return await _service(conn, service_id, principal)
+
+
+@router.get(
+    "/services/{service_id}/history", response_model=HistoryPage, responses=problem_responses(401, 403, 404, 422)
+)
+async def service_history(
+    request: Request,
+    conn: ReaderDep,
+    principal: Manager,
+    service_id: ServiceId,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> JSONText:
+    """Every change to a service and its areas, oldest first: who, when, which fields, before and after."""
+    scope = f"history:{service_id}"
+    after = request.app.state.cursors.decode(scope, cursor)
+    if after is not None and not isinstance(after, int):
+        raise InvalidParameter("cursor", "malformed cursor")
+    rows, more = await history.service_history(conn, service_id, viewer=principal, after=after, limit=limit)
+    links = []
+    if more:
+        links.append({"rel": "next", "href": next_link(request, request.app.state.cursors.encode(scope, rows[-1][0]))})
+    return JSONText('{"items":[' + ",".join(row[1] for row in rows) + '],"links":' + json.dumps(links) + "}")
+
+
+# --- locations ---------------------------------------------------------------------------------
+
+
+async def _location(conn: ReaderDep, location_id: uuid.UUID, principal: Principal, *, status: int = 200) -> JSONText:
+    body, version = await locations.get(conn, location_id, viewer=principal)
+    headers = {"ETag": etag(version)}
+    if status == 201:
+        headers["Location"] = f"/v1/locations/{location_id}"
+    return JSONText(body, status_code=status, headers=headers)
+
+
+@router.get("/locations/{location_id}", response_model=LocationOut, responses=problem_responses(401, 403, 404, 422))
+async def get_location(conn: ReaderDep, principal: Manager, location_id: Annotated[uuid.UUID, Path()]) -> JSONText:
+    """A location of your organisation, with its ETag."""
+    return await _location(conn, location_id, principal)
+
+
+@router.post("/locations", status_code=201, response_model=LocationOut, responses=_WRITE)
+async def create_location(
+    request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: LocationCreate
+) -> JSONText:
+    """Create a location: a GeoJSON point inside France, in (or within 2 km of) the commune given.
+    A confidential location (safe house) needs a front-door phone or e-mail."""
+    location = await listings.create_location(session, body, actor=principal, request_id=_request_id(request))
+    await session.commit()
+    return await _location(conn, location.id, principal, status=201)
+
+
+@router.patch(
+    "/locations/{location_id}",
+    response_model=LocationOut,
+    responses=_CONDITIONAL,
+    openapi_extra={"requestBody": MERGE_PATCH},
+)
+async def update_location(
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    principal: Writer,
+    location_id: Annotated[uuid.UUID, Path()],
+    versions: Versions,
+    body: LocationPatch,
+) -> JSONText:
+    """Change some fields of a location (JSON Merge Patch). Needs If-Match."""
+    await listings.update_location(
+        session, location_id, body, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
+    await session.commit()
+    return await _location(conn, location_id, principal)
+
+
+@router.delete("/locations/{location_id}", status_code=204, responses=_CONDITIONAL)
+async def archive_location(
+    request: Request,
+    session: SessionDep,
+    principal: Writer,
+    location_id: Annotated[uuid.UUID, Path()],
+    versions: Versions,
+) -> Response:
+    """Archive a location no service uses any more. Needs If-Match."""
+    await listings.archive_location(
+        session, location_id, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
+    await session.commit()
+    return Response(status_code=204)
+
+
+# --- service areas -----------------------------------------------------------------------------
+
+
+async def _area(conn: ReaderDep, area_id: uuid.UUID, principal: Principal, *, status: int = 200) -> JSONText:
+    body, version = await areas.get(conn, area_id, viewer=principal)
+    headers = {"ETag": etag(version)}
+    if status == 201:
+        headers["Location"] = f"/v1/service-areas/{area_id}"
+    return JSONText(body, status_code=status, headers=headers)
+
+
+@router.get("/service-areas/{area_id}", response_model=AreaOut, responses=problem_responses(401, 403, 404, 422))
+async def get_area(conn: ReaderDep, principal: Manager, area_id: Annotated[uuid.UUID, Path()]) -> JSONText:
+    """A service area of your organisation, with its ETag."""
+    return await _area(conn, area_id, principal)
+
+
+@router.post("/service-areas", status_code=201, response_model=AreaOut, responses=_WRITE)
+async def create_area(
+    request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: AreaCreate
+) -> JSONText:
+    """Add an area a service takes people from: communes, départements, collectivités, régions, a radius
+    around its location, or France as a whole."""
+    area = await listings.create_area(session, body, actor=principal, request_id=_request_id(request))
+    await session.commit()
+    return await _area(conn, area.id, principal, status=201)
+
+
+@router.patch(
+    "/service-areas/{area_id}",
+    response_model=AreaOut,
+    responses=_CONDITIONAL,
+    openapi_extra={"requestBody": MERGE_PATCH},
+)
+async def update_area(
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    principal: Writer,
+    area_id: Annotated[uuid.UUID, Path()],
+    versions: Versions,
+    body: AreaPatch,
+) -> JSONText:
+    """Change a service area (JSON Merge Patch). Needs If-Match."""
+    await listings.update_area(
+        session, area_id, body, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
+    await session.commit()
+    return await _area(conn, area_id, principal)
+
+
+@router.delete("/service-areas/{area_id}", status_code=204, responses=_CONDITIONAL)
+async def archive_area(
+    request: Request,
+    session: SessionDep,
+    principal: Writer,
+    area_id: Annotated[uuid.UUID, Path()],
+    versions: Versions,
+) -> Response:
+    """Remove a service area. Needs If-Match."""
+    await listings.archive_area(
+        session, area_id, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
+    await session.commit()
+    return Response(status_code=204)

@@ -1,0 +1,315 @@
+"""What partners may write, field by field (OWASP API3: mass assignment).
+
+Every input model forbids unknown fields, so server-owned ones (organisation, verification, status,
+demo flag, ids, timestamps) are refused with a 422 rather than silently ignored. Strings are bounded
+and printable; numbers are JSON numbers; phones, e-mails, URLs, codes and opening hours are checked
+here, before any SQL. Checks that need the database (a point inside France, consistent with its
+commune) live in directory/listings.py.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    HttpUrl,
+    Strict,
+    model_validator,
+)
+
+from .models import Audience, Capacity, Channel, Gender, OrganisationKind, Visibility
+from .taxonomy import SLUGS
+
+
+def printable(value: str) -> str:
+    """Refuse what PostgreSQL or a log line cannot hold safely: NUL and other control characters, and
+    lone surrogates (valid JSON escapes that are not encodable text)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("the text contains an unpaired surrogate") from exc
+    if any((ord(ch) < 32 and ch not in "\t\n\r") or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise ValueError("the text contains control characters")
+    return value
+
+
+def _one_line(value: str) -> str:
+    if "\n" in value or "\r" in value or "\t" in value:
+        raise ValueError("must fit on one line")
+    return value
+
+
+Text = Annotated[str, AfterValidator(printable)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(printable), AfterValidator(_one_line)]
+LongText = Annotated[str, Field(max_length=2000), AfterValidator(printable)]
+
+_PHONE_SEPARATORS = re.compile(r"[ .\-()]")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_FRENCH = re.compile(r"^0[1-9][0-9]{8}$")
+
+
+def _phone(value: str) -> str:
+    compact = _PHONE_SEPARATORS.sub("", value)
+    if not (_E164.match(compact) or _FRENCH.match(compact)):
+        raise ValueError("expected an E.164 number (+33 1 23 45 67 89) or a French national one (01 23 45 67 89)")
+    return compact
+
+
+def _https(value: HttpUrl) -> str:
+    if value.scheme != "https":
+        raise ValueError("only https URLs are accepted")
+    return str(value)
+
+
+def _specialism(value: str) -> str:
+    if value not in SLUGS:
+        raise ValueError(f"unknown specialism {value!r}: see /v1/specialisms")
+    return value
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    if len(set(values)) != len(values):
+        raise ValueError("values must not repeat")
+    return values
+
+
+Phone = Annotated[str, Field(max_length=32), AfterValidator(_phone)]
+Email = Annotated[EmailStr, Field(max_length=254)]
+HttpsUrl = Annotated[HttpUrl, AfterValidator(_https)]
+SpecialismSlug = Annotated[str, AfterValidator(_specialism)]
+Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
+CommuneCode = Annotated[str, Field(pattern=r"^[0-9][0-9AB][0-9]{3}$")]
+DepartementCode = Annotated[str, Field(pattern=r"^(?:0[1-9]|1[0-9]|2[1-9AB]|[3-8][0-9]|9[0-5]|97[1-46])$")]
+CollectiviteCode = Annotated[str, Field(pattern=r"^[0-9]{1,3}[A-Z]{1,2}$")]
+RegionCode = Annotated[str, Field(pattern=r"^[0-9]{2}$")]
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9-]{2,64}$")]
+Age = Annotated[int, Strict(), Field(ge=0, le=99)]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+
+
+# --- opening hours ----------------------------------------------------------------------------
+
+_TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
+Time = Annotated[str, Field(pattern=_TIME)]
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _interval(value: tuple[str, str]) -> tuple[str, str]:
+    start, end = value
+    if start == "24:00":
+        raise ValueError("an interval cannot start at 24:00")
+    if start == end:
+        raise ValueError("an interval needs a start and an end that differ")
+    return value
+
+
+Interval = Annotated[tuple[Time, Time], AfterValidator(_interval)]
+
+
+def _day_intervals(intervals: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Sorted, non-overlapping; only the last one may run past midnight (end before start)."""
+    ordered = sorted(intervals)
+    for (start, end), (next_start, _) in zip(ordered, ordered[1:], strict=False):
+        if end <= start or end > next_start:
+            raise ValueError("intervals of a day must not overlap (only the last may run past midnight)")
+    return ordered
+
+
+DayHours = Annotated[list[Interval], Field(max_length=6), AfterValidator(_day_intervals)]
+
+
+class DatedHours(Input):
+    date: date
+    hours: DayHours = Field(description="The day's hours; [] closes the day.")
+
+
+class Schedule(Input):
+    """Weekly hours in the location's local time, or always open, or on call, or unknown.
+
+    Intervals are ["HH:MM", "HH:MM"]; an end at or before the start runs past midnight. Public holidays
+    close the day unless closed_on_public_holidays is false; dated exceptions replace a day's hours."""
+
+    mode: Literal["weekly", "always", "on_call", "unknown"]
+    weekly: dict[Day, DayHours] | None = None
+    closed_on_public_holidays: bool = True
+    exceptions: list[DatedHours] = Field(default_factory=list, max_length=60)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Schedule:
+        if self.mode == "weekly" and self.weekly is None:
+            raise ValueError('weekly hours need a \'weekly\' object, e.g. {"mon": [["09:00", "17:00"]]}')
+        if self.mode != "weekly" and (self.weekly or self.exceptions):
+            raise ValueError(f"a '{self.mode}' schedule takes no weekly hours or exceptions")
+        dates = [exception.date for exception in self.exceptions]
+        if len(set(dates)) != len(dates):
+            raise ValueError("exceptions must not repeat a date")
+        return self
+
+    def stored(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+# --- listings ---------------------------------------------------------------------------------
+
+
+def _finite_position(value: list[float]) -> list[float]:
+    if len(value) != 2:
+        raise ValueError("a position is [longitude, latitude]")
+    lon, lat = value
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise ValueError("coordinates must be finite numbers")
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise ValueError("longitude must be within ±180 and latitude within ±90 (GeoJSON order: [lon, lat])")
+    return value
+
+
+class PointGeometry(Input):
+    """A GeoJSON Point (RFC 7946): [longitude, latitude] in WGS 84."""
+
+    type: Literal["Point"]
+    coordinates: Annotated[list[Annotated[float, Strict()]], AfterValidator(_finite_position)]
+
+    @property
+    def lon(self) -> float:
+        return self.coordinates[0]
+
+    @property
+    def lat(self) -> float:
+        return self.coordinates[1]
+
+
+class LocationFields(Input):
+    name: Name | None = None
+    address: Annotated[str, Field(max_length=300), AfterValidator(printable), AfterValidator(_one_line)] | None = None
+    commune_code: CommuneCode | None = None
+    point: PointGeometry | None = None
+    visibility: Visibility | None = None
+    front_door_phone: Phone | None = None
+    front_door_email: Email | None = None
+
+
+class LocationCreate(LocationFields):
+    organisation_id: uuid.UUID | None = Field(default=None, description="Admins only; partners write their own.")
+    commune_code: CommuneCode
+    point: PointGeometry
+    visibility: Visibility = Visibility.public
+
+
+class LocationPatch(LocationFields):
+    """JSON Merge Patch (RFC 7396): the fields given replace the stored ones; null clears one."""
+
+
+class ServiceFields(Input):
+    location_id: uuid.UUID | None = None
+    name: Name | None = None
+    description: LongText | None = None
+    specialisms: Annotated[list[SpecialismSlug], Field(min_length=1, max_length=10), AfterValidator(_unique)] | None = (
+        None
+    )
+    audiences: Annotated[list[Audience], Field(max_length=4), AfterValidator(_unique)] | None = None
+    age_min: Age | None = None
+    age_max: Age | None = None
+    genders: Annotated[list[Gender], Field(max_length=3), AfterValidator(_unique)] | None = None
+    languages: Annotated[list[Language], Field(max_length=30), AfterValidator(_unique)] | None = None
+    channels: Annotated[list[Channel], Field(max_length=4), AfterValidator(_unique)] | None = None
+    phone: Phone | None = None
+    email: Email | None = None
+    website: HttpsUrl | None = None
+    schedule: Schedule | None = None
+
+
+class ServiceCreate(ServiceFields):
+    organisation_id: uuid.UUID | None = Field(default=None, description="Admins only; partners write their own.")
+    name: Name
+    specialisms: Annotated[list[SpecialismSlug], Field(min_length=1, max_length=10), AfterValidator(_unique)]
+
+    @model_validator(mode="after")
+    def _ages(self) -> ServiceCreate:
+        if self.age_min is not None and self.age_max is not None and self.age_min > self.age_max:
+            raise ValueError("age_min must not exceed age_max")
+        return self
+
+
+class ServicePatch(ServiceFields):
+    """JSON Merge Patch (RFC 7396): the fields given replace the stored ones; null clears one."""
+
+
+class AreaFields(Input):
+    communes: Annotated[list[CommuneCode], Field(max_length=500), AfterValidator(_unique)] | None = None
+    departements: Annotated[list[DepartementCode], Field(max_length=101), AfterValidator(_unique)] | None = None
+    collectivites: Annotated[list[CollectiviteCode], Field(max_length=100), AfterValidator(_unique)] | None = None
+    regions: Annotated[list[RegionCode], Field(max_length=18), AfterValidator(_unique)] | None = None
+    radius_km: Annotated[float, Strict(), Field(gt=0, le=200)] | None = None
+    national: bool | None = None
+
+
+class AreaCreate(AreaFields):
+    service_id: uuid.UUID
+
+
+class AreaPatch(AreaFields):
+    """JSON Merge Patch (RFC 7396)."""
+
+
+class CapacityUpdate(Input):
+    state: Capacity
+    places: Annotated[int, Strict(), Field(ge=0, le=10_000)] | None = None
+    as_of: AwareDatetime | None = Field(default=None, description="When the figure was true; defaults to now.")
+
+
+class ClosureCreate(Input):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    starts: AwareDatetime | None = Field(default=None, alias="from", description="Defaults to now.")
+    until: AwareDatetime | None = Field(default=None, description="Reopening time; none: until reopened.")
+    message: Annotated[str, Field(max_length=500), AfterValidator(printable)] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ClosureCreate:
+        if self.starts and self.until and self.until <= self.starts:
+            raise ValueError("'until' must come after 'from'")
+        return self
+
+
+# --- organisations (admins) --------------------------------------------------------------------
+
+
+class OrganisationFields(Input):
+    name: Name | None = None
+    kind: OrganisationKind | None = None
+    description: LongText | None = None
+    website: HttpsUrl | None = None
+    email: Email | None = None
+    phone: Phone | None = None
+    siren: Annotated[str, Field(pattern=r"^[0-9]{9}$")] | None = None
+    siret: Annotated[str, Field(pattern=r"^[0-9]{14}$")] | None = None
+    rna: Annotated[str, Field(pattern=r"^W[0-9A-Z][0-9]{8}$")] | None = None
+    collectives: Annotated[list[Slug], Field(max_length=10), AfterValidator(_unique)] | None = None
+    collectivite_code: CollectiviteCode | None = None
+    seat_commune_code: CommuneCode | None = None
+
+
+class OrganisationCreate(OrganisationFields):
+    name: Name
+    kind: OrganisationKind
+
+
+class OrganisationPatch(OrganisationFields):
+    """JSON Merge Patch (RFC 7396)."""
+
+
+class VerificationUpdate(Input):
+    state: Literal["verified", "unverified"]

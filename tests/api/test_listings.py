@@ -1,0 +1,446 @@
+"""Partners keep their own listings: writes, validation, ETags, history, and every denial.
+
+Denials are checked to leave the database as it was: `fingerprint` hashes every listing table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from psycopg import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from directory.models import Location, Organisation, Service, ServiceArea
+from tests import factories
+
+LYON = {"type": "Point", "coordinates": [4.8357, 45.7640]}  # Lyon, 69123
+
+
+async def fingerprint(reader: AsyncConnection) -> str:
+    """A hash of every row a listing write could touch."""
+    row = await (
+        await reader.execute(
+            """SELECT md5(string_agg(t, '|' ORDER BY t)) FROM (
+               SELECT 'o' || o::text AS t FROM organisation o
+               UNION ALL SELECT 's' || s::text FROM service s
+               UNION ALL SELECT 'l' || l::text FROM location l
+               UNION ALL SELECT 'a' || a::text FROM service_area a
+               UNION ALL SELECT 'r' || r::text FROM listing_revision r
+               UNION ALL SELECT 'c' || c::text FROM api_client c) rows"""
+        )
+    ).fetchone()
+    return str(row[0])
+
+
+@dataclass
+class Partner:
+    organisation: Organisation
+    location: Location
+    service: Service
+    area: ServiceArea
+    headers: dict[str, str]
+
+
+@pytest.fixture
+async def partners(session: AsyncSession, auth) -> tuple[Partner, Partner]:  # type: ignore[no-untyped-def]
+    made = []
+    for name in ("A", "B"):
+        org = await factories.organisation(session, name=f"Asso {name}")
+        place = await factories.location(session, org, lon=4.8357, lat=45.7640, commune="69123", address="1 rue X")
+        svc = await factories.service(session, org, place, name=f"Service {name}")
+        area = await factories.area(session, svc, departements=["69"])
+        made.append(Partner(org, place, svc, area, auth("partner", org=org.id)))
+    return made[0], made[1]
+
+
+async def _etag(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> str:
+    response = await client.get(url, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.headers["etag"]
+
+
+# --- the happy paths ---------------------------------------------------------------------------
+
+
+async def test_a_partner_creates_a_location_a_service_and_an_area(
+    client: httpx.AsyncClient, partners: tuple[Partner, Partner], reader: AsyncConnection
+) -> None:
+    a, _ = partners
+    location = await client.post(
+        "/v1/locations",
+        headers=a.headers,
+        json={"name": "Accueil", "address": "12 rue de la République", "commune_code": "69123", "point": LYON},
+    )
+    assert location.status_code == 201, location.text
+    assert location.headers["etag"] == '"1"'
+    assert location.headers["location"] == f"/v1/locations/{location.json()['id']}"
+    assert location.json()["organisation_id"] == str(a.organisation.id)
+
+    service = await client.post(
+        "/v1/services",
+        headers=a.headers,
+        json={
+            "name": "Permanence",
+            "specialisms": ["legal-support"],
+            "location_id": location.json()["id"],
+            "audiences": ["minor"],
+            "age_min": 12,
+            "age_max": 17,
+            "languages": ["fr", "ar"],
+            "phone": "04 72 00 00 00",
+            "email": "contact@asso.example",
+            "website": "https://asso.example/",
+            "schedule": {"mode": "weekly", "weekly": {"mon": [["09:00", "12:00"], ["14:00", "17:00"]]}},
+        },
+    )
+    assert service.status_code == 201, service.text
+    props = service.json()["properties"]
+    assert (props["name"], props["organisation"]["id"], props["contact"]["phone"]) == (
+        "Permanence",
+        str(a.organisation.id),
+        "0472000000",
+    )
+    assert props["stale"] is True  # never verified yet
+
+    area = await client.post(
+        "/v1/service-areas", headers=a.headers, json={"service_id": service.json()["id"], "radius_km": 15}
+    )
+    assert area.status_code == 201, area.text
+    covered = await client.get(
+        "/v1/services/search",
+        headers=a.headers,
+        params={"lat": 45.70, "lon": 4.98, "radius_km": 1, "specialism": "legal-support"},
+    )  # ≈ 12 km away
+    hit = [f for f in covered.json()["features"] if f["id"] == service.json()["id"]]
+    assert hit
+    assert hit[0]["properties"]["covers"] is True
+
+    actions = await (
+        await reader.execute(
+            "SELECT entity, action FROM listing_revision WHERE organisation_id = %s ORDER BY id", (a.organisation.id,)
+        )
+    ).fetchall()
+    assert [tuple(r) for r in actions][-3:] == [
+        ("location", "create"),
+        ("service", "create"),
+        ("service_area", "create"),
+    ]
+
+
+async def test_patch_with_the_etag_then_history(client: httpx.AsyncClient, partners: tuple[Partner, Partner]) -> None:
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    tag = await _etag(client, url, a.headers)
+    response = await client.patch(
+        url,
+        headers={**a.headers, "If-Match": tag, "Content-Type": "application/merge-patch+json"},
+        json={"name": "Nouveau nom", "description": None, "languages": ["fr", "en"]},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["etag"] == f'"{int(tag.strip(chr(34))) + 1}"'
+    assert response.json()["properties"]["name"] == "Nouveau nom"
+    assert response.json()["properties"]["languages"] == ["fr", "en"]
+
+    history = (await client.get(f"{url}/history", headers=a.headers)).json()["items"]
+    last = history[-1]
+    assert last["action"] == "update"
+    assert last["changes"] == {
+        "name": {"old": "Service A", "new": "Nouveau nom"},
+        "languages": {"old": [], "new": ["fr", "en"]},
+    }
+    assert last["actor"]["role"] == "partner"
+    assert last["actor"]["organisation_id"] == str(a.organisation.id)
+
+
+async def test_capacity_closure_reopen_and_verify(client: httpx.AsyncClient, partners: tuple[Partner, Partner]) -> None:
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    tag = await _etag(client, url, a.headers)
+    full = await client.put(
+        f"{url}/capacity", headers={**a.headers, "If-Match": tag}, json={"state": "full", "places": 0}
+    )
+    assert full.status_code == 200, full.text
+    assert full.json()["properties"]["capacity"]["state"] == "full"
+
+    until = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    closed = await client.post(f"{url}/closures", headers=a.headers, json={"until": until, "message": "Inventaire"})
+    assert closed.status_code == 200, closed.text
+    props = closed.json()["properties"]
+    assert (props["status"], props["open_now"], props["closure"]["message"]) == (
+        "temporarily_closed",
+        False,
+        "Inventaire",
+    )
+    reopened = await client.post(f"{url}/reopen", headers=a.headers)
+    assert reopened.json()["properties"]["status"] == "active"
+    verified = await client.post(f"{url}/verify", headers=a.headers)
+    assert verified.status_code == 200
+    last_verified = datetime.fromisoformat(verified.json()["properties"]["last_verified_at"])
+    assert datetime.now(UTC) - last_verified < timedelta(seconds=30)
+    actions = [item["action"] for item in (await client.get(f"{url}/history", headers=a.headers)).json()["items"]]
+    assert actions[-4:] == ["capacity", "closure", "reopen", "verify"]
+
+
+async def test_archiving_removes_from_search_and_keeps_history(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    auth,  # type: ignore[no-untyped-def]
+) -> None:
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    tag = await _etag(client, url, a.headers)
+    assert (await client.delete(url, headers={**a.headers, "If-Match": tag})).status_code == 204
+    assert (await client.get(url, headers=auth("specialist"))).status_code == 404
+    mine = await client.get(url, headers=a.headers)
+    assert mine.status_code == 200
+    assert mine.json()["properties"]["archived_at"] is not None
+    search = await client.get("/v1/services/search", headers=a.headers, params={"commune": "69123", "limit": 100})
+    assert str(a.service.id) not in [f["id"] for f in search.json()["features"]]
+    assert (await client.get(f"{url}/history", headers=a.headers)).json()["items"][-1]["action"] == "archive"
+
+
+async def test_areas_and_locations_round_trip(client: httpx.AsyncClient, partners: tuple[Partner, Partner]) -> None:
+    a, _ = partners
+    area_url = f"/v1/service-areas/{a.area.id}"
+    tag = await _etag(client, area_url, a.headers)
+    changed = await client.patch(
+        area_url, headers={**a.headers, "If-Match": tag}, json={"departements": None, "collectivites": ["69M"]}
+    )
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["departements"], changed.json()["collectivites"]) == ([], ["69M"])
+    empty = await client.patch(
+        area_url, headers={**a.headers, "If-Match": changed.headers["etag"]}, json={"collectivites": None}
+    )
+    assert empty.status_code == 422
+    location_url = f"/v1/locations/{a.location.id}"
+    tag = await _etag(client, location_url, a.headers)
+    moved = await client.patch(
+        location_url,
+        headers={**a.headers, "If-Match": tag},
+        json={"point": {"type": "Point", "coordinates": [4.84, 45.76]}},
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["point"]["coordinates"] == [4.84, 45.76]
+    in_use = await client.delete(location_url, headers={**a.headers, "If-Match": moved.headers["etag"]})
+    assert in_use.status_code == 422
+
+
+async def test_confidential_locations_need_a_front_door_and_hide_from_admins(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    auth,  # type: ignore[no-untyped-def]
+) -> None:
+    a, _ = partners
+    body = {"commune_code": "69123", "point": LYON, "visibility": "confidential", "address": "secret"}
+    refused = await client.post("/v1/locations", headers=a.headers, json=body)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["pointer"] == "/front_door_phone"
+    created = await client.post("/v1/locations", headers=a.headers, json={**body, "front_door_phone": "+33199000001"})
+    assert created.status_code == 201
+    assert created.json()["address"] == "secret"
+    seen_by_admin = (await client.get(f"/v1/locations/{created.json()['id']}", headers=auth("admin"))).json()
+    assert seen_by_admin["address"] is None
+    assert seen_by_admin["location_precision"] == "commune"
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ({"name": "x", "specialisms": ["legal-support"], "organisation_id": None, "status": "active"}, "/status"),
+        ({"name": "x", "specialisms": ["legal-support"], "demo": True}, "/demo"),
+        ({"name": "x", "specialisms": ["legal-support"], "id": str(uuid.uuid4())}, "/id"),
+        (
+            {"name": "x", "specialisms": ["legal-support"], "last_verified_at": "2026-01-01T00:00:00Z"},
+            "/last_verified_at",
+        ),
+        ({"name": "x", "specialisms": ["legal-support"], "verification": "verified"}, "/verification"),
+        ({"name": "x", "specialisms": ["legal-support"], "created_at": "2026-01-01T00:00:00Z"}, "/created_at"),
+        ({"name": "x", "specialisms": ["sorcery"]}, "/specialisms/0"),
+        ({"name": "x", "specialisms": []}, "/specialisms"),
+        ({"name": "x", "specialisms": ["legal-support", "legal-support"]}, "/specialisms"),
+        ({"name": "", "specialisms": ["legal-support"]}, "/name"),
+        ({"name": "x" * 201, "specialisms": ["legal-support"]}, "/name"),
+        ({"name": "a\x00b", "specialisms": ["legal-support"]}, "/name"),
+        ({"name": "a\nb", "specialisms": ["legal-support"]}, "/name"),
+        ({"name": "x", "specialisms": ["legal-support"], "phone": "12345"}, "/phone"),
+        ({"name": "x", "specialisms": ["legal-support"], "email": "not-an-email"}, "/email"),
+        ({"name": "x", "specialisms": ["legal-support"], "website": "http://insecure.example"}, "/website"),
+        ({"name": "x", "specialisms": ["legal-support"], "age_min": 16, "age_max": 12}, ""),
+        ({"name": "x", "specialisms": ["legal-support"], "age_min": "12"}, "/age_min"),
+        ({"name": "x", "specialisms": ["legal-support"], "languages": ["French"]}, "/languages/0"),
+        ({"name": "x", "specialisms": ["legal-support"], "audiences": ["adults"]}, "/audiences/0"),
+        (
+            {
+                "name": "x",
+                "specialisms": ["legal-support"],
+                "schedule": {"mode": "weekly", "weekly": {"mon": [["09:00", "12:00"], ["11:00", "13:00"]]}},
+            },
+            "/schedule/weekly/mon",
+        ),
+        (
+            {
+                "name": "x",
+                "specialisms": ["legal-support"],
+                "schedule": {"mode": "weekly", "weekly": {"mon": [["25:00", "26:00"]]}},
+            },
+            "/schedule/weekly/mon/0/0",
+        ),
+        ({"name": "x", "specialisms": ["legal-support"], "schedule": {"mode": "weekly"}}, "/schedule"),
+        (
+            {"name": "x", "specialisms": ["legal-support"], "schedule": {"mode": "always", "weekly": {"mon": []}}},
+            "/schedule",
+        ),
+        (
+            {"name": "x", "specialisms": ["legal-support"], "schedule": {"mode": "weekly", "weekly": {"lun": []}}},
+            "/schedule/weekly/lun/[key]",
+        ),
+        ({"name": "x", "specialisms": ["legal-support"], "location_id": str(uuid.uuid4())}, "/location_id"),
+    ],
+)
+async def test_service_bodies_are_checked_field_by_field(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    body: dict[str, Any],
+    pointer: str,
+) -> None:
+    a, _ = partners
+    before = await fingerprint(reader)
+    response = await client.post("/v1/services", headers=a.headers, json=body)
+    assert response.status_code == 422, response.text
+    pointers = [error.get("pointer") for error in response.json()["errors"]]
+    assert any(p is not None and p.startswith(pointer) for p in pointers), pointers
+    assert await fingerprint(reader) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ({"commune_code": "69123", "point": {"type": "Point", "coordinates": [-3.0, 46.5]}}, "/point"),  # at sea
+        ({"commune_code": "13055", "point": LYON}, "/point"),  # Marseille's code, Lyon's point
+        ({"commune_code": "99999", "point": LYON}, "/commune_code"),
+        ({"commune_code": "69123", "point": {"type": "Point", "coordinates": [45.764, 4.8357]}}, "/point"),  # swapped
+        ({"commune_code": "69123", "point": {"type": "Point", "coordinates": [4.8, 45.7, 10]}}, "/point/coordinates"),
+        ({"commune_code": "69123", "point": {"type": "Point", "coordinates": [181, 45]}}, "/point/coordinates"),
+        ({"commune_code": "69123", "point": {"type": "Polygon", "coordinates": [4.8, 45.7]}}, "/point/type"),
+        ({"commune_code": "69123", "point": {"type": "Point", "coordinates": ["4.8", 45.7]}}, "/point/coordinates/0"),
+        ({"commune_code": "69123", "point": LYON, "visibility": "secret"}, "/visibility"),
+        ({"commune_code": "69123", "point": LYON, "public_point": LYON}, "/public_point"),
+        ({"commune_code": "69123"}, "/point"),
+    ],
+)
+async def test_location_bodies_are_checked(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    body: dict[str, Any],
+    pointer: str,
+) -> None:
+    a, _ = partners
+    before = await fingerprint(reader)
+    response = await client.post("/v1/locations", headers=a.headers, json=body)
+    assert response.status_code == 422, response.text
+    assert any((e.get("pointer") or "").startswith(pointer) for e in response.json()["errors"]), response.json()
+    assert await fingerprint(reader) == before
+
+
+async def test_non_finite_numbers_are_refused(client: httpx.AsyncClient, partners: tuple[Partner, Partner]) -> None:
+    a, _ = partners
+    content = '{"commune_code": "69123", "point": {"type": "Point", "coordinates": [NaN, 45.7]}}'
+    response = await client.post(
+        "/v1/locations", headers={**a.headers, "content-type": "application/json"}, content=content
+    )
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ({"departements": ["99"]}, "/departements/0"),
+        ({"communes": ["99999"]}, "/communes"),
+        ({"collectivites": ["99D"]}, "/collectivites"),
+        ({}, "/national"),
+        ({"radius_km": 500}, "/radius_km"),
+        ({"radius_km": 0}, "/radius_km"),
+        ({"national": True, "area": "POLYGON((0 0, 1 1, 1 0, 0 0))"}, "/area"),
+    ],
+)
+async def test_area_bodies_are_checked(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    body: dict[str, Any],
+    pointer: str,
+) -> None:
+    a, _ = partners
+    before = await fingerprint(reader)
+    response = await client.post("/v1/service-areas", headers=a.headers, json={"service_id": str(a.service.id), **body})
+    assert response.status_code == 422, response.text
+    assert any((e.get("pointer") or "").startswith(pointer) for e in response.json()["errors"]), response.json()
+    assert await fingerprint(reader) == before
+
+
+# --- If-Match ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [("PATCH", "", {"name": "x"}), ("DELETE", "", None), ("PUT", "/capacity", {"state": "full"})],
+)
+async def test_writes_without_if_match_are_428(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    method: str,
+    suffix: str,
+    body: dict[str, Any] | None,
+) -> None:
+    a, _ = partners
+    before = await fingerprint(reader)
+    response = await client.request(method, f"/v1/services/{a.service.id}{suffix}", headers=a.headers, json=body)
+    assert response.status_code == 428
+    assert response.json()["code"] == "precondition_required"
+    assert await fingerprint(reader) == before
+
+
+@pytest.mark.parametrize("tag", ['"999"', 'W/"1"', '"abc"', "garbage", '"1", "2"x'])
+async def test_stale_or_malformed_etags_are_412(
+    client: httpx.AsyncClient, partners: tuple[Partner, Partner], reader: AsyncConnection, tag: str
+) -> None:
+    a, _ = partners
+    before = await fingerprint(reader)
+    response = await client.patch(
+        f"/v1/services/{a.service.id}", headers={**a.headers, "If-Match": tag}, json={"name": "x"}
+    )
+    assert response.status_code == 412
+    assert response.json()["code"] == "stale_version"
+    assert await fingerprint(reader) == before
+
+
+async def test_if_match_star_and_lists(client: httpx.AsyncClient, partners: tuple[Partner, Partner]) -> None:
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    assert (await client.patch(url, headers={**a.headers, "If-Match": "*"}, json={"name": "one"})).status_code == 200
+    response = await client.patch(url, headers={**a.headers, "If-Match": '"7", "2"'}, json={"name": "two"})
+    assert response.status_code == 200
+    assert response.headers["etag"] == '"3"'
+
+
+async def test_a_second_write_with_the_same_etag_loses(
+    client: httpx.AsyncClient, partners: tuple[Partner, Partner]
+) -> None:
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    tag = await _etag(client, url, a.headers)
+    first = await client.patch(url, headers={**a.headers, "If-Match": tag}, json={"name": "first"})
+    second = await client.patch(url, headers={**a.headers, "If-Match": tag}, json={"name": "second"})
+    assert (first.status_code, second.status_code) == (200, 412)
+    assert (await client.get(url, headers=a.headers)).json()["properties"]["name"] == "first"
