@@ -33,6 +33,7 @@ openapi: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/resolve.py
+	$(BIN)/python bench/search.py
 
 install: $(STAMP)
 

@@ -13,7 +13,8 @@ jittered by up to ~1 km, each with a random specialism):
 - HTTP: `maillage serve` (one uvicorn worker, production settings) driven by wrk (one thread);
 - raw SQL: pgbench running the very statement directory/search.py sends (captured from
   search.search for the query the route builds), one per transaction, its per-origin parameters read
-  from the origin table, the others bound as pgbench variables;
+  from the origin table, the others bound as pgbench variables (checked to answer the API statement's
+  page at the first origin);
 - tipg 1.6.1 (its own virtualenv under var/bench/, one uvicorn worker) serving the bbox listing of a
   view over the same tables, driven by the same wrk settings.
 
@@ -40,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
@@ -372,6 +374,17 @@ def pgbench_script(statement: str, params: dict[str, Any], origins: int) -> tupl
     return f"\\set i random(1, {origins})\n{text.strip()};\n", variables
 
 
+def same_answer(plain_url: str, script: str, variables: dict[str, str], statement: str, params: dict[str, Any]) -> str:
+    """Run the pgbench statement through psycopg at origin 1: it must answer what the API's statement does."""
+    raw = script.split("\n", 1)[1].strip().removesuffix(";").replace("%", "%%")
+    raw = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", raw)
+    with psycopg.connect(plain_url, autocommit=True) as conn:
+        api_rows = conn.execute(statement, params).fetchall()
+        raw_rows = conn.execute(raw, {"i": 1, **variables}).fetchall()
+    verdict = "the same" if api_rows == raw_rows else "NOT the same"
+    return f"{verdict} {len(raw_rows)} rows as the API's statement at origin 1"
+
+
 # --- measuring ----------------------------------------------------------------------------------
 
 
@@ -398,6 +411,15 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], what: str, timeout: f
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{what} did not become ready within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def run_wrk(
@@ -474,8 +496,7 @@ def run_http(
             notes[name] = sample(base, paths[:50], headers, lambda page: len(page["features"]))
             results[name] = run_wrk(base, paths, seconds, workdir, f"http-{name}", headers)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(server)
     return results, notes
 
 
@@ -596,8 +617,7 @@ def run_tipg(
         note = sample(base, paths[:50], {}, lambda page: len(page["features"]))
         return run_wrk(base, paths, seconds, workdir, "tipg-bbox", {}), note
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(server)
 
 
 def explain(plain_url: str, statements: dict[str, tuple[str, dict[str, Any]]]) -> None:
@@ -629,7 +649,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15, help="duration of each measured run")
     parser.add_argument("--services", type=int, default=1_000_000, help="synthetic services in the bench database")
     parser.add_argument("--origins", type=int, default=5000, help="random origins the clients pick from")
-    parser.add_argument("--explain", action="store_true", help="print EXPLAIN (ANALYZE, BUFFERS) at the first origin")
+    parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of both statements")
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("pgbench"):
         apt_install("wrk", "postgresql-client")
@@ -648,12 +668,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         os.chmod(workdir, 0o755)
+        checks = {}
         for name, (statement, params) in statements.items():
             script, variables = pgbench_script(statement, params, len(origins))
+            checks[name] = same_answer(plain, script, variables, statement, params)
             sql[name] = run_sql(plain, script, variables, args.seconds, workdir, name)
-        http, notes = run_http(
-            settings, plain.replace("postgresql://", "postgresql+psycopg://", 1), origins, args.seconds, workdir
-        )
+        http: dict[str, dict[str, float]] = {}
+        notes: dict[str, str] = {}
+        http_error = ""
+        try:
+            http, notes = run_http(
+                settings, plain.replace("postgresql://", "postgresql+psycopg://", 1), origins, args.seconds, workdir
+            )
+        except Exception as exc:  # noqa: BLE001 - the other figures are still worth printing
+            http_error = f"the API could not be run: {exc!r}"
+            print(http_error)
         try:
             tipg, tipg_note = run_tipg(settings, plain, origins, args.seconds, workdir)
         except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
@@ -664,17 +693,29 @@ def main() -> None:
         f"\nservice search — {args.services:,} services, {CONNECTIONS} concurrent connections, {args.seconds} s "
         f"each, database '{DATABASE}', {os.cpu_count()} CPUs shared by clients, servers and PostgreSQL"
     )
-    print(f"  {'':22}{'throughput':>13}{'p50':>10}{'p99':>11}{'requests':>11}{'non-2xx':>10}")
+    # open_now and next_opening cost more for services with weekly hours when they are closed.
+    print(f"measured around {datetime.now(ZoneInfo('Europe/Paris')):%A %Y-%m-%d %H:%M} Europe/Paris time")
+    print(f"  {'':22}{'throughput':>13}{'p50':>11}{'p99':>11}{'requests':>11}{'non-2xx':>10}")
     titles = {
         "knn": "20 nearest with one specialism (radius 30 km, covering areas included)",
         "bbox": f"bbox listing of 20 ({2 * BBOX_HALF_DEGREES:g}° box)",
     }
     for name, title in titles.items():
         print(title)
-        print(line("HTTP API (wrk)", http[name]))
+        print(line("HTTP API (wrk)", http.get(name), http_error))
         print(line("raw SQL (pgbench)", sql[name]))
         if name == "bbox":
             print(line("tipg 1.6.1 (wrk)", tipg, tipg_note))
+        print(f"  raw SQL statement checked: {checks[name]}")
+        samples = [f"API {notes[name]}"] if name in notes else []
+        samples += [f"tipg {tipg_note}"] if name == "bbox" and tipg is not None else []
+        if samples:
+            print("  pages sampled at 50 origins: " + "; ".join(samples))
+        for label, figures in (("HTTP API", http.get(name)), ("tipg", tipg if name == "bbox" else None)):
+            if figures and figures["socket_errors"]:
+                print(f"  {label}: {figures['socket_errors']:,.0f} wrk socket errors (connect, read, write, timeout)")
+        if name not in http:
+            continue
         ratio = http[name]["throughput"] / sql[name]["throughput"]
         targets = [
             f"HTTP / raw SQL throughput {ratio:.1%} (target ≥ 25 %: {verdict(ratio, 0.25)})",
@@ -684,11 +725,6 @@ def main() -> None:
             versus = http[name]["throughput"] / tipg["throughput"]
             targets.append(f"HTTP / tipg throughput {versus:.1f}× (target ≥ 4×: {verdict(versus, 4)})")
         print("  " + "; ".join(targets))
-        sampled = f"  pages sampled at 50 origins: API {notes[name]}"
-        print(sampled + (f"; tipg {tipg_note}" if name == "bbox" and tipg is not None else ""))
-        for label, figures in (("HTTP API", http[name]), ("tipg", tipg if name == "bbox" else None)):
-            if figures and figures["socket_errors"]:
-                print(f"  {label}: {figures['socket_errors']:,.0f} wrk socket errors (connect, read, write, timeout)")
 
 
 if __name__ == "__main__":
