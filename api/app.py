@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import json
 import secrets
@@ -9,9 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+
+from sync import worker
+from sync.webhooks import Resolver, SecretBox, system_resolver
 
 from .auth import Allow, Public
 from .cluster import Cluster
@@ -21,7 +27,7 @@ from .logs import configure_logging
 from .middleware import BodySizeLimit, RequestContext
 from .pagination import Cursors
 from .ratelimit import RateLimiter
-from .routes import clients, health, listings, organisations, services, territories, wellknown
+from .routes import clients, health, listings, organisations, pathways, services, territories, webhooks, wellknown
 from .settings import Settings
 from .tokens import KeyStore, TokenService
 
@@ -91,17 +97,38 @@ def openapi_document(app: FastAPI) -> str:
     return json.dumps(app.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+    resolver: Resolver | None = None,
+) -> FastAPI:
+    """The application. Tests inject an httpx client (MockTransport) and a DNS resolver for webhooks."""
     settings = settings or Settings()
     configure_logging(json=settings.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.database_url or Cluster(settings.var_dir).url("maillage")
+        url = settings.database_url or Cluster(settings.var_dir).app_url("maillage")
         timeout = settings.statement_timeout_ms
         app.state.engine = make_engine(url, pool_size=settings.db_pool_size, statement_timeout_ms=timeout)
         app.state.reader = make_reader_pool(url, size=settings.db_pool_size, statement_timeout_ms=timeout)
         await app.state.reader.open(wait=True, timeout=30)
+        owned_http = http_client is None
+        app.state.http = http_client or httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        delivery = None
+        if settings.deliver_webhooks_in_process:
+            delivery = asyncio.create_task(
+                worker.run(
+                    app.state.engine,
+                    app.state.http,
+                    app.state.secret_box,
+                    resolve=app.state.resolver,
+                    allow_loopback=settings.webhooks_allow_loopback,
+                    interval=settings.webhook_delivery_interval_seconds,
+                    wake=app.state.outbox_signal,
+                )
+            )
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's
         # generations, so full collections stay short (they showed up as 70 ms p99 spikes).
         gc.collect()
@@ -109,6 +136,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if delivery is not None:
+                delivery.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await delivery
+            if owned_http:
+                await app.state.http.aclose()
             await app.state.reader.close()
             await app.state.engine.dispose()
 
@@ -123,6 +156,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cursors = Cursors(load_or_create_secret(settings.secrets_path / "cursor-key"))
     app.state.write_limiter = RateLimiter(settings.writes_per_minute, scope="write")
     app.state.token_limiter = RateLimiter(settings.token_requests_per_minute, scope="token")
+    app.state.secret_box = SecretBox(load_or_create_secret(settings.secrets_path / "webhook-key"))
+    app.state.resolver = resolver or system_resolver
+    app.state.outbox_signal = asyncio.Event()
     install_error_handlers(app)
     for router in (
         health.router,
@@ -132,6 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         organisations.router,
         listings.router,
         clients.router,
+        pathways.router,
+        webhooks.router,
     ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar
 
 import psycopg
@@ -26,10 +26,16 @@ db_app = typer.Typer(no_args_is_help=True, help="The project-managed local PostG
 tokens_app = typer.Typer(no_args_is_help=True, help="Access tokens signed with the local key.")
 clients_app = typer.Typer(no_args_is_help=True, help="API clients of partner systems (OAuth client credentials).")
 listings_app = typer.Typer(no_args_is_help=True, help="Listing upkeep.")
+handoffs_app = typer.Typer(no_args_is_help=True, help="Care-pathway upkeep.")
+sync_app = typer.Typer(no_args_is_help=True, help="Outbound webhooks.")
+retention_app = typer.Typer(no_args_is_help=True, help="Data retention (CNIL).")
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(clients_app, name="clients")
 app.add_typer(listings_app, name="listings")
+app.add_typer(handoffs_app, name="handoffs")
+app.add_typer(sync_app, name="sync")
+app.add_typer(retention_app, name="retention")
 
 T = TypeVar("T")
 log = structlog.get_logger()
@@ -42,15 +48,15 @@ def _settings() -> Settings:
     return Settings()
 
 
-def database_url(settings: Settings, *, start: bool = True) -> str:
-    """DATABASE_URL when set (production path); otherwise the local cluster, started on demand."""
+def database_url(settings: Settings, *, owner: bool = False) -> str:
+    """DATABASE_URL when set (production path); otherwise the local cluster, started on demand.
+    `owner`: the URL that may change the schema (migrations, seeds, retention), not the API's role."""
     if settings.database_url:
-        return settings.database_url
+        return (settings.owner_database_url or settings.database_url) if owner else settings.database_url
     cluster = Cluster(settings.var_dir)
-    if start:
-        cluster.start()
-        cluster.ensure_database(DATABASE)
-    return cluster.url(DATABASE)
+    cluster.start()
+    cluster.ensure_database(DATABASE)
+    return cluster.url(DATABASE) if owner else cluster.app_url(DATABASE)
 
 
 def _plain(url: str) -> str:
@@ -117,7 +123,7 @@ def migrate() -> None:
     """Apply the Alembic migrations up to head."""
     from .migrations_runner import upgrade
 
-    upgrade(database_url(_settings()))
+    upgrade(database_url(_settings(), owner=True))
 
 
 @app.command()
@@ -133,10 +139,11 @@ def seed(
     settings = _settings()
     if demo and settings.database_url:
         _fail("demo listings are for local runs only: DATABASE_URL is set")
-    with psycopg.connect(_plain(database_url(settings))) as conn:
+    with psycopg.connect(_plain(database_url(settings, owner=True))) as conn:
         report = load_territories(conn)
         load_public_holidays(conn)
         seeding.seed_specialisms(conn)
+        seeding.seed_hotline(conn)
         crips = seeding.seed_crips(conn)
         members = seeding.seed_collective(conn, SEEDS_DIR)
         demo_count = demo_data.seed_demo(conn) if demo else 0
@@ -271,18 +278,112 @@ def clients_revoke(client_id: uuid.UUID) -> None:
 def listings_remind(
     within_days: Annotated[int, typer.Option(help="Also listings falling due within this many days.")] = 0,
 ) -> None:
-    """Remind every organisation with listings due for re-verification (stale after 180 days)."""
+    """Queue a `listing.verification_due` event for every organisation with listings due for
+    re-verification (stale after 180 days); their webhooks deliver it."""
     from directory import history
+    from sync import outbound
 
-    async def due(session: AsyncSession) -> list[tuple[uuid.UUID, int]]:
+    async def remind(session: AsyncSession) -> list[tuple[uuid.UUID, int]]:
         raw = await (await session.connection()).get_raw_connection()
         conn: psycopg.AsyncConnection = raw.driver_connection  # type: ignore[assignment]
-        return await history.organisations_with_due_listings(conn, now=datetime.now(UTC), within_days=within_days)
+        due = await history.organisations_with_due_listings(conn, now=datetime.now(UTC), within_days=within_days)
+        for organisation_id, count in due:
+            queued = await outbound.enqueue(
+                session,
+                type="listing.verification_due",
+                data={"organisation_id": organisation_id, "listings": count},
+                organisation_ids=[organisation_id],
+            )
+            log.info(
+                "listing.verification_due",
+                organisation_id=str(organisation_id),
+                listings=count,
+                queued=queued is not None,
+            )
+        return due
 
-    rows = _in_session(due)
-    for organisation_id, count in rows:
-        log.info("listing.verification_due", organisation_id=str(organisation_id), listings=count)
+    rows = _in_session(remind)
     typer.echo(f"{len(rows)} organisations have listings due for re-verification")
+
+
+@handoffs_app.command("expire")
+def handoffs_expire() -> None:
+    """Flag handoffs past their acknowledgement deadline (and tell both sides), and expire those still
+    unanswered after the grace period. Idempotent: run it from cron as often as you like."""
+    from directory import handoffs
+    from sync import outbound
+
+    settings = _settings()
+    grace = timedelta(hours=settings.expire_after_overdue_hours)
+
+    async def expire(session: AsyncSession) -> tuple[int, int]:
+        overdue, expired = await handoffs.expire_overdue(session, now=datetime.now(UTC), grace=grace)
+        for handoff in overdue:
+            await outbound.enqueue(
+                session,
+                type="handoff.overdue",
+                data={"handoff_id": handoff.id},
+                organisation_ids=[handoff.sender_organisation_id, handoff.receiver_organisation_id],
+            )
+        for handoff in expired:
+            await outbound.enqueue(
+                session,
+                type="handoff.transitioned",
+                data={"handoff_id": handoff.id, "status": handoff.status},
+                organisation_ids=[handoff.sender_organisation_id, handoff.receiver_organisation_id],
+            )
+        return len(overdue), len(expired)
+
+    overdue, expired = _in_session(expire)
+    typer.echo(f"{overdue} handoffs newly overdue, {expired} expired")
+
+
+@sync_app.command("deliver")
+def sync_deliver() -> None:
+    """Deliver the webhook events that are due (the server also does it while it runs)."""
+    import httpx
+
+    from sync.webhooks import SecretBox, system_resolver
+    from sync.worker import deliver_once
+
+    from .app import load_or_create_secret
+
+    settings = _settings()
+
+    async def deliver() -> None:
+        engine = make_engine(database_url(settings), pool_size=2, statement_timeout_ms=60_000)
+        box = SecretBox(load_or_create_secret(settings.secrets_path / "webhook-key"))
+        try:
+            async with httpx.AsyncClient(follow_redirects=False) as http:
+                report = await deliver_once(
+                    engine, http, box, resolve=system_resolver, allow_loopback=settings.webhooks_allow_loopback
+                )
+        finally:
+            await engine.dispose()
+        typer.echo(f"{report.delivered} delivered, {report.failed} to retry, {report.dead} dead-lettered")
+
+    asyncio.run(deliver())
+
+
+@retention_app.command("apply")
+def retention_apply() -> None:
+    """Delete closed cases past their retention (with handoffs and events, keeping anonymous monthly
+    counts) and audit rows past theirs. Runs as the schema owner."""
+    from directory import retention
+
+    settings = _settings()
+    with psycopg.connect(_plain(database_url(settings, owner=True))) as conn:
+        report = retention.apply(
+            conn,
+            now=datetime.now(UTC),
+            case_years=settings.case_retention_years,
+            audit_days=settings.audit_retention_days,
+        )
+    typer.echo(
+        f"deleted {report.cases} cases ({report.handoffs} handoffs) closed more than "
+        f"{settings.case_retention_years} years ago, and {report.audit_rows} audit rows older than "
+        f"{settings.audit_retention_days} days"
+    )
 
 
 # --- API --------------------------------------------------------------------------------------

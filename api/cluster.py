@@ -31,6 +31,8 @@ from psycopg import sql
 
 SERVER_USER = "postgres"
 SUPERUSER = "postgres"
+# The role the API connects as (its grants are in the migrations); the superuser runs migrations.
+APP_ROLE = "maillage_app"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
 
 
@@ -192,6 +194,7 @@ class Cluster:
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb(bindir)
             if self._running(bindir):
+                self.ensure_app_role()
                 return
             port = self._choose_port()
             self.socket_dir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +220,7 @@ class Cluster:
             if result.returncode != 0:
                 raise ClusterError(f"PostgreSQL did not start; see {self.log_file}: {result.stderr.strip()}")
             self.port_file.write_text(f"{port}\n")
+            self.ensure_app_role()
 
     def stop(self) -> bool:
         """Stop the cluster; returns False when it was not running."""
@@ -247,9 +251,35 @@ class Cluster:
         except FileNotFoundError as exc:
             raise ClusterError("the local cluster has never been started: run `maillage db start`") from exc
 
+    @property
+    def app_password_file(self) -> Path:
+        return self.var_dir / "secrets" / "pg-app-password"
+
     def url(self, database: str, *, driver: str = "postgresql+psycopg") -> str:
+        """The superuser's URL: migrations, seeds, retention."""
         password = self.password_file.read_text().strip()
         return f"{driver}://{SUPERUSER}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def app_url(self, database: str, *, driver: str = "postgresql+psycopg") -> str:
+        """The application role's URL: what the API uses."""
+        password = self.app_password_file.read_text().strip()
+        return f"{driver}://{APP_ROLE}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def ensure_app_role(self) -> None:
+        """Create (or re-enable) the application's login role with its generated password."""
+        if not self.app_password_file.exists():
+            self.app_password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.app_password_file.touch(mode=0o600)
+            self.app_password_file.write_text(secrets.token_urlsafe(24) + "\n")
+        password = self.app_password_file.read_text().strip()
+        with psycopg.connect(self.url("postgres", driver="postgresql"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()
+            verb = sql.SQL("ALTER") if exists else sql.SQL("CREATE")
+            conn.execute(
+                sql.SQL("{} ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
+                    verb, sql.Identifier(APP_ROLE), sql.Literal(password)
+                )
+            )
 
     def ensure_database(self, name: str, *, template: str | None = None) -> bool:
         """Create `name` if it does not exist; returns True when it was created."""

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from directory import errors as directory_errors
 from geo import errors as geo_errors
+from sync import errors as sync_errors
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -73,14 +74,26 @@ class RateLimited(ApiError):
     code = "rate_limited"
 
 
+class IdempotencyKeyRequired(ApiError):
+    code = "idempotency_key_required"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.errors = [{"in": "header", "name": "Idempotency-Key", "message": detail}]
+
+
 STATUS_BY_ERROR: dict[type[Exception], int] = {
     Unauthenticated: 401,
     RoleNotAllowed: 403,
     InvalidParameter: 422,
     PreconditionRequired: 428,
     RateLimited: 429,
+    IdempotencyKeyRequired: 400,
     directory_errors.StaleVersion: 412,
     directory_errors.InvalidListing: 422,
+    directory_errors.InvalidTransition: 409,
+    directory_errors.IdempotencyConflict: 422,
+    sync_errors.InvalidWebhookUrl: 422,
     geo_errors.OutsideFrance: 404,
     geo_errors.UnknownTerritory: 404,
     directory_errors.NotFound: 404,
@@ -137,7 +150,8 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON)
 
 
-def _status_for(exc: Exception) -> int | None:
+def status_for(exc: Exception) -> int | None:
+    """The status an error is answered with (None: unexpected, a 500)."""
     for cls in type(exc).__mro__:
         if cls in STATUS_BY_ERROR:
             return STATUS_BY_ERROR[cls]
@@ -145,7 +159,7 @@ def _status_for(exc: Exception) -> int | None:
 
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
-    status = _status_for(exc)
+    status = status_for(exc)
     if status is None:
         return await _unexpected(request, exc)
     return problem_response(
@@ -154,6 +168,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         getattr(exc, "detail", str(exc)),
         headers=getattr(exc, "headers", None),
         errors=getattr(exc, "errors", None),
+        extra=getattr(exc, "extra", None),
     )
 
 
@@ -202,7 +217,12 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
 
 
 def install(app: FastAPI) -> None:
-    domain: tuple[type[Exception], ...] = (ApiError, geo_errors.GeoError, directory_errors.DirectoryError)
+    domain: tuple[type[Exception], ...] = (
+        ApiError,
+        geo_errors.GeoError,
+        directory_errors.DirectoryError,
+        sync_errors.SyncError,
+    )
     for error_class in domain:
         app.add_exception_handler(error_class, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

@@ -266,3 +266,109 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["Bearer"]
     expires_in: int
+
+
+class CaseOut(BaseModel):
+    """A case. Partners get only id, reference, age, needs, safety flags, status and their handoffs."""
+
+    id: uuid.UUID
+    reference: str
+    age: int
+    needs: list[str]
+    do_not_contact_minor_directly: bool
+    do_not_contact_parents: bool
+    safe_contact: str | None
+    status: Literal["open", "closed"]
+    version: int
+    gender: str | None = None
+    residence_collectivite: CodeName | None = None
+    found_in_commune: CodeName | None = None
+    intake_channel: str | None = None
+    caller: str | None = None
+    known_to_child_welfare: str | None = None
+    opened_at: str | None = None
+    closed_at: str | None = None
+    handoffs: list[dict[str, Any]]
+
+
+class HandoffOut(BaseModel):
+    id: uuid.UUID
+    case_id: uuid.UUID
+    kind: str
+    status: str
+    sender: dict[str, Any]
+    receiver: dict[str, Any]
+    service: dict[str, Any] | None
+    beneficiary: str
+    urgency: str
+    legal_basis: str
+    reason: str | None
+    acknowledge_by: str
+    overdue: bool
+    acknowledged_at: str | None
+    accepted_at: str | None
+    closed_at: str | None
+    decline_reason: str | None
+    created_at: str
+    version: int
+
+
+class HandoffPage(BaseModel):
+    items: list[HandoffOut]
+    links: list[dict[str, str]]
+
+
+class CompetentCrip(BaseModel):
+    reason: Literal["residence", "found_in"]
+    collectivite: CodeName
+    crip: dict[str, Any]
+
+
+class PathwayItem(BaseModel):
+    type: Literal["handoff_created", "handoff_moved", "event"]
+    at: str
+    kind: str
+    by: dict[str, Any]
+    model_config = {"extra": "allow"}
+
+
+class SubscriptionOut(BaseModel):
+    id: uuid.UUID
+    url: str
+    event_types: list[str]
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class SubscriptionSecret(SubscriptionOut):
+    secret: str = Field(description="Standard Webhooks signing secret (whsec_…), shown once.")
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    outbox_event_id: int
+    status: Literal["pending", "delivered", "dead"]
+    attempts: int
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class AuditItem(BaseModel):
+    id: int
+    at: str
+    actor: dict[str, Any]
+    action: str
+    object_type: str
+    object_id: uuid.UUID | None
+    case_id: uuid.UUID | None
+    outcome: str
+    status_code: int
+    request_id: str | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditItem]
+    links: list[dict[str, str]]

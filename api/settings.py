@@ -3,6 +3,7 @@
 Domain packages never import this module: they receive what they need as arguments.
 """
 
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -19,6 +20,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "MAILLAGE_DATABASE_URL")
     )
+    # Migrations, seeds and retention purges need the schema owner; the API only its own role.
+    # Defaults to DATABASE_URL when that is set.
+    owner_database_url: str | None = None
     # Where local state lives: the managed cluster, signing keys, generated secrets. Git-ignored.
     var_dir: Path = REPO_ROOT / "var"
     port: int = Field(default=8000, validation_alias=AliasChoices("PORT", "MAILLAGE_PORT"))
@@ -38,6 +42,20 @@ class Settings(BaseSettings):
     token_requests_per_minute: int = Field(default=30, ge=1)
     db_pool_size: int = 10
 
+    # Care pathways: how soon a handoff must be acknowledged, by urgency; how long an unanswered one
+    # stays overdue before the system expires it.
+    acknowledge_immediate_minutes: int = Field(default=60, ge=1)
+    acknowledge_within_24h_hours: int = Field(default=24, ge=1)
+    acknowledge_routine_days: int = Field(default=7, ge=1)
+    expire_after_overdue_hours: int = Field(default=72, ge=1)
+    # Retention (CNIL): closed cases, then audit rows.
+    case_retention_years: int = Field(default=3, ge=1, le=10)
+    audit_retention_days: int = Field(default=365, ge=180, le=3650)
+    # Webhooks: loopback endpoints only for tests on one machine; how often the server delivers.
+    webhooks_allow_loopback: bool = False
+    webhook_delivery_interval_seconds: float = Field(default=5.0, gt=0)
+    deliver_webhooks_in_process: bool = True
+
     log_json: bool = False
 
     @cached_property
@@ -47,3 +65,10 @@ class Settings(BaseSettings):
     @property
     def secrets_path(self) -> Path:
         return self.var_dir / "secrets"
+
+    def acknowledge_within(self) -> dict[str, timedelta]:
+        return {
+            "immediate": timedelta(minutes=self.acknowledge_immediate_minutes),
+            "within_24h": timedelta(hours=self.acknowledge_within_24h_hours),
+            "routine": timedelta(days=self.acknowledge_routine_days),
+        }

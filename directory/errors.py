@@ -31,3 +31,19 @@ class InvalidListing(DirectoryError):
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(f"{field}: {detail}")
         self.errors = [{"in": "body", "pointer": f"/{field}", "message": detail}]
+
+
+class InvalidTransition(DirectoryError):
+    """A handoff move the state machine (or the caller's side of it) does not allow from here."""
+
+    code = "invalid_transition"
+
+    def __init__(self, detail: str, *, current: str, allowed: list[str]) -> None:
+        super().__init__(detail)
+        self.extra = {"current_status": current, "allowed": allowed}
+
+
+class IdempotencyConflict(DirectoryError):
+    """The Idempotency-Key was already used for a different request."""
+
+    code = "idempotency_key_reused"

@@ -149,6 +149,35 @@ def _revision(
     )
 
 
+async def conditional_update(
+    session: AsyncSession,
+    row: Any,
+    *,
+    expected_version: set[int] | None,
+    values: Mapping[str, Any],
+    refresh: bool = True,
+) -> None:
+    """UPDATE the row only if it is still at the version it was read at (and at one of the versions the
+    caller holds, when given): of two writers holding the same version, exactly one succeeds."""
+    model = type(row)
+    if expected_version is not None and row.version not in expected_version:
+        raise StaleVersion(f"this record is now at version {row.version}: read it again")
+    result = await session.exec(
+        sa.update(model)
+        .where(model.id == row.id, model.version == row.version)
+        .values(
+            **values,
+            version=model.version + 1,
+            **({"updated_at": sa.func.now()} if hasattr(model, "updated_at") else {}),
+        )
+        .returning(model.version)
+    )
+    if result.first() is None:  # another writer got there first, between our read and our write
+        raise StaleVersion("this record was changed meanwhile: read it again")
+    if refresh:
+        await session.refresh(row)
+
+
 async def update_row(
     session: AsyncSession,
     row: Any,
@@ -166,7 +195,6 @@ async def update_row(
     """Apply `values` if the row is still at one of the versions the caller read (its If-Match ETags;
     None: whatever version it is now). Returns the changes recorded; a write that changes nothing
     records nothing and keeps the version."""
-    model = type(row)
     if expected_version is not None and row.version not in expected_version:
         raise StaleVersion(f"this listing is now at version {row.version}: read it again")
     changes = {
@@ -176,18 +204,7 @@ async def update_row(
     }
     if not changes and not always:
         return {}
-    result = await session.exec(
-        sa.update(model)
-        .where(model.id == row.id, model.version == row.version)
-        .values(
-            **values,
-            version=model.version + 1,
-            **({"updated_at": sa.func.now()} if hasattr(model, "updated_at") else {}),
-        )
-        .returning(model.version)
-    )
-    if result.first() is None:  # another writer got there first, between our read and our write
-        raise StaleVersion("this listing was changed meanwhile: read it again")
+    await conditional_update(session, row, expected_version=None, values=values, refresh=False)
     session.add(
         _revision(
             entity=entity,

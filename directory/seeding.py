@@ -20,11 +20,28 @@ from .areas import REFRESH
 from .taxonomy import SLUGS, SPECIALISMS
 
 ENSEMBLE_CONTRE_LA_TRAITE = "ensemble-contre-la-traite"
+HOTLINE_SEED_KEY = "hotline:119"
 CRIP_DESCRIPTION = (
     "Cellule départementale de recueil, de traitement et d'évaluation des informations préoccupantes "
     "relatives aux mineurs en danger ou en risque de l'être (article L226-3 du code de l'action sociale "
     "et des familles)."
 )
+
+
+def seed_hotline(conn: psycopg.Connection) -> None:
+    """The 119 unit: the organisation specialists act for when they hand a case over."""
+    conn.execute(
+        """INSERT INTO organisation (id, name, kind, description, website, seat_commune_code, verification,
+                                     verified_at, seed_key)
+           VALUES (gen_random_uuid(), %(name)s, 'public_service', %(description)s, 'https://www.allo119.gouv.fr/',
+                   '75056', 'verified', now(), %(key)s)
+           ON CONFLICT (seed_key) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description""",
+        {
+            "name": "119 — Allô Enfance en Danger, cellule exploitation sexuelle des mineurs",
+            "description": "Service national d'accueil téléphonique de l'enfance en danger (SNATED).",
+            "key": HOTLINE_SEED_KEY,
+        },
+    )
 
 
 def seed_specialisms(conn: psycopg.Connection) -> int:

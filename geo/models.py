@@ -26,8 +26,11 @@ SQLModel.metadata.naming_convention = {
 }
 
 
-def enum_column(enum: type[StrEnum], *, server_default: StrEnum | None = None, **kwargs: Any) -> Any:
-    """A StrEnum stored as VARCHAR + CHECK: adding a value is a CHECK change, not an ALTER TYPE."""
+def enum_column(
+    enum: type[StrEnum], *, server_default: StrEnum | None = None, constraint: str | None = None, **kwargs: Any
+) -> Any:
+    """A StrEnum stored as VARCHAR + CHECK: adding a value is a CHECK change, not an ALTER TYPE.
+    `constraint` names the CHECK when a table has two columns of the same enum."""
     if server_default is not None:
         kwargs["sa_column_kwargs"] = {"server_default": server_default.value}
     return Field(
@@ -37,7 +40,7 @@ def enum_column(enum: type[StrEnum], *, server_default: StrEnum | None = None, *
             create_constraint=True,
             length=32,
             values_callable=lambda members: [m.value for m in members],
-            name=enum.__name__.lower(),
+            name=constraint or enum.__name__.lower(),
             validate_strings=True,
         ),
         **kwargs,

@@ -32,10 +32,21 @@ def cluster() -> Cluster:
 
 
 @pytest.fixture(scope="session")
-def database_url(cluster: Cluster) -> Iterator[str]:
+def database_name(cluster: Cluster) -> Iterator[str]:
     name = create_test_database(cluster)
-    yield cluster.url(name)
+    yield name
     cluster.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def database_url(cluster: Cluster, database_name: str) -> str:
+    """The application role's URL, as in production: tests see the same grants the API has."""
+    return cluster.app_url(database_name)
+
+
+@pytest.fixture(scope="session")
+def owner_url(cluster: Cluster, database_name: str) -> str:
+    return cluster.url(database_name)
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +158,7 @@ async def live(cluster: Cluster, settings: Settings) -> AsyncIterator[tuple[Fast
     """The app on a database of its own, with its real pools and committed transactions: for tests of
     what only real concurrency shows."""
     name = create_test_database(cluster, suffix="_live")
-    app = create_app(settings.model_copy(update={"database_url": cluster.url(name), "db_pool_size": 20}))
+    app = create_app(settings.model_copy(update={"database_url": cluster.app_url(name), "db_pool_size": 20}))
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

@@ -16,7 +16,7 @@ from psycopg import sql
 from api.cluster import Cluster
 from api.migrations_runner import upgrade
 from api.settings import REPO_ROOT
-from directory.seeding import seed_collective, seed_crips, seed_specialisms
+from directory.seeding import seed_collective, seed_crips, seed_hotline, seed_specialisms
 from geo.calendars import load_public_holidays
 from geo.loading import VERSION as TERRITORIES_VERSION
 from geo.loading import load_territories
@@ -66,6 +66,7 @@ def ensure_template(cluster: Cluster) -> None:
         load_territories(conn)
         load_public_holidays(conn)
         seed_specialisms(conn)
+        seed_hotline(conn)
         seed_crips(conn)
         seed_collective(conn, REPO_ROOT / "seeds")
     with psycopg.connect(plain(cluster.url("postgres")), autocommit=True) as conn:

@@ -40,3 +40,87 @@ async def test_fifty_racing_patches_with_one_etag_make_exactly_one_change(
     ]
     assert len(updates) == 1
     assert updates[0]["changes"]["name"] == {"old": "Départ", "new": winner}
+
+
+async def _pathway(app: FastAPI, client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, str], str, str]:
+    """A case, a partner and one handoff from the 119 to it, committed."""
+    admin = {"Authorization": "Bearer " + app.state.tokens.issue(subject="admin", role=Role.admin)}
+    specialist = {"Authorization": "Bearer " + app.state.tokens.issue(subject="specialiste", role=Role.specialist)}
+    org = await client.post("/v1/organisations", headers=admin, json={"name": "Asso pathway", "kind": "association"})
+    partner = {
+        "Authorization": "Bearer "
+        + app.state.tokens.issue(subject="asso", role=Role.partner, organisation_id=org.json()["id"])
+    }
+    case = await client.post(
+        "/v1/cases",
+        headers=specialist,
+        json={"age": 14, "residence_collectivite": "93D", "intake_channel": "phone", "caller": "relative"},
+    )
+    assert case.status_code == 201, case.text
+    handoff = await client.post(
+        "/v1/handoffs",
+        headers={**specialist, "Idempotency-Key": "setup"},
+        json={
+            "case_id": case.json()["id"],
+            "kind": "orientation",
+            "to_organisation_id": org.json()["id"],
+            "beneficiary": "minor",
+            "urgency": "immediate",
+            "legal_basis": "child_protection_duty",
+        },
+    )
+    assert handoff.status_code == 201, handoff.text
+    return specialist, partner, case.json()["id"], handoff.json()["id"]
+
+
+async def test_fifty_conflicting_transitions_one_wins(live: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    app, client = live
+    specialist, partner, _, handoff_id = await _pathway(app, client)
+    url = f"/v1/handoffs/{handoff_id}/transitions"
+    moves = [
+        (partner, {"to": "accepted", "from": "sent"}),
+        (partner, {"to": "declined", "reason_code": "no_capacity", "from": "sent"}),
+        (specialist, {"to": "cancelled", "from": "sent"}),
+    ]
+    responses = await asyncio.gather(
+        *(client.post(url, headers=moves[i % 3][0], json=moves[i % 3][1]) for i in range(51))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [409] * 50, [r.text for r in responses if r.status_code not in (200, 409)]
+    winner = next(r for r in responses if r.status_code == 200).json()["status"]
+    assert all(r.json()["current_status"] == winner for r in responses if r.status_code == 409)
+    async with app.state.reader.connection() as conn:
+        events = await (
+            await conn.execute(
+                "SELECT from_status, to_status FROM handoff_event WHERE handoff_id = %s AND from_status IS NOT NULL",
+                (handoff_id,),
+            )
+        ).fetchall()
+    assert [tuple(e) for e in events] == [("sent", winner)]
+
+
+async def test_twenty_identical_creations_with_one_key_make_one_handoff(
+    live: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    app, client = live
+    specialist, _, case_id, _ = await _pathway(app, client)
+    headers = {**specialist, "Idempotency-Key": "same-key-20"}
+    body = {
+        "case_id": case_id,
+        "kind": "information_preoccupante",
+        "beneficiary": "minor",
+        "urgency": "immediate",
+        "legal_basis": "child_protection_duty",
+        "reason": "fugues répétées",
+    }
+    responses = await asyncio.gather(*(client.post("/v1/handoffs", headers=headers, json=body) for _ in range(20)))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.text for r in responses}) == 1
+    assert len({r.headers["location"] for r in responses}) == 1
+    async with app.state.reader.connection() as conn:
+        count = await (
+            await conn.execute(
+                "SELECT count(*) FROM handoff WHERE case_id = %s AND kind = 'information_preoccupante'", (case_id,)
+            )
+        ).fetchone()
+    assert count == (1,)

@@ -6,7 +6,9 @@ from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import directory.models  # noqa: F401 - registers the tables
+import directory.pathway_models  # noqa: F401 - registers the tables
 import geo.models  # noqa: F401 - registers the tables
+import sync.models  # noqa: F401 - registers the tables
 
 config = context.config
 target_metadata = SQLModel.metadata

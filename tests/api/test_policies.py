@@ -13,10 +13,14 @@ from psycopg import AsyncConnection
 from api.app import assert_policies, route_policies
 from directory.access import Role
 from tests.api.test_authorization_matrix import MATRIX_ROUTES
+from tests.api.test_pathways import PATHWAY_ROUTES
 
 ALL = frozenset(Role)
 WRITERS = frozenset({Role.partner, Role.admin})
 ADMIN = frozenset({Role.admin})
+SPECIALIST = frozenset({Role.specialist})
+PARTNER = frozenset({Role.partner})
+CASE_READERS = frozenset({Role.specialist, Role.partner})
 PUBLIC = None  # outside /v1: no token, no data
 DECLARED_PUBLIC: frozenset[Role] = frozenset()  # inside /v1, explicitly marked Public()
 
@@ -66,6 +70,23 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("POST", "/v1/clients/{client_id}/revoke"): ADMIN,
     # OAuth 2.0 token endpoint: client credentials instead of a bearer token.
     ("POST", "/v1/auth/token"): DECLARED_PUBLIC,
+    # Care pathways (tests/api/test_pathways.py checks scope per object; departments and admins read none).
+    ("POST", "/v1/cases"): SPECIALIST,
+    ("GET", "/v1/cases/{case_id}"): CASE_READERS,
+    ("PATCH", "/v1/cases/{case_id}"): SPECIALIST,
+    ("POST", "/v1/cases/{case_id}/close"): SPECIALIST,
+    ("GET", "/v1/cases/{case_id}/competent-crips"): CASE_READERS,
+    ("GET", "/v1/cases/{case_id}/pathway"): CASE_READERS,
+    ("POST", "/v1/cases/{case_id}/events"): CASE_READERS,
+    ("POST", "/v1/handoffs"): CASE_READERS,
+    ("GET", "/v1/handoffs"): CASE_READERS,
+    ("GET", "/v1/handoffs/{handoff_id}"): CASE_READERS,
+    ("POST", "/v1/handoffs/{handoff_id}/transitions"): CASE_READERS,
+    ("POST", "/v1/webhook-subscriptions"): PARTNER,
+    ("GET", "/v1/webhook-subscriptions"): PARTNER,
+    ("DELETE", "/v1/webhook-subscriptions/{subscription_id}"): PARTNER,
+    ("GET", "/v1/webhook-subscriptions/{subscription_id}/deliveries"): PARTNER,
+    ("GET", "/v1/audit"): ADMIN,
 }
 
 # A request each route accepts when authorised (path parameters filled in).
@@ -103,7 +124,7 @@ def test_every_route_matches_the_checked_in_policy(app: FastAPI) -> None:
 
 def test_every_v1_route_is_exercised_per_role(app: FastAPI) -> None:
     """Reads by EXAMPLES here, listing routes by the authorization matrix, the rest by ADMIN_ONLY tests."""
-    covered = set(EXAMPLES) | MATRIX_ROUTES | set(ADMIN_ONLY) | {("POST", "/v1/auth/token")}
+    covered = set(EXAMPLES) | MATRIX_ROUTES | set(ADMIN_ONLY) | {("POST", "/v1/auth/token")} | PATHWAY_ROUTES
     assert {key for key in POLICY if key[1].startswith("/v1")} == covered
 
 

@@ -1,0 +1,140 @@
+"""Journalisation of case data (CNIL): every read and write of cases, handoffs and pathway events —
+denials included — leaves one audit row: who, role, organisation, action, object, when, outcome.
+
+A successful write records its row in the write's own transaction (both commit or neither does); a
+read, a refusal or a failure records it on an autocommit connection, so it survives the rollback.
+The application's database role may insert audit rows but never change or delete them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from psycopg import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from directory.access import Principal, Role
+from directory.pathway_models import AuditEvent
+
+from .auth import Allow, _bearer_scheme, authenticate
+from .db import ReaderDep
+from .errors import RoleNotAllowed, Unauthenticated, status_for
+
+log = structlog.get_logger("maillage.audit")
+
+_INSERT = """INSERT INTO audit_event (actor_subject, actor_role, actor_organisation_id, action, object_type, object_id,
+                                      case_id, outcome, status_code, request_id)
+             VALUES (%(actor_subject)s, %(actor_role)s, %(actor_organisation_id)s, %(action)s, %(object_type)s,
+                     %(object_id)s, %(case_id)s, %(outcome)s, %(status_code)s, %(request_id)s)"""
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "allowed"
+    if status in (401, 403):
+        return "denied"
+    if status == 404:
+        return "not_found"  # missing, or outside the caller's scope: the same to them, the same here
+    if status in (409, 412, 428):
+        return "conflict"
+    return "invalid" if status < 500 else "error"
+
+
+def _path_id(request: Request) -> uuid.UUID | None:
+    for value in request.path_params.values():
+        try:
+            return uuid.UUID(str(value))
+        except ValueError:
+            continue
+    return None
+
+
+@dataclass
+class Entry:
+    request: Request
+    principal: Principal | None
+    action: str
+    object_type: str
+    object_id: uuid.UUID | None = None
+    case_id: uuid.UUID | None = None
+    recorded: bool = field(default=False)
+
+    def row(self, status: int) -> dict[str, Any]:
+        principal = self.principal
+        return {
+            "actor_subject": principal.subject if principal else "anonymous",
+            "actor_role": principal.role.value if principal else None,
+            "actor_organisation_id": principal.organisation_id if principal else None,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "case_id": self.case_id,
+            "outcome": _outcome(status),
+            "status_code": status,
+            "request_id": self.request.scope.get("state", {}).get("request_id"),
+        }
+
+    def in_transaction(self, session: AsyncSession, *, status: int = 200) -> None:
+        """Record a successful write in the write's own transaction (call before committing)."""
+        session.add(AuditEvent(**self.row(status)))
+        self.recorded = True
+
+
+async def record(conn: AsyncConnection, entry: Entry, status: int) -> None:
+    try:
+        await conn.execute(_INSERT, entry.row(status))
+    except Exception:  # noqa: BLE001 - never hide the caller's own outcome behind an audit failure
+        log.exception("audit_write_failed", action=entry.action)
+
+
+@asynccontextmanager
+async def trail(
+    request: Request,
+    conn: AsyncConnection,
+    principal: Principal | None,
+    *,
+    action: str,
+    object_type: str,
+    object_id: uuid.UUID | None = None,
+    case_id: uuid.UUID | None = None,
+) -> AsyncIterator[Entry]:
+    entry = Entry(request, principal, action, object_type, object_id or _path_id(request), case_id)
+    try:
+        yield entry
+    except Exception as exc:
+        await record(conn, entry, status_for(exc) or 500)
+        raise
+    if not entry.recorded:
+        await record(conn, entry, 200)
+
+
+class AuditedAllow(Allow):
+    """A role policy that journals its refusals (and unauthenticated attempts) on case data."""
+
+    def __init__(self, action: str, object_type: str, *roles: Role) -> None:
+        super().__init__(*roles)
+        self.action, self.object_type = action, object_type
+
+    async def __call__(  # type: ignore[override]
+        self,
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+        conn: ReaderDep,
+    ) -> Principal:
+        principal = None
+        try:
+            principal = authenticate(request)
+            if principal.role not in self.roles:
+                raise RoleNotAllowed(f"the {principal.role} role may not call this operation")
+            return principal
+        except (Unauthenticated, RoleNotAllowed) as exc:
+            entry = Entry(request, principal, self.action, self.object_type, _path_id(request))
+            await record(conn, entry, status_for(exc) or 403)
+            raise

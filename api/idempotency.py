@@ -1,0 +1,83 @@
+"""Idempotency-Key for creations (draft-ietf-httpapi-idempotency-key-header): the same key with the same
+body gets the first response again; with another body, a 422.
+
+The key row is inserted in the creation's own transaction. A concurrent request with the same key
+blocks on that insert until the first one commits, then finds the stored response and replays it —
+so twenty simultaneous identical requests create one row and get twenty identical answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from directory.errors import IdempotencyConflict
+from directory.listings import sql
+
+from .errors import IdempotencyKeyRequired
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Stored:
+    status: int
+    body: str
+    headers: dict[str, str]
+
+
+def key_of(request: Request) -> str:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        raise IdempotencyKeyRequired("send an Idempotency-Key header (e.g. a UUID) so a retry cannot create twice")
+    if not _KEY.match(key):
+        raise IdempotencyKeyRequired("the Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return key
+
+
+def fingerprint(request: Request, body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{request.method} {request.url.path} {canonical}".encode()).hexdigest()
+
+
+async def claim(session: AsyncSession, *, subject: str, key: str, fingerprint: str) -> Stored | None:
+    """None: the key is ours, go ahead. Otherwise the response stored for it."""
+    inserted = (
+        await sql(
+            session,
+            """INSERT INTO idempotency_key (subject, key, fingerprint)
+                                      VALUES (:subject, :key, :fingerprint) ON CONFLICT DO NOTHING RETURNING 1""",
+            {"subject": subject, "key": key, "fingerprint": fingerprint},
+        )
+    ).first()
+    if inserted is not None:
+        return None
+    row = (
+        await sql(
+            session,
+            """SELECT fingerprint, status_code, response FROM idempotency_key
+                                  WHERE subject = :subject AND key = :key""",
+            {"subject": subject, "key": key},
+        )
+    ).first()
+    assert row is not None, "the conflicting row committed before our insert returned"
+    if row[0] != fingerprint:
+        raise IdempotencyConflict("this Idempotency-Key was used for another request: use a new key")
+    return Stored(status=row[1], body=row[2]["body"], headers=row[2]["headers"])
+
+
+async def store(
+    session: AsyncSession, *, subject: str, key: str, status: int, body: str, headers: dict[str, str]
+) -> None:
+    await sql(
+        session,
+        """UPDATE idempotency_key SET status_code = :status, response = CAST(:response AS jsonb)
+                           WHERE subject = :subject AND key = :key""",
+        {"subject": subject, "key": key, "status": status, "response": json.dumps({"body": body, "headers": headers})},
+    )

@@ -1,0 +1,270 @@
+"""Pseudonymous cases and their pathway: competence, events, timeline.
+
+A partner reads a case only when it sent or received one of its handoffs, and then only what its
+handoffs need: age, needs, contact-safety flags, and its own handoffs — never another partner's.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from geo.codes import commune_of
+
+from .access import Principal, Role
+from .errors import InvalidListing, NotFound
+from .handoffs import HANDOFF_FROM, HANDOFF_JSON, case_visible_sql, scope_params
+from .listings import conditional_update, sql
+from .pathway_models import Case, CaseEvent, CaseStatus, Tristate
+from .pathway_schemas import CaseCreate, CasePatch, PathwayEventIn
+
+_REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud on the phone
+
+
+def new_reference() -> str:
+    """Random, never derived from identity: e.g. K7RM-2QXH."""
+    chars = "".join(secrets.choice(_REFERENCE_ALPHABET) for _ in range(8))
+    return f"{chars[:4]}-{chars[4:]}"
+
+
+async def _check_territories(session: AsyncSession, collectivite: str | None, commune: str | None) -> str | None:
+    if (
+        collectivite is not None
+        and (await sql(session, "SELECT 1 FROM collectivite WHERE code = :c", {"c": collectivite})).first() is None
+    ):
+        raise InvalidListing("residence_collectivite", f"no collectivité with code {collectivite!r}")
+    if commune is None:
+        return None
+    code = commune_of(commune)
+    if (await sql(session, "SELECT 1 FROM commune WHERE code = :c", {"c": code})).first() is None:
+        raise InvalidListing("found_in_commune", f"no commune with INSEE code {commune!r}")
+    return code
+
+
+async def create(session: AsyncSession, data: CaseCreate, *, actor: Principal) -> Case:
+    commune = await _check_territories(session, data.residence_collectivite, data.found_in_commune)
+    case = Case(
+        reference=new_reference(),
+        collectivite_code=data.residence_collectivite,
+        found_in_commune_code=commune,
+        age=data.age,
+        gender=data.gender,
+        intake_channel=data.intake_channel,
+        caller=data.caller,
+        known_to_child_welfare=data.known_to_child_welfare or Tristate.unknown,
+        needs=list(data.needs or []),
+        do_not_contact_minor_directly=bool(data.do_not_contact_minor_directly),
+        do_not_contact_parents=bool(data.do_not_contact_parents),
+        safe_contact=data.safe_contact,
+        created_by=actor.subject,
+    )
+    session.add(case)
+    await session.flush()
+    await session.refresh(case)
+    return case
+
+
+async def load(session: AsyncSession, case_id: uuid.UUID, actor: Principal) -> Case:
+    """A case its viewer may read (partners: only through their handoffs), else NotFound."""
+    case = await session.get(Case, case_id)
+    if case is None:
+        raise NotFound("no such case")
+    if actor.role is Role.specialist:
+        return case
+    visible = (
+        await sql(
+            session,
+            """SELECT 1 FROM handoff WHERE case_id = :case AND
+                                       (sender_organisation_id = :org OR receiver_organisation_id = :org)""",
+            {"case": case_id, "org": actor.organisation_id},
+        )
+    ).first()
+    if actor.role is not Role.partner or visible is None:
+        raise NotFound("no such case")
+    return case
+
+
+async def update(
+    session: AsyncSession, case_id: uuid.UUID, patch: CasePatch, *, expected_version: set[int] | None, actor: Principal
+) -> Case:
+    case = await load(session, case_id, actor)
+    given = set(patch.model_fields_set)
+    for required in ("age", "residence_collectivite", "intake_channel", "caller", "known_to_child_welfare"):
+        if required in given and getattr(patch, required) is None:
+            raise InvalidListing(required, "cannot be cleared")
+    commune = await _check_territories(session, patch.residence_collectivite, patch.found_in_commune)
+    renamed = {"residence_collectivite": "collectivite_code", "found_in_commune": "found_in_commune_code"}
+    values: dict[str, Any] = {}
+    for field in given:
+        value = getattr(patch, field)
+        if field == "found_in_commune":
+            value = commune
+        if field == "needs":
+            value = list(value or [])
+        if field in ("do_not_contact_minor_directly", "do_not_contact_parents"):
+            value = bool(value)
+        values[renamed.get(field, field)] = value
+    await conditional_update(session, case, expected_version=expected_version, values=values)
+    return case
+
+
+async def close(session: AsyncSession, case_id: uuid.UUID, *, actor: Principal) -> Case:
+    case = await load(session, case_id, actor)
+    if case.status is CaseStatus.open:
+        await conditional_update(
+            session, case, expected_version=None, values={"status": CaseStatus.closed, "closed_at": datetime.now(UTC)}
+        )
+    return case
+
+
+async def add_event(
+    session: AsyncSession, case_id: uuid.UUID, data: PathwayEventIn, *, actor: Principal, hotline_id: uuid.UUID
+) -> CaseEvent:
+    case = await load(session, case_id, actor)
+    event = CaseEvent(
+        case_id=case.id,
+        collectivite_code=case.collectivite_code,
+        kind=data.kind,
+        occurred_at=data.occurred_at or datetime.now(UTC),
+        note=data.note,
+        actor_subject=actor.subject,
+        actor_role=actor.role,
+        actor_organisation_id=hotline_id if actor.role is Role.specialist else actor.organisation_id,
+    )
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def partners_to_warn(
+    session: AsyncSession, case_id: uuid.UUID, *, except_organisation: uuid.UUID | None
+) -> list[uuid.UUID]:
+    """Organisations with an active handoff on the case (as sender or receiver): told of a runaway."""
+    rows = await sql(
+        session,
+        """
+        SELECT DISTINCT organisation_id FROM (
+            SELECT receiver_organisation_id AS organisation_id FROM handoff
+             WHERE case_id = :case AND status NOT IN
+                   ('declined', 'completed', 'failed', 'cancelled', 'expired', 'entered_in_error')
+            UNION SELECT sender_organisation_id FROM handoff
+             WHERE case_id = :case AND status NOT IN
+                   ('declined', 'completed', 'failed', 'cancelled', 'expired', 'entered_in_error')) o
+        WHERE organisation_id IS DISTINCT FROM :skip""",
+        {"case": case_id, "skip": except_organisation},
+    )
+    return [row[0] for row in rows]
+
+
+# --- reading (JSON built in SQL) -----------------------------------------------------------------
+
+_CASE_FULL = """
+    json_build_object(
+        'id', c.id, 'reference', c.reference, 'age', c.age, 'gender', c.gender,
+        'residence_collectivite', json_build_object('code', k.code, 'name', k.name),
+        'found_in_commune', (SELECT json_build_object('code', fc.code, 'name', fc.name) FROM commune fc
+                              WHERE fc.code = c.found_in_commune_code),
+        'intake_channel', c.intake_channel, 'caller', c.caller, 'known_to_child_welfare', c.known_to_child_welfare,
+        'needs', c.needs, 'do_not_contact_minor_directly', c.do_not_contact_minor_directly,
+        'do_not_contact_parents', c.do_not_contact_parents, 'safe_contact', c.safe_contact,
+        'status', c.status, 'opened_at', c.opened_at, 'closed_at', c.closed_at, 'version', c.version)
+"""
+# What a partner needs for its handoffs, and nothing more.
+_CASE_MINIMAL = """
+    json_build_object(
+        'id', c.id, 'reference', c.reference, 'age', c.age, 'needs', c.needs,
+        'do_not_contact_minor_directly', c.do_not_contact_minor_directly,
+        'do_not_contact_parents', c.do_not_contact_parents, 'safe_contact', c.safe_contact,
+        'status', c.status, 'version', c.version)
+"""
+
+
+async def view(conn: AsyncConnection, case_id: uuid.UUID, *, actor: Principal, now: datetime) -> tuple[str, int]:
+    """(JSON, version) of a case as its viewer may see it, with the handoffs it may see."""
+    body = _CASE_FULL if actor.role is Role.specialist else _CASE_MINIMAL
+    row = await (
+        await conn.execute(
+            f"""SELECT (({body})::jsonb || jsonb_build_object('handoffs', coalesce((
+                   SELECT jsonb_agg(({HANDOFF_JSON})::jsonb ORDER BY h.created_at, h.id) {HANDOFF_FROM}
+                    WHERE h.case_id = c.id AND (%(specialist)s OR h.sender_organisation_id = %(own)s::uuid
+                                                OR h.receiver_organisation_id = %(own)s::uuid)), '[]')))::text,
+                   c.version
+              FROM case_record c JOIN collectivite k ON k.code = c.collectivite_code
+             WHERE c.id = %(id)s AND {case_visible_sql()}""",
+            {"id": case_id, "now": now, **scope_params(actor)},
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such case")
+    return str(row[0]), int(row[1])
+
+
+async def competent_crips(conn: AsyncConnection, case_id: uuid.UUID, *, actor: Principal) -> str:
+    """The CRIP of the child's residence, and of where the child was found when that differs."""
+    row = await (
+        await conn.execute(
+            f"""SELECT coalesce(json_agg(json_build_object(
+                       'reason', x.reason,
+                       'collectivite', json_build_object('code', k.code, 'name', k.name),
+                       'crip', json_build_object(
+                           'id', o.id, 'name', o.name,
+                           'contact_state', CASE WHEN o.verification = 'verified' THEN 'verified'
+                                                 WHEN coalesce(o.phone, o.email, o.website) IS NULL THEN 'missing'
+                                                 ELSE 'unverified' END,
+                           'phone', o.phone, 'email', o.email))
+                   ORDER BY x.position), '[]')::text
+              FROM case_record c
+              CROSS JOIN LATERAL (
+                  SELECT 1 AS position, 'residence' AS reason, c.collectivite_code AS code
+                  UNION ALL
+                  SELECT 2, 'found_in', fc.collectivite_code FROM commune fc
+                   WHERE fc.code = c.found_in_commune_code AND fc.collectivite_code <> c.collectivite_code) x
+              JOIN collectivite k ON k.code = x.code
+              JOIN organisation o ON o.kind = 'crip' AND o.collectivite_code = x.code
+             WHERE c.id = %(id)s AND {case_visible_sql()}
+             GROUP BY c.id""",
+            {"id": case_id, **scope_params(actor)},
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such case")
+    return str(row[0])
+
+
+async def pathway(conn: AsyncConnection, case_id: uuid.UUID, *, actor: Principal) -> str:
+    """The case's timeline: handoffs created and moved, and pathway events, oldest first. A partner sees
+    the events of its own handoffs and the case's pathway events (a runaway concerns everyone), but not
+    the 119's notes."""
+    row = await (
+        await conn.execute(
+            f"""SELECT coalesce(json_agg(t.item ORDER BY t.at, t.ord, t.id), '[]')::text FROM (
+                SELECT e.at, 1 AS ord, e.id, json_build_object(
+                           'type', CASE WHEN e.from_status IS NULL THEN 'handoff_created' ELSE 'handoff_moved' END,
+                           'at', e.at, 'handoff_id', e.handoff_id, 'kind', h.kind, 'from', e.from_status,
+                           'to', e.to_status, 'reason_code', e.reason_code, 'reason', e.reason,
+                           'by', json_build_object('role', e.actor_role, 'organisation_id', e.actor_organisation_id))
+                           AS item
+                  FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
+                 WHERE e.case_id = %(id)s AND (%(specialist)s OR h.sender_organisation_id = %(own)s::uuid
+                                              OR h.receiver_organisation_id = %(own)s::uuid)
+                UNION ALL
+                SELECT ce.occurred_at, 2, ce.id, json_build_object(
+                           'type', 'event', 'at', ce.occurred_at, 'kind', ce.kind, 'note', ce.note,
+                           'recorded_at', ce.recorded_at,
+                           'by', json_build_object('role', ce.actor_role, 'organisation_id', ce.actor_organisation_id))
+                  FROM case_event ce
+                 WHERE ce.case_id = %(id)s
+                   AND (%(specialist)s OR ce.kind <> 'note' OR ce.actor_organisation_id = %(own)s::uuid)
+            ) t
+            HAVING EXISTS (SELECT 1 FROM case_record c WHERE c.id = %(id)s AND {case_visible_sql()})""",
+            {"id": case_id, **scope_params(actor)},
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such case")
+    return str(row[0])

@@ -1,0 +1,455 @@
+"""Handoffs: the state machine, who may move it, and the one function that does.
+
+The machine is data (TRANSITIONS) and each move is made by `transition`, which locks the row, checks
+the move against the table and the actor's side, updates the handoff and appends an immutable
+handoff_event — all in the caller's transaction. Concurrent moves on one handoff are serialised by
+the row lock; a caller that states the status it saw (`from`) is refused if it is no longer current.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from psycopg import AsyncConnection
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from .access import Principal, Role
+from .errors import InvalidListing, InvalidTransition, NotFound
+from .models import Organisation, OrganisationKind, Service
+from .pathway_models import Case, CaseStatus, Handoff, HandoffEvent, HandoffKind, HandoffStatus, Urgency
+from .pathway_schemas import HandoffCreate, TransitionIn
+
+S = HandoffStatus
+TRANSITIONS: dict[HandoffStatus, frozenset[HandoffStatus]] = {
+    S.sent: frozenset({S.acknowledged, S.accepted, S.declined, S.cancelled, S.expired}),
+    S.acknowledged: frozenset({S.accepted, S.declined, S.cancelled, S.expired}),
+    S.accepted: frozenset({S.in_progress, S.on_hold, S.failed, S.cancelled}),
+    S.in_progress: frozenset({S.on_hold, S.completed, S.failed}),
+    S.on_hold: frozenset({S.in_progress, S.failed, S.cancelled}),
+    S.declined: frozenset(),
+    S.completed: frozenset(),
+    S.failed: frozenset(),
+    S.cancelled: frozenset(),
+    S.expired: frozenset(),
+    S.entered_in_error: frozenset(),
+}
+# Who makes which move. The sender may also mark any handoff entered in error (a correction: such
+# handoffs leave the statistics), from every status but that one.
+RECEIVER_MOVES = frozenset({S.acknowledged, S.accepted, S.declined, S.in_progress, S.on_hold, S.completed, S.failed})
+SENDER_MOVES = frozenset({S.cancelled, S.entered_in_error})
+SYSTEM_MOVES = frozenset({S.expired})
+TERMINAL = frozenset(status for status, moves in TRANSITIONS.items() if not moves)
+ACTIVE = frozenset(HandoffStatus) - TERMINAL
+REASON_CODES: dict[HandoffStatus, frozenset[str]] = {
+    S.declined: frozenset({"no_capacity", "out_of_criteria", "out_of_territory", "refused_by_young_person", "other"}),
+    S.failed: frozenset({"unreachable", "runaway", "refused", "other"}),
+}
+DEFAULT_ACKNOWLEDGE_WITHIN = {
+    Urgency.immediate: timedelta(hours=1),
+    Urgency.within_24h: timedelta(hours=24),
+    Urgency.routine: timedelta(days=7),
+}
+
+
+def allowed_moves(status: HandoffStatus, side: set[str]) -> list[HandoffStatus]:
+    """The moves from `status` open to an actor on these sides ("sender", "receiver", "system")."""
+    moves = set(TRANSITIONS[status])
+    if status is not S.entered_in_error:
+        moves.add(S.entered_in_error)
+    permitted: set[HandoffStatus] = set()
+    if "receiver" in side:
+        permitted |= RECEIVER_MOVES
+    if "sender" in side:
+        permitted |= SENDER_MOVES
+    if "system" in side:
+        permitted |= SYSTEM_MOVES
+    return sorted(moves & permitted, key=list(HandoffStatus).index)
+
+
+def sides(handoff: Handoff, actor: Principal, hotline_id: uuid.UUID) -> set[str]:
+    """An actor's sides of a handoff. Specialists act for the 119 unit."""
+    organisation = hotline_id if actor.role is Role.specialist else actor.organisation_id
+    result = set()
+    if organisation == handoff.sender_organisation_id:
+        result.add("sender")
+    if organisation == handoff.receiver_organisation_id:
+        result.add("receiver")
+    return result
+
+
+# --- scope ---------------------------------------------------------------------------------------
+
+
+def readable_handoffs(actor: Principal, hotline_id: uuid.UUID) -> Any:
+    """Specialists read every handoff; a partner only those it sent or received; nobody else any."""
+    statement = select(Handoff)
+    if actor.role is Role.specialist:
+        return statement
+    if actor.role is Role.partner and actor.organisation_id is not None:
+        return statement.where(
+            sa.or_(
+                sa.column("sender_organisation_id") == actor.organisation_id,
+                sa.column("receiver_organisation_id") == actor.organisation_id,
+            )
+        )
+    return statement.where(sa.false())
+
+
+async def load(
+    session: AsyncSession, handoff_id: uuid.UUID, actor: Principal, hotline_id: uuid.UUID, *, for_update: bool = False
+) -> Handoff:
+    statement = readable_handoffs(actor, hotline_id).where(Handoff.id == handoff_id)
+    if for_update:
+        statement = statement.with_for_update()
+    handoff = (await session.exec(statement)).first()
+    if handoff is None:
+        raise NotFound("no such handoff")
+    return handoff
+
+
+def case_visible_sql(alias: str = "c") -> str:
+    """SQL condition: the viewer may read this case (%(specialist)s, %(own)s parameters)."""
+    return f"""(%(specialist)s OR EXISTS (
+        SELECT 1 FROM handoff h WHERE h.case_id = {alias}.id
+           AND (h.sender_organisation_id = %(own)s::uuid OR h.receiver_organisation_id = %(own)s::uuid)))"""
+
+
+def scope_params(actor: Principal) -> dict[str, Any]:
+    return {
+        "specialist": actor.role is Role.specialist,
+        "own": actor.organisation_id if actor.role is Role.partner else None,
+    }
+
+
+# --- creation -------------------------------------------------------------------------------------
+
+
+async def create(
+    session: AsyncSession,
+    data: HandoffCreate,
+    *,
+    actor: Principal,
+    hotline_id: uuid.UUID,
+    acknowledge_within: dict[Urgency, timedelta],
+    now: datetime | None = None,
+) -> Handoff:
+    now = now or datetime.now(UTC)
+    case = await session.get(Case, data.case_id)
+    sender = hotline_id if actor.role is Role.specialist else actor.organisation_id
+    if case is None or not await _case_visible(session, case.id, actor):
+        raise InvalidListing("case_id", "no such case")
+    if case.status is CaseStatus.closed:
+        raise InvalidListing("case_id", "the case is closed: reopen it or open a new one")
+    receiver_id = data.to_organisation_id
+    if receiver_id is None:
+        if data.kind is not HandoffKind.information_preoccupante:
+            raise InvalidListing(
+                "to_organisation_id",
+                "say who receives it (only an information préoccupante is routed to the competent CRIP by itself)",
+            )
+        receiver_id = (
+            await session.exec(
+                select(Organisation.id).where(
+                    Organisation.kind == OrganisationKind.crip, Organisation.collectivite_code == case.collectivite_code
+                )
+            )
+        ).first()
+        if receiver_id is None:
+            raise InvalidListing("to_organisation_id", f"no CRIP for collectivité {case.collectivite_code}")
+    receiver = await session.get(Organisation, receiver_id)
+    if receiver is None or receiver.deactivated_at is not None:
+        raise InvalidListing("to_organisation_id", "no such organisation")
+    if receiver.id == sender:
+        raise InvalidListing("to_organisation_id", "a handoff goes to another organisation")
+    if data.to_service_id is not None:
+        service = await session.get(Service, data.to_service_id)
+        if service is None or service.organisation_id != receiver.id or service.archived_at is not None:
+            raise InvalidListing("to_service_id", "no such service at the receiving organisation")
+    assert sender is not None
+    handoff = Handoff(
+        case_id=case.id,
+        collectivite_code=case.collectivite_code,
+        sender_organisation_id=sender,
+        receiver_organisation_id=receiver.id,
+        receiver_service_id=data.to_service_id,
+        kind=data.kind,
+        beneficiary=data.beneficiary,
+        urgency=data.urgency,
+        legal_basis=data.legal_basis,
+        reason=data.reason,
+        acknowledge_by=now + acknowledge_within[data.urgency],
+        created_by=actor.subject,
+        created_at=now,
+    )
+    session.add(handoff)
+    await session.flush()
+    session.add(_event(handoff, None, S.sent, actor=actor, organisation=sender, at=now))
+    await session.flush()
+    return handoff
+
+
+async def _case_visible(session: AsyncSession, case_id: uuid.UUID, actor: Principal) -> bool:
+    if actor.role is Role.specialist:
+        return True
+    if actor.role is not Role.partner:
+        return False
+    found = (
+        await session.exec(
+            select(Handoff.id).where(
+                Handoff.case_id == case_id,
+                sa.or_(
+                    sa.column("sender_organisation_id") == actor.organisation_id,
+                    sa.column("receiver_organisation_id") == actor.organisation_id,
+                ),
+            )
+        )
+    ).first()
+    return found is not None
+
+
+def _event(
+    handoff: Handoff,
+    from_status: HandoffStatus | None,
+    to_status: HandoffStatus,
+    *,
+    actor: Principal | None,
+    organisation: uuid.UUID | None,
+    at: datetime,
+    reason_code: str | None = None,
+    reason: str | None = None,
+) -> HandoffEvent:
+    return HandoffEvent(
+        handoff_id=handoff.id,
+        case_id=handoff.case_id,
+        collectivite_code=handoff.collectivite_code,
+        at=at,
+        from_status=from_status,
+        to_status=to_status,
+        reason_code=reason_code,
+        reason=reason,
+        actor_subject=actor.subject if actor else "system",
+        actor_role=actor.role if actor else None,
+        actor_organisation_id=organisation,
+    )
+
+
+# --- moves --------------------------------------------------------------------------------------
+
+
+async def transition(
+    session: AsyncSession,
+    handoff_id: uuid.UUID,
+    move: TransitionIn,
+    *,
+    actor: Principal,
+    hotline_id: uuid.UUID,
+    now: datetime | None = None,
+) -> Handoff:
+    now = now or datetime.now(UTC)
+    handoff = await load(session, handoff_id, actor, hotline_id, for_update=True)
+    actor_sides = sides(handoff, actor, hotline_id)
+    allowed = allowed_moves(handoff.status, actor_sides)
+    if move.expected is not None and move.expected != handoff.status:
+        raise InvalidTransition(
+            f"the handoff is now {handoff.status}, not {move.expected}",
+            current=handoff.status,
+            allowed=[str(a) for a in allowed],
+        )
+    if move.to not in allowed:
+        raise InvalidTransition(
+            f"cannot move a {handoff.status} handoff to {move.to}",
+            current=handoff.status,
+            allowed=[str(a) for a in allowed],
+        )
+    _check_reason(move)
+    return await _apply(
+        session,
+        handoff,
+        move.to,
+        actor=actor,
+        organisation=(hotline_id if actor.role is Role.specialist else actor.organisation_id),
+        at=now,
+        reason_code=move.reason_code,
+        reason=move.reason,
+    )
+
+
+def _check_reason(move: TransitionIn) -> None:
+    codes = REASON_CODES.get(move.to)
+    if codes is None:
+        if move.reason_code is not None:
+            raise InvalidListing("reason_code", f"a move to {move.to} takes no reason code")
+        return
+    if move.reason_code not in codes:
+        raise InvalidListing("reason_code", f"a move to {move.to} needs one of: {', '.join(sorted(codes))}")
+    if move.reason_code == "other" and not move.reason:
+        raise InvalidListing("reason", "say why in a few words when the reason is 'other'")
+
+
+async def _apply(
+    session: AsyncSession,
+    handoff: Handoff,
+    to: HandoffStatus,
+    *,
+    actor: Principal | None,
+    organisation: uuid.UUID | None,
+    at: datetime,
+    reason_code: str | None = None,
+    reason: str | None = None,
+) -> Handoff:
+    from_status = handoff.status
+    handoff.status = to
+    handoff.version += 1
+    if to is S.acknowledged:
+        handoff.acknowledged_at = at
+    if to is S.accepted:
+        handoff.accepted_at = at
+        handoff.acknowledged_at = handoff.acknowledged_at or at
+    if to is S.declined:
+        handoff.decline_reason = reason_code
+    if to in TERMINAL:
+        handoff.closed_at = at
+    session.add(handoff)
+    session.add(
+        _event(
+            handoff,
+            from_status,
+            to,
+            actor=actor,
+            organisation=organisation,
+            at=at,
+            reason_code=reason_code,
+            reason=reason,
+        )
+    )
+    await session.flush()
+    return handoff
+
+
+async def expire_overdue(
+    session: AsyncSession, *, now: datetime, grace: timedelta
+) -> tuple[list[Handoff], list[Handoff]]:
+    """Flag handoffs past their acknowledgement deadline (once), and expire those still unanswered a
+    grace period later. Idempotent: running it twice changes nothing more."""
+    overdue = list(
+        (
+            await session.exec(
+                select(Handoff)
+                .where(
+                    Handoff.status == S.sent,
+                    Handoff.acknowledge_by < now,
+                    Handoff.overdue_at.is_(None),  # type: ignore[union-attr]
+                )
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+    )
+    for handoff in overdue:
+        handoff.overdue_at = now
+        session.add(handoff)
+    expiring = list(
+        (
+            await session.exec(
+                select(Handoff)
+                .where(
+                    Handoff.status.in_([S.sent, S.acknowledged]),  # type: ignore[attr-defined]
+                    Handoff.acknowledge_by < now - grace,
+                )
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+    )
+    for handoff in expiring:
+        await _apply(session, handoff, S.expired, actor=None, organisation=None, at=now)
+    await session.flush()
+    return overdue, expiring
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+HANDOFF_JSON = """
+    json_build_object(
+        'id', h.id, 'case_id', h.case_id, 'kind', h.kind, 'status', h.status,
+        'sender', json_build_object('id', so.id, 'name', so.name, 'kind', so.kind),
+        'receiver', json_build_object('id', ro.id, 'name', ro.name, 'kind', ro.kind),
+        'service', (SELECT json_build_object('id', sv.id, 'name', sv.name) FROM service sv
+                     WHERE sv.id = h.receiver_service_id),
+        'beneficiary', h.beneficiary, 'urgency', h.urgency, 'legal_basis', h.legal_basis, 'reason', h.reason,
+        'acknowledge_by', h.acknowledge_by,
+        'overdue', h.status = 'sent' AND h.acknowledge_by < %(now)s,
+        'acknowledged_at', h.acknowledged_at, 'accepted_at', h.accepted_at, 'closed_at', h.closed_at,
+        'decline_reason', h.decline_reason, 'created_at', h.created_at, 'version', h.version)
+"""
+HANDOFF_FROM = """
+    FROM handoff h JOIN organisation so ON so.id = h.sender_organisation_id
+    JOIN organisation ro ON ro.id = h.receiver_organisation_id
+"""
+
+
+def _handoff_scope_sql() -> str:
+    return (
+        """(%(specialist)s OR h.sender_organisation_id = %(own)s::uuid OR h.receiver_organisation_id = %(own)s::uuid)"""
+    )
+
+
+async def get(conn: AsyncConnection, handoff_id: uuid.UUID, *, actor: Principal, now: datetime) -> tuple[str, int]:
+    row = await (
+        await conn.execute(
+            f"SELECT {HANDOFF_JSON}::text, h.version {HANDOFF_FROM} WHERE h.id = %(id)s AND {_handoff_scope_sql()}",
+            {"id": handoff_id, "now": now, **scope_params(actor)},
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such handoff")
+    return str(row[0]), int(row[1])
+
+
+async def list_(
+    conn: AsyncConnection,
+    *,
+    actor: Principal,
+    now: datetime,
+    box: str | None,
+    box_org: uuid.UUID | None,
+    statuses: list[str] | None,
+    urgency: str | None,
+    overdue: bool | None,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[tuple[str, str, str]]:
+    """(created_at, id, JSON) of the handoffs a viewer may read, newest first. A partner's inbox holds
+    what it received, its outbox what it sent."""
+    params: dict[str, Any] = {
+        "now": now,
+        **scope_params(actor),
+        "box": box,
+        "box_org": box_org,
+        "statuses": statuses,
+        "urgency": urgency,
+        "overdue": overdue,
+        "after_at": after[0] if after else None,
+        "after_id": after[1] if after else None,
+        "limit": limit,
+    }
+    rows = await (
+        await conn.execute(
+            f"""SELECT h.created_at::text, h.id::text, {HANDOFF_JSON}::text {HANDOFF_FROM}
+             WHERE {_handoff_scope_sql()}
+               AND (%(box)s::text IS NULL
+                    OR (%(box)s = 'inbox' AND h.receiver_organisation_id = %(box_org)s::uuid)
+                    OR (%(box)s = 'outbox' AND h.sender_organisation_id = %(box_org)s::uuid))
+               AND (%(statuses)s::text[] IS NULL OR h.status = ANY(%(statuses)s::text[]))
+               AND (%(urgency)s::text IS NULL OR h.urgency = %(urgency)s::text)
+               AND (%(overdue)s::boolean IS NULL
+                    OR %(overdue)s = (h.status = 'sent' AND h.acknowledge_by < %(now)s))
+               AND (%(after_at)s::timestamptz IS NULL
+                    OR (h.created_at, h.id) < (%(after_at)s::timestamptz, %(after_id)s::uuid))
+             ORDER BY h.created_at DESC, h.id DESC LIMIT %(limit)s""",
+            params,
+        )
+    ).fetchall()
+    return [(row[0], row[1], row[2]) for row in rows]

@@ -1,0 +1,92 @@
+"""What callers may write about cases, handoffs and pathway events (no identity, short free text)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, Strict, model_validator
+
+from .pathway_models import (
+    Beneficiary,
+    Caller,
+    CaseGender,
+    HandoffKind,
+    HandoffStatus,
+    IntakeChannel,
+    LegalBasis,
+    PathwayEventKind,
+    Tristate,
+    Urgency,
+)
+from .schemas import CollectiviteCode, CommuneCode, Input, SpecialismSlug, _one_line, _unique, printable
+
+ShortText = Annotated[str, Field(max_length=500), AfterValidator(printable)]
+SafeContact = Annotated[str, Field(max_length=200), AfterValidator(printable), AfterValidator(_one_line)]
+Needs = Annotated[list[SpecialismSlug], Field(max_length=16), AfterValidator(_unique)]
+
+
+class CaseFields(Input):
+    age: Annotated[int, Strict(), Field(ge=0, le=25, description="Age in years at intake.")] | None = None
+    gender: CaseGender | None = None
+    residence_collectivite: CollectiviteCode | None = None
+    found_in_commune: CommuneCode | None = Field(default=None, description="Commune level only, never a point.")
+    intake_channel: IntakeChannel | None = None
+    caller: Caller | None = None
+    known_to_child_welfare: Tristate | None = None
+    needs: Needs | None = None
+    do_not_contact_minor_directly: bool | None = None
+    do_not_contact_parents: bool | None = None
+    safe_contact: SafeContact | None = Field(default=None, description="Safe channel or time; short, no identity.")
+
+
+class CaseCreate(CaseFields):
+    age: Annotated[int, Strict(), Field(ge=0, le=25, description="Age in years at intake.")]
+    residence_collectivite: CollectiviteCode
+    intake_channel: IntakeChannel
+    caller: Caller
+
+
+class CasePatch(CaseFields):
+    """JSON Merge Patch (RFC 7396)."""
+
+
+class HandoffCreate(Input):
+    case_id: uuid.UUID
+    kind: HandoffKind
+    to_organisation_id: uuid.UUID | None = Field(
+        default=None,
+        description="Required except for an information préoccupante: it then goes to the "
+        "CRIP of the child's residence.",
+    )
+    to_service_id: uuid.UUID | None = None
+    beneficiary: Beneficiary
+    urgency: Urgency
+    legal_basis: LegalBasis
+    reason: ShortText | None = None
+
+
+class TransitionIn(Input):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    to: HandoffStatus
+    reason_code: Annotated[str, Field(max_length=32)] | None = None
+    reason: ShortText | None = None
+    expected: HandoffStatus | None = Field(
+        default=None,
+        alias="from",
+        description="The status you saw. When given and no longer current, the move is refused (409), so "
+        "that concurrent, conflicting moves cannot both apply.",
+    )
+
+
+class PathwayEventIn(Input):
+    kind: PathwayEventKind
+    occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    note: Annotated[str, Field(max_length=280), AfterValidator(printable)] | None = None
+
+    @model_validator(mode="after")
+    def _note_only_for_notes(self) -> PathwayEventIn:
+        if self.kind == PathwayEventKind.note and not self.note:
+            raise ValueError("a note event needs a note")
+        return self

@@ -1,0 +1,91 @@
+"""Partners' webhook subscriptions: one organisation's endpoints, never another's."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from directory.errors import InvalidListing, NotFound
+
+from .models import WebhookDelivery, WebhookSubscription
+from .webhooks import EVENT_TYPES, Resolver, SecretBox, check_url, new_secret
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    organisation_id: uuid.UUID,
+    url: str,
+    event_types: list[str],
+    created_by: str,
+    box: SecretBox,
+    resolve: Resolver,
+    allow_loopback: bool,
+) -> tuple[WebhookSubscription, str]:
+    """A new endpoint and its signing secret (returned once, stored encrypted)."""
+    unknown = sorted(set(event_types) - EVENT_TYPES)
+    if unknown:
+        raise InvalidListing(
+            "event_types", f"unknown event type {unknown[0]!r}: one of {', '.join(sorted(EVENT_TYPES))}"
+        )
+    await check_url(url, resolve=resolve, allow_loopback=allow_loopback)
+    secret = new_secret()
+    subscription = WebhookSubscription(
+        organisation_id=organisation_id,
+        url=url,
+        event_types=sorted(set(event_types)),
+        secret_encrypted=box.seal(secret),
+        created_by=created_by,
+    )
+    session.add(subscription)
+    await session.flush()
+    await session.refresh(subscription)
+    return subscription, secret
+
+
+async def list_(session: AsyncSession, *, organisation_id: uuid.UUID) -> list[WebhookSubscription]:
+    return list(
+        (
+            await session.exec(
+                select(WebhookSubscription)
+                .where(WebhookSubscription.organisation_id == organisation_id)
+                .order_by(sa.asc(sa.column("created_at")))
+            )
+        ).all()
+    )
+
+
+async def _own(session: AsyncSession, subscription_id: uuid.UUID, organisation_id: uuid.UUID) -> WebhookSubscription:
+    subscription = await session.get(WebhookSubscription, subscription_id)
+    if subscription is None or subscription.organisation_id != organisation_id:
+        raise NotFound("no such subscription")
+    return subscription
+
+
+async def disable(session: AsyncSession, subscription_id: uuid.UUID, *, organisation_id: uuid.UUID) -> None:
+    subscription = await _own(session, subscription_id, organisation_id)
+    if subscription.disabled_at is None:
+        subscription.disabled_at = datetime.now(UTC)
+        session.add(subscription)
+        await session.flush()
+
+
+async def deliveries(
+    session: AsyncSession, subscription_id: uuid.UUID, *, organisation_id: uuid.UUID, limit: int
+) -> list[WebhookDelivery]:
+    """The delivery log of one subscription, newest first."""
+    await _own(session, subscription_id, organisation_id)
+    return list(
+        (
+            await session.exec(
+                select(WebhookDelivery)
+                .where(WebhookDelivery.subscription_id == subscription_id)
+                .order_by(sa.desc(sa.column("id")))
+                .limit(limit)
+            )
+        ).all()
+    )

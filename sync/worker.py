@@ -1,0 +1,55 @@
+"""Delivering the outbox in the background of a serving process (and from `maillage sync deliver`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import httpx
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from .outbound import DeliveryReport, deliver_due
+from .webhooks import Resolver, SecretBox
+
+log = structlog.get_logger("maillage.webhooks")
+
+
+async def deliver_once(
+    engine: AsyncEngine, http: httpx.AsyncClient, box: SecretBox, *, resolve: Resolver, allow_loopback: bool
+) -> DeliveryReport:
+    """Deliver everything due now, batch by batch, each batch in its own transaction."""
+    total = DeliveryReport()
+    while True:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            report = await deliver_due(session, http, box, resolve=resolve, allow_loopback=allow_loopback)
+            await session.commit()
+        total.delivered += report.delivered
+        total.failed += report.failed
+        total.dead += report.dead
+        if report.delivered + report.failed + report.dead == 0:
+            return total
+
+
+async def run(
+    engine: AsyncEngine,
+    http: httpx.AsyncClient,
+    box: SecretBox,
+    *,
+    resolve: Resolver,
+    allow_loopback: bool,
+    interval: float,
+    wake: asyncio.Event,
+) -> None:
+    """Until cancelled: deliver what is due every `interval` seconds, or as soon as `wake` is set."""
+    while True:
+        try:
+            await deliver_once(engine, http, box, resolve=resolve, allow_loopback=allow_loopback)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the loop must survive a bad round (database restart…)
+            log.exception("webhook.delivery_round_failed")
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=interval)

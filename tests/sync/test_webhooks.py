@@ -1,0 +1,302 @@
+"""Webhooks: SSRF rules, Standard Webhooks signatures, retries and dead letters, a real loopback receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlmodel.ext.asyncio.session import AsyncSession
+from standardwebhooks.webhooks import Webhook
+
+from directory.errors import InvalidListing
+from sync import outbound, subscriptions
+from sync.errors import InvalidWebhookUrl
+from sync.models import DeliveryStatus, WebhookDelivery
+from sync.webhooks import SecretBox, check_url, next_attempt
+from tests import factories
+
+BOX = SecretBox(b"k" * 32)
+
+
+def resolver(*addresses: str):  # type: ignore[no-untyped-def]
+    async def resolve(host: str, port: int) -> list[str]:
+        return list(addresses)
+
+    return resolve
+
+
+PUBLIC = resolver("93.184.215.14")
+
+
+@pytest.mark.parametrize(
+    ("url", "addresses", "fragment"),
+    [
+        ("http://partner.example/hook", ["93.184.215.14"], "https"),
+        ("https://user:pw@partner.example/hook", ["93.184.215.14"], "credentials"),
+        ("https://partner.example/hook", ["10.0.0.7"], "private"),
+        ("https://partner.example/hook", ["192.168.1.1"], "private"),
+        ("https://partner.example/hook", ["169.254.169.254"], "private"),
+        ("https://partner.example/hook", ["127.0.0.1"], "private"),
+        ("https://partner.example/hook", ["::1"], "private"),
+        ("https://partner.example/hook", ["::ffff:127.0.0.1"], "private"),
+        ("https://partner.example/hook", ["0.0.0.0"], "private"),
+        ("https://partner.example/hook", ["100.64.0.1"], "private"),
+        ("https://partner.example/hook", ["93.184.215.14", "10.0.0.7"], "private"),
+        ("https://partner.example/hook", [], "resolve"),
+        ("https://[::1", ["93.184.215.14"], "valid"),
+        ("https:///hook", ["93.184.215.14"], "host"),
+    ],
+)
+async def test_endpoints_we_refuse_to_call(url: str, addresses: list[str], fragment: str) -> None:
+    with pytest.raises(InvalidWebhookUrl, match=fragment):
+        await check_url(url, resolve=resolver(*addresses), allow_loopback=False)
+
+
+async def test_loopback_only_when_allowed() -> None:
+    host, port, addresses = await check_url(
+        "http://127.0.0.1:8765/hook", resolve=resolver("127.0.0.1"), allow_loopback=True
+    )
+    assert (host, port, addresses) == ("127.0.0.1", 8765, ["127.0.0.1"])
+    assert await check_url("https://partner.example/h", resolve=PUBLIC, allow_loopback=False) == (
+        "partner.example",
+        443,
+        ["93.184.215.14"],
+    )
+
+
+def test_backoff_doubles_with_jitter_and_caps_at_an_hour() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    rng = random.Random(1)
+    waits = [(next_attempt(n, now=now, rng=rng) - now).total_seconds() for n in range(1, 12)]
+    for n, wait in enumerate(waits, start=1):
+        nominal = min(10 * 2 ** (n - 1), 3600)
+        assert 0.75 * nominal <= wait <= 1.25 * nominal
+
+
+@pytest.fixture
+async def subscription(session: AsyncSession):  # type: ignore[no-untyped-def]
+    org = await factories.organisation(session, name="Asso webhook")
+    created, secret = await subscriptions.create(
+        session,
+        organisation_id=org.id,
+        url="https://partner.example/hooks/maillage",
+        event_types=["handoff.created"],
+        created_by="t",
+        box=BOX,
+        resolve=PUBLIC,
+        allow_loopback=False,
+    )
+    return org, created, secret
+
+
+async def test_secrets_are_stored_encrypted_and_event_types_checked(session: AsyncSession, subscription) -> None:  # type: ignore[no-untyped-def]
+    org, created, secret = subscription
+    assert secret.startswith("whsec_")
+    assert secret not in created.secret_encrypted
+    assert BOX.open(created.secret_encrypted) == secret
+    with pytest.raises(InvalidListing, match="unknown event type"):
+        await subscriptions.create(
+            session,
+            organisation_id=org.id,
+            url="https://partner.example/x",
+            event_types=["case.everything"],
+            created_by="t",
+            box=BOX,
+            resolve=PUBLIC,
+            allow_loopback=False,
+        )
+
+
+async def test_a_delivery_is_signed_pinned_and_id_only(session: AsyncSession, subscription) -> None:  # type: ignore[no-untyped-def]
+    org, created, secret = subscription
+    handoff_id = uuid.uuid4()
+    event = await outbound.enqueue(
+        session, type="handoff.created", data={"handoff_id": handoff_id}, organisation_ids=[org.id]
+    )
+    assert event is not None
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        report = await outbound.deliver_due(session, http, BOX, resolve=PUBLIC, allow_loopback=False)
+    assert (report.delivered, report.failed, report.dead) == (1, 0, 0)
+    request = seen[0]
+    assert request.url.host == "93.184.215.14"  # pinned to the checked address…
+    assert request.headers["host"] == "partner.example"  # …for the name that was registered
+    assert request.extensions["sni_hostname"] == "partner.example"
+    assert request.url.path == "/hooks/maillage"
+    body = request.content.decode()
+    payload = Webhook(secret).verify(body, dict(request.headers))  # the reference verifier
+    assert payload["type"] == "handoff.created"
+    assert payload["data"] == {"handoff_id": str(handoff_id)}
+    assert request.headers["webhook-id"] == str(event.event_id)
+    delivery = await session.get(WebhookDelivery, (await _delivery_ids(session))[0])
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.delivered, 1, 204)
+
+
+async def _delivery_ids(session: AsyncSession) -> list[int]:
+    from sqlmodel import select
+
+    return list((await session.exec(select(WebhookDelivery.id).order_by(WebhookDelivery.id))).all())  # type: ignore[arg-type]
+
+
+async def test_retries_follow_the_schedule_then_dead_letter(session: AsyncSession, subscription) -> None:  # type: ignore[no-untyped-def]
+    org, _, _ = subscription
+    event = await outbound.enqueue(
+        session, type="handoff.created", data={"handoff_id": uuid.uuid4()}, organisation_ids=[org.id]
+    )
+    assert event is not None
+    calls = 0
+
+    def down(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(503)
+
+    start = event.created_at
+    async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as http:
+        now = start
+        for attempt in range(1, 6):
+            report = await outbound.deliver_due(session, http, BOX, resolve=PUBLIC, allow_loopback=False, now=now)
+            assert report.failed == 1
+            delivery = await session.get(WebhookDelivery, (await _delivery_ids(session))[0])
+            wait = (delivery.next_attempt_at - now).total_seconds()
+            nominal = 10 * 2 ** (attempt - 1)
+            assert 0.75 * nominal <= wait <= 1.25 * nominal
+            assert (delivery.attempts, delivery.last_status_code, delivery.last_error) == (attempt, 503, "HTTP 503")
+            # Nothing is sent before it is due.
+            early = await outbound.deliver_due(
+                session, http, BOX, resolve=PUBLIC, allow_loopback=False, now=now + timedelta(seconds=1)
+            )
+            assert early.failed + early.delivered == 0
+            now = delivery.next_attempt_at
+        later = start + timedelta(hours=24, seconds=1)
+        delivery.next_attempt_at = later
+        session.add(delivery)
+        report = await outbound.deliver_due(session, http, BOX, resolve=PUBLIC, allow_loopback=False, now=later)
+    assert report.dead == 1
+    assert calls == 6
+    assert (await session.get(WebhookDelivery, delivery.id)).status == DeliveryStatus.dead
+
+
+async def test_nothing_is_lost_while_the_receiver_is_down(session: AsyncSession, subscription) -> None:  # type: ignore[no-untyped-def]
+    org, _, _ = subscription
+    for _ in range(3):
+        await outbound.enqueue(
+            session, type="handoff.created", data={"handoff_id": uuid.uuid4()}, organisation_ids=[org.id]
+        )
+    received: dict[str, int] = {}
+    up = False
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if not up:
+            raise httpx.ConnectError("connection refused")
+        received[request.headers["webhook-id"]] = received.get(request.headers["webhook-id"], 0) + 1
+        return httpx.Response(200)
+
+    now = datetime.now(UTC)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(flaky)) as http:
+        for _ in range(4):  # an outage of several retries
+            await outbound.deliver_due(session, http, BOX, resolve=PUBLIC, allow_loopback=False, now=now)
+            now += timedelta(minutes=10)
+        up = True
+        report = await outbound.deliver_due(session, http, BOX, resolve=PUBLIC, allow_loopback=False, now=now)
+        again = await outbound.deliver_due(
+            session, http, BOX, resolve=PUBLIC, allow_loopback=False, now=now + timedelta(hours=2)
+        )
+    assert report.delivered == 3
+    assert again.delivered == 0
+    assert sorted(received.values()) == [1, 1, 1]  # each event once, none lost
+
+
+async def test_dns_rebinding_after_registration_is_refused(session: AsyncSession, subscription) -> None:  # type: ignore[no-untyped-def]
+    org, _, _ = subscription
+    await outbound.enqueue(
+        session, type="handoff.created", data={"handoff_id": uuid.uuid4()}, organisation_ids=[org.id]
+    )
+    sent: list[httpx.Request] = []
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(200))
+    ) as http:
+        report = await outbound.deliver_due(session, http, BOX, resolve=resolver("10.1.2.3"), allow_loopback=False)
+    assert (report.failed, sent) == (1, [])
+    delivery = await session.get(WebhookDelivery, (await _delivery_ids(session))[0])
+    assert "private" in delivery.last_error
+
+
+async def test_no_event_for_organisations_without_a_subscription(session: AsyncSession) -> None:
+    org = await factories.organisation(session)
+    assert (
+        await outbound.enqueue(
+            session, type="handoff.created", data={"handoff_id": uuid.uuid4()}, organisation_ids=[org.id]
+        )
+        is None
+    )
+
+
+@pytest.fixture
+async def loopback_receiver() -> AsyncIterator[tuple[int, list[tuple[dict[str, str], bytes]]]]:
+    """A real HTTP server on 127.0.0.1 that records what it receives."""
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        received.append((headers, body))
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield port, received
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_real_loopback_receiver_verifies_the_signature(session: AsyncSession, loopback_receiver) -> None:  # type: ignore[no-untyped-def]
+    port, received = loopback_receiver
+    org = await factories.organisation(session)
+    with pytest.raises(InvalidWebhookUrl):
+        await subscriptions.create(
+            session,
+            organisation_id=org.id,
+            url=f"http://127.0.0.1:{port}/hook",
+            event_types=["handoff.created"],
+            created_by="t",
+            box=BOX,
+            resolve=resolver("127.0.0.1"),
+            allow_loopback=False,
+        )
+    _, secret = await subscriptions.create(
+        session,
+        organisation_id=org.id,
+        url=f"http://127.0.0.1:{port}/hook",
+        event_types=["handoff.created"],
+        created_by="t",
+        box=BOX,
+        resolve=resolver("127.0.0.1"),
+        allow_loopback=True,
+    )
+    await outbound.enqueue(
+        session, type="handoff.created", data={"handoff_id": uuid.uuid4()}, organisation_ids=[org.id]
+    )
+    async with httpx.AsyncClient() as http:
+        report = await outbound.deliver_due(session, http, BOX, resolve=resolver("127.0.0.1"), allow_loopback=True)
+    assert report.delivered == 1
+    headers, body = received[0]
+    assert json.loads(body)["type"] == "handoff.created"
+    Webhook(secret).verify(body.decode(), headers)
