@@ -134,10 +134,15 @@ _OPEN_NOW = f"service_is_open(s.schedule, s.status, s.closed_from, s.closed_unti
 _NEXT = f"service_next_opening(s.schedule, s.status, s.closed_from, s.closed_until, {_TZ}, %(now)s)"
 _ORIGIN = "ST_SetSRID(ST_MakePoint(%(lon)s::float8, %(lat)s::float8), 4326)"
 _ENVELOPE = "ST_MakeEnvelope(%(min_lon)s, %(min_lat)s, %(max_lon)s, %(max_lat)s, 4326)"
-# Who may see a confidential location's exact point and address: its own organisation. (Specialists
-# with an open handoff to one of its services join them with the care-pathway work.)
+# Who may see a confidential location's exact point and address: its own organisation, and the 119's
+# specialists while the 119 has an open handoff to a service there (the child is being placed).
 # Never NULL: three-valued logic must not turn "not visible" into "unknown".
-VISIBLE = "(l.visibility = 'public' OR coalesce(l.organisation_id = %(viewer_org)s::uuid, false))"
+VISIBLE = """(l.visibility = 'public' OR coalesce(l.organisation_id = %(viewer_org)s::uuid, false)
+    OR (%(viewer_specialist)s AND EXISTS (
+        SELECT 1 FROM handoff h JOIN service hs ON hs.id = h.receiver_service_id
+         WHERE hs.location_id = l.id
+           AND h.status IN ('sent', 'acknowledged', 'accepted', 'in_progress', 'on_hold')
+           AND h.sender_organisation_id = (SELECT id FROM organisation WHERE seed_key = 'hotline:119'))))"""
 _STALE = f"(s.last_verified_at IS NULL OR s.last_verified_at < %(now)s - interval '{STALE_AFTER_DAYS} days')"
 
 
@@ -200,7 +205,10 @@ def _geographic_branches(query: Query) -> list[str]:
 
 def viewer_params(viewer: Principal) -> dict[str, Any]:
     """The parameters VISIBLE reads: who is looking."""
-    return {"viewer_org": viewer.organisation_id if viewer.role is Role.partner else None}
+    return {
+        "viewer_org": viewer.organisation_id if viewer.role is Role.partner else None,
+        "viewer_specialist": viewer.role is Role.specialist,
+    }
 
 
 def _params(query: Query, now: datetime) -> dict[str, Any]:

@@ -354,6 +354,49 @@ class TestConfidentiality:
             assert detail["geometry"]["coordinates"] == pytest.approx(list(commune_point), abs=1e-6)
             assert detail["properties"]["address"] is None
 
+    async def test_specialists_see_it_while_the_119_has_an_open_handoff_to_it(
+        self,
+        client: httpx.AsyncClient,
+        auth,
+        world: World,  # type: ignore[no-untyped-def]
+    ) -> None:
+        specialist = auth("specialist")
+        s3 = str(world.services["s3"].id)
+
+        async def seen() -> str:
+            detail = (await client.get(f"/v1/services/{s3}", headers=specialist)).json()
+            return detail["properties"]["location_precision"]
+
+        assert await seen() == "commune"
+        case = await client.post(
+            "/v1/cases",
+            headers=specialist,
+            json={"age": 15, "residence_collectivite": "15D", "intake_channel": "phone", "caller": "professional"},
+        )
+        handoff = await client.post(
+            "/v1/handoffs",
+            headers={**specialist, "Idempotency-Key": "shelter"},
+            json={
+                "case_id": case.json()["id"],
+                "kind": "shelter_request",
+                "to_organisation_id": str(world.a.id),
+                "to_service_id": s3,
+                "beneficiary": "minor",
+                "urgency": "immediate",
+                "legal_basis": "child_protection_duty",
+            },
+        )
+        assert handoff.status_code == 201, handoff.text
+        assert await seen() == "exact"
+        body = await _search(client, specialist, **_near(world))
+        shelter = next(f for f in body["features"] if f["id"] == s3)
+        assert shelter["geometry"]["coordinates"] == pytest.approx(list(world.points["l3"]), abs=1e-6)
+        cancelled = await client.post(
+            f"/v1/handoffs/{handoff.json()['id']}/transitions", headers=specialist, json={"to": "cancelled"}
+        )
+        assert cancelled.status_code == 200
+        assert await seen() == "commune"
+
     async def test_the_owner_sees_its_own_safe_house(self, client: httpx.AsyncClient, auth, world: World) -> None:  # type: ignore[no-untyped-def]
         owner = auth("partner", org=world.a.id)
         body = await _search(client, owner, **_near(world))
