@@ -27,7 +27,18 @@ from .logs import configure_logging
 from .middleware import BodySizeLimit, RequestContext
 from .pagination import Cursors
 from .ratelimit import RateLimiter
-from .routes import clients, health, listings, organisations, pathways, services, territories, webhooks, wellknown
+from .routes import (
+    clients,
+    health,
+    listings,
+    organisations,
+    pathways,
+    services,
+    stats,
+    territories,
+    webhooks,
+    wellknown,
+)
 from .settings import Settings
 from .tokens import KeyStore, TokenService
 
@@ -170,6 +181,7 @@ def create_app(
         clients.router,
         pathways.router,
         webhooks.router,
+        stats.router,
     ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

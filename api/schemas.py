@@ -372,3 +372,64 @@ class AuditItem(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditItem]
     links: list[dict[str, str]]
+
+
+class StatsCell(BaseModel):
+    model_config = {"extra": "allow"}  # the grouping dimensions asked for
+
+    handoffs: int | None
+    cases: int | None
+    accepted_rate: float | None
+    declined_rate: float | None
+    failed_rate: float | None
+    declined_rate_by_reason: dict[str, float | None] | None
+    overdue: int | None
+    cases_with_runaway: int | None
+    median_hours_to_acknowledgement: float | None
+    p90_hours_to_acknowledgement: float | None
+    median_hours_to_acceptance: float | None
+    p90_hours_to_acceptance: float | None
+    masked: list[str] = Field(description="Measures hidden because they counted between 1 and k-1.")
+    suppressed: bool
+
+
+class StatsOut(BaseModel):
+    k: int
+    suppression: str
+    filters: dict[str, Any]
+    group_by: list[str]
+    cells: list[StatsCell]
+    total: StatsCell
+
+
+class NeedsCell(BaseModel):
+    collectivite: str
+    specialism: str | None
+    empty_searches: int | None
+    declined_no_capacity: int | None
+    declined_out_of_territory: int | None
+    expired: int | None
+    suppressed: list[str]
+
+
+class NeedsOut(BaseModel):
+    k: int
+    suppression: str
+    filters: dict[str, Any]
+    cells: list[NeedsCell]
+
+
+class CoverageItem(BaseModel):
+    collectivite: str
+    specialism: str
+    population: int
+    covered_population: int
+    covered_share: float | None
+    uncovered_communes: list[dict[str, Any]]
+
+
+class CoverageOut(BaseModel):
+    within_km: float
+    min_population: int
+    items: list[CoverageItem]
+    uncovered: dict[str, Any] | None = None

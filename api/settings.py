@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     webhook_delivery_interval_seconds: float = Field(default=5.0, gt=0)
     deliver_webhooks_in_process: bool = True
 
+    # Statistics: cells under k distinct cases are suppressed (never below 5).
+    stats_k: int = Field(default=10, ge=5)
+
     log_json: bool = False
 
     @cached_property

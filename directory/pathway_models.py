@@ -158,6 +158,8 @@ class Handoff(SQLModel, table=True):
         sa.Index("ix_handoff__receiver_status", "receiver_organisation_id", "status"),
         sa.Index("ix_handoff__sender_status", "sender_organisation_id", "status"),
         sa.Index("ix_handoff__open_deadline", "acknowledge_by", postgresql_where=sa.text("status = 'sent'")),
+        sa.Index("ix_handoff__receiver_service_id", "receiver_service_id"),
+        sa.Index("ix_handoff__collectivite_code_created_at", "collectivite_code", "created_at"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -281,3 +283,16 @@ class HandoffArchive(SQLModel, table=True):
     kind: str = Field(primary_key=True, max_length=32)
     status: str = Field(primary_key=True, max_length=32)
     handoffs: int
+
+
+class EmptySearch(SQLModel, table=True):
+    """Searches that found nothing, counted per month, commune and specialism — never the point searched:
+    an unmet-need signal for départements."""
+
+    __tablename__ = "empty_search"
+
+    month: date = Field(primary_key=True)
+    commune_code: str = Field(primary_key=True, foreign_key="commune.code", max_length=5)
+    specialism: str = Field(primary_key=True, max_length=64)  # "" when the search named none
+    collectivite_code: str = Field(foreign_key="collectivite.code", max_length=4, index=True)
+    searches: int

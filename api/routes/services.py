@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from directory import search, services
+from directory import search, services, stats
 from directory.models import Audience, Channel, Gender
 from directory.taxonomy import SLUGS
 from geo import territories
@@ -174,7 +174,13 @@ async def search_services(
     shown at their commune with a front-door contact, and their distance is rounded to the
     kilometre, unless you may see them. An empty page says why in `empty_reason`.
     """
-    page = await search.search(conn, query, now=datetime.now(UTC))
+    now = datetime.now(UTC)
+    page = await search.search(conn, query, now=now)
+    if not page.features and query.after is None and query.origin is not None:
+        # An unmet need, for the départements' statistics: counted per commune, never the point.
+        await stats.record_empty_search(
+            conn, lon=query.origin.lon, lat=query.origin.lat, specialisms=query.filters.specialisms, now=now
+        )
     next_url = None
     if page.last_key is not None:
         next_url = next_link(request, request.app.state.cursors.encode(_fingerprint(request), list(page.last_key)))

@@ -21,6 +21,7 @@ ADMIN = frozenset({Role.admin})
 SPECIALIST = frozenset({Role.specialist})
 PARTNER = frozenset({Role.partner})
 CASE_READERS = frozenset({Role.specialist, Role.partner})
+ANALYSTS = frozenset({Role.department, Role.specialist, Role.admin})
 PUBLIC = None  # outside /v1: no token, no data
 DECLARED_PUBLIC: frozenset[Role] = frozenset()  # inside /v1, explicitly marked Public()
 
@@ -87,6 +88,10 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("DELETE", "/v1/webhook-subscriptions/{subscription_id}"): PARTNER,
     ("GET", "/v1/webhook-subscriptions/{subscription_id}/deliveries"): PARTNER,
     ("GET", "/v1/audit"): ADMIN,
+    # Statistics (tests/api/test_stats.py pins a department to its own collectivité).
+    ("GET", "/v1/stats/handoffs"): ANALYSTS,
+    ("GET", "/v1/stats/needs"): ANALYSTS,
+    ("GET", "/v1/stats/coverage"): ANALYSTS,
 }
 
 # A request each route accepts when authorised (path parameters filled in).
@@ -107,6 +112,9 @@ EXAMPLES: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
     ("GET", "/v1/organisations"): {"url": "/v1/organisations"},
     ("GET", "/v1/organisations/{organisation_id}"): {"url": "/v1/organisations/{crip}"},
     ("GET", "/v1/specialisms"): {"url": "/v1/specialisms"},
+    ("GET", "/v1/stats/handoffs"): {"url": "/v1/stats/handoffs?group_by=month"},
+    ("GET", "/v1/stats/needs"): {"url": "/v1/stats/needs"},
+    ("GET", "/v1/stats/coverage"): {"url": "/v1/stats/coverage?collectivite=93D&specialism=crip"},
 }
 
 

@@ -1,0 +1,512 @@
+"""Referral statistics for départements, private by design.
+
+These figures concern very few children per territory, so small counts could identify a child. The
+protection has three layers, all applied before anything leaves the database's hands:
+
+1. Atoms. Handoffs are grouped into atoms — (collectivité, month, kind) — and an atom with fewer than k
+   distinct cases is left out of every figure, cells and totals alike, whatever the query. Its data
+   never influences an output, so no combination of periods, territories or kinds can recover it.
+2. Cells. A query's table is computed over its groupings and its filtered dimensions; a cell with
+   fewer than k distinct cases is suppressed (primary), and along every line of the table (cells that
+   differ in one dimension only) a lone suppressed cell takes the smallest published cell with it
+   (complementary), so a suppressed cell cannot be recovered from its line's total. Filters select
+   from that table after suppression, so a filtered query cannot be differenced against an unfiltered one.
+3. Measures. Inside a published cell, any count between 1 and k-1 (declines for one reason, runaways,
+   overdue handoffs…) is masked with its rate, and durations need at least k handoffs.
+
+`entered_in_error` handoffs are excluded. Months are Paris months.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+DECLINE_REASONS = ("no_capacity", "out_of_criteria", "out_of_territory", "refused_by_young_person", "other")
+AGE_BAND = """CASE WHEN c.age < 10 THEN '0-9' WHEN c.age <= 12 THEN '10-12' WHEN c.age <= 15 THEN '13-15'
+                   WHEN c.age <= 17 THEN '16-17' ELSE '18+' END"""
+# Dimension → its SQL over the base rows (aliases h: handoff, c: case, ro: receiving organisation).
+DIMENSIONS = {
+    "collectivite": "h.collectivite_code",
+    "month": "to_char(h.created_at AT TIME ZONE 'Europe/Paris', 'YYYY-MM')",
+    "kind": "h.kind",
+    "status": "h.status",
+    "receiver_kind": "ro.kind",
+    "specialism": "nullif(sp.specialism, '')",
+    "age_band": AGE_BAND,
+    "intake_channel": "c.intake_channel",
+    "decline_reason": "coalesce(h.decline_reason, '')",
+    "urgency": "h.urgency",
+    "beneficiary": "h.beneficiary",
+}
+# A handoff's specialisms: those of the service it went to, or the case's needs when it named none, or
+# '' (shown as null) when neither says, so that no handoff drops out of a grouping by specialism.
+SPECIALISMS = """CROSS JOIN LATERAL unnest(coalesce(nullif(coalesce(
+                     (SELECT sv.specialisms FROM service sv WHERE sv.id = h.receiver_service_id), c.needs),
+                     '{}'), '{""}')) AS sp(specialism)"""
+GROUPABLE = (
+    "collectivite",
+    "month",
+    "kind",
+    "status",
+    "receiver_kind",
+    "specialism",
+    "age_band",
+    "intake_channel",
+    "decline_reason",
+)
+FILTERABLE = ("kind", "urgency", "beneficiary", "receiver_kind", "specialism")
+COUNTS = (
+    "accepted",
+    "declined",
+    "failed",
+    "overdue",
+    "runaway_cases",
+    *(f"declined_{reason}" for reason in DECLINE_REASONS),
+)
+RULE = (
+    "A cell counting fewer than k distinct cases is suppressed, with complementary suppression along every "
+    "line of the table; (collectivité, month, kind) atoms with fewer than k cases are left out of every figure; "
+    "within published cells, counts between 1 and k-1 and the rates made from them are masked, and durations "
+    "need k handoffs."
+)
+
+
+@dataclass(frozen=True)
+class Query:
+    collectivites: list[str] | None  # None: the whole country
+    start: date
+    end: date  # exclusive: the first day after the last month
+    group_by: tuple[str, ...]
+    filters: dict[str, str] = field(default_factory=dict)
+    k: int = 10
+
+
+def _measures() -> str:
+    reasons = ",\n".join(
+        f"count(DISTINCT handoff_id) FILTER (WHERE h_decline_reason = '{r}') AS declined_{r}" for r in DECLINE_REASONS
+    )
+    return f"""
+        count(DISTINCT handoff_id) AS handoffs,
+        count(DISTINCT case_id) AS cases,
+        count(DISTINCT handoff_id) FILTER (WHERE accepted_at IS NOT NULL) AS accepted,
+        count(DISTINCT handoff_id) FILTER (WHERE h_status = 'declined') AS declined,
+        count(DISTINCT handoff_id) FILTER (WHERE h_status = 'failed') AS failed,
+        count(DISTINCT handoff_id) FILTER (WHERE acknowledged_at > acknowledge_by
+                                           OR (acknowledged_at IS NULL AND acknowledge_by < %(now)s)) AS overdue,
+        count(DISTINCT case_id) FILTER (WHERE runaway) AS runaway_cases,
+        {reasons},
+        count(acknowledged_at) AS acknowledged_n,
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY ack_hours) AS median_hours_to_acknowledgement,
+        percentile_cont(0.9) WITHIN GROUP (ORDER BY ack_hours) AS p90_hours_to_acknowledgement,
+        count(accepted_at) AS accepted_n,
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY accept_hours) AS median_hours_to_acceptance,
+        percentile_cont(0.9) WITHIN GROUP (ORDER BY accept_hours) AS p90_hours_to_acceptance
+    """
+
+
+def _rows(query: Query, dims: Iterable[str]) -> str:
+    """One row per handoff (per specialism when asked), with the dimensions asked for. Rows of atoms
+    under k keep their dimensions, so their cells show as suppressed, but every measure column is null
+    for them, so they count nowhere. The atom test runs on the period and territory only, never on the
+    query's other filters or groupings."""
+    dims = list(dims)
+    specialism_join = SPECIALISMS if "specialism" in dims else ""
+    territory = "AND h.collectivite_code = ANY(%(collectivites)s)" if query.collectivites is not None else ""
+    columns = "".join(f",\n{DIMENSIONS[d]} AS {d}" for d in dims)
+    return f"""
+        scope AS (
+            SELECT h.id, h.case_id, h.collectivite_code,
+                   to_char(h.created_at AT TIME ZONE 'Europe/Paris', 'YYYY-MM') AS month, h.kind
+              FROM handoff h
+             WHERE h.status <> 'entered_in_error' AND h.created_at >= %(start)s AND h.created_at < %(end)s {territory}
+        ),
+        atom AS (
+            SELECT collectivite_code, month, kind, count(DISTINCT case_id) >= %(k)s AS retained
+              FROM scope GROUP BY 1, 2, 3
+        ),
+        rows AS (
+            SELECT CASE WHEN a.retained THEN h.id END AS handoff_id,
+                   CASE WHEN a.retained THEN h.case_id END AS case_id,
+                   h.status AS h_status, h.decline_reason AS h_decline_reason, h.acknowledge_by,
+                   CASE WHEN a.retained THEN h.acknowledged_at END AS acknowledged_at,
+                   CASE WHEN a.retained THEN h.accepted_at END AS accepted_at,
+                   CASE WHEN a.retained THEN extract(epoch FROM h.acknowledged_at - h.created_at) / 3600 END
+                       AS ack_hours,
+                   CASE WHEN a.retained THEN extract(epoch FROM h.accepted_at - h.created_at) / 3600 END
+                       AS accept_hours,
+                   a.retained AND EXISTS (SELECT 1 FROM case_event e
+                                           WHERE e.case_id = h.case_id AND e.kind = 'runaway_started') AS runaway
+                   {columns}
+              FROM scope s JOIN atom a USING (collectivite_code, month, kind)
+              JOIN handoff h ON h.id = s.id
+              JOIN case_record c ON c.id = h.case_id
+              JOIN organisation ro ON ro.id = h.receiver_organisation_id
+              {specialism_join}
+        )"""
+
+
+def _params(query: Query, now: datetime) -> dict[str, Any]:
+    return {
+        "start": query.start,
+        "end": query.end,
+        "k": query.k,
+        "now": now,
+        "collectivites": query.collectivites,
+        **{f"filter_{d}": v for d, v in query.filters.items()},
+    }
+
+
+async def handoff_table(conn: AsyncConnection, query: Query, *, now: datetime) -> dict[str, Any]:
+    """Cells (with suppression applied) and the total, for the query."""
+    dims = list(dict.fromkeys([*query.group_by, *query.filters]))  # filters are grouped too, then selected
+    grouping = ", ".join(dims) or "()"
+    rows = await (
+        await conn.execute(
+            f"WITH {_rows(query, dims)} SELECT {', '.join(dims) + ',' if dims else ''} {_measures()} "
+            f"FROM rows GROUP BY {grouping} ORDER BY {grouping if dims else '1'}",
+            _params(query, now),
+        )
+    ).fetchall()
+    names = [
+        *dims,
+        "handoffs",
+        "cases",
+        "accepted",
+        "declined",
+        "failed",
+        "overdue",
+        "runaway_cases",
+        *(f"declined_{r}" for r in DECLINE_REASONS),
+        "acknowledged_n",
+        "median_hours_to_acknowledgement",
+        "p90_hours_to_acknowledgement",
+        "accepted_n",
+        "median_hours_to_acceptance",
+        "p90_hours_to_acceptance",
+    ]
+    table = [dict(zip(names, row, strict=True)) for row in rows]
+    suppressed = suppress(table, dims, k=query.k)
+    selected = [
+        (cell, key in suppressed or not cell["cases"])
+        for key, cell in ((tuple(c[d] for d in dims), c) for c in table)
+        if all(cell[d] == v for d, v in query.filters.items())
+    ]
+    cells = [_publish(cell, query, hidden, keys=query.group_by) for cell, hidden in selected]
+    total = await _total(conn, query, now)
+    return {"cells": cells, "total": total}
+
+
+async def _total(conn: AsyncConnection, query: Query, now: datetime) -> dict[str, Any]:
+    dims = list(query.filters)
+    where = " AND ".join(f"{d} = %(filter_{d})s" for d in dims) or "true"
+    row = await (
+        await conn.execute(
+            f"WITH {_rows(query, dims)} SELECT {_measures()} FROM rows WHERE {where}",
+            _params(query, now),
+        )
+    ).fetchone()
+    names = [
+        "handoffs",
+        "cases",
+        "accepted",
+        "declined",
+        "failed",
+        "overdue",
+        "runaway_cases",
+        *(f"declined_{r}" for r in DECLINE_REASONS),
+        "acknowledged_n",
+        "median_hours_to_acknowledgement",
+        "p90_hours_to_acknowledgement",
+        "accepted_n",
+        "median_hours_to_acceptance",
+        "p90_hours_to_acceptance",
+    ]
+    cell = dict(zip(names, row, strict=True)) if row else {}
+    return _publish(cell, query, hidden=(cell.get("cases") or 0) < query.k, keys=())
+
+
+def suppress(table: list[dict[str, Any]], dims: list[str], *, k: int) -> set[tuple[Any, ...]]:
+    """Keys of the cells to suppress: under k cases (primary), then along every line of the table a lone
+    suppressed cell takes the smallest published one with it (complementary), until no line has exactly
+    one. Deterministic, so the same table always hides the same cells."""
+    # Cells made only of excluded atoms count nothing and hide nothing: they are shown as suppressed
+    # but take no part in the lines.
+    cases = {tuple(c[d] for d in dims): c["cases"] for c in table if c["cases"]}
+    hidden = {key for key, n in cases.items() if n < k}
+    if not dims:
+        return hidden
+    changed = True
+    while changed:
+        changed = False
+        for axis in range(len(dims)):
+            lines: dict[tuple[Any, ...], list[tuple[Any, ...]]] = defaultdict(list)
+            for key in cases:
+                lines[key[:axis] + key[axis + 1 :]].append(key)
+            for members in lines.values():
+                lone = [key for key in members if key in hidden]
+                if len(lone) == 1 and len(members) > 1:
+                    visible = sorted(
+                        (key for key in members if key not in hidden), key=lambda key: (cases[key], repr(key))
+                    )
+                    hidden.add(visible[0])
+                    changed = True
+    return hidden
+
+
+def _publish(cell: dict[str, Any], query: Query, hidden: bool, *, keys: Iterable[str]) -> dict[str, Any]:
+    """The public form of a cell: its keys, then either its measures (small counts masked) or nulls."""
+    out: dict[str, Any] = {key: cell.get(key) for key in keys}
+    k = query.k
+    measures: dict[str, Any] = {}
+    handoffs = cell.get("handoffs") or 0
+    masked: list[str] = []
+
+    def count(name: str) -> int | None:
+        value = cell.get(name) or 0
+        if 0 < value < k:
+            masked.append(name)
+            return None
+        return int(value)
+
+    def rate(numerator: int | None) -> float | None:
+        return None if numerator is None or not handoffs else round(numerator / handoffs, 4)
+
+    if not hidden and cell:
+        accepted, declined, failed = count("accepted"), count("declined"), count("failed")
+        measures = {
+            "handoffs": int(handoffs),
+            "cases": int(cell["cases"]),
+            "accepted_rate": rate(accepted),
+            "declined_rate": rate(declined),
+            "failed_rate": rate(failed),
+            "declined_rate_by_reason": {r: rate(count(f"declined_{r}")) for r in DECLINE_REASONS},
+            "overdue": count("overdue"),
+            "cases_with_runaway": count("runaway_cases"),
+        }
+        for what, n_name in (("acknowledgement", "acknowledged_n"), ("acceptance", "accepted_n")):
+            enough = (cell.get(n_name) or 0) >= k
+            for stat in ("median", "p90"):
+                value = cell.get(f"{stat}_hours_to_{what}")
+                measures[f"{stat}_hours_to_{what}"] = round(float(value), 2) if enough and value is not None else None
+        out.update(measures)
+        out["masked"] = sorted(set(masked))
+    else:
+        out.update(
+            {
+                name: None
+                for name in (
+                    "handoffs",
+                    "cases",
+                    "accepted_rate",
+                    "declined_rate",
+                    "failed_rate",
+                    "declined_rate_by_reason",
+                    "overdue",
+                    "cases_with_runaway",
+                    "median_hours_to_acknowledgement",
+                    "p90_hours_to_acknowledgement",
+                    "median_hours_to_acceptance",
+                    "p90_hours_to_acceptance",
+                )
+            }
+        )
+        out["masked"] = []
+    out["suppressed"] = bool(hidden or not cell)
+    return out
+
+
+CSV_MEASURES = (
+    "handoffs",
+    "cases",
+    "accepted_rate",
+    "declined_rate",
+    "failed_rate",
+    "overdue",
+    "cases_with_runaway",
+    "median_hours_to_acknowledgement",
+    "p90_hours_to_acknowledgement",
+    "median_hours_to_acceptance",
+    "p90_hours_to_acceptance",
+)
+
+
+def to_csv(group_by: Iterable[str], cells: list[dict[str, Any]]) -> str:
+    """The cells as CSV: header row, suppressed or masked values empty, no formula injection."""
+    keys = list(group_by)
+    columns = [*keys, *CSV_MEASURES, *(f"declined_rate_{r}" for r in DECLINE_REASONS), "suppressed"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    for cell in cells:
+        reasons = cell.get("declined_rate_by_reason") or {}
+        values = [
+            *(cell.get(k) for k in keys),
+            *(cell.get(m) for m in CSV_MEASURES),
+            *(reasons.get(r) for r in DECLINE_REASONS),
+            "true" if cell["suppressed"] else "false",
+        ]
+        writer.writerow(["" if v is None else _safe(v) for v in values])
+    return buffer.getvalue()
+
+
+def _safe(value: Any) -> str:
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --- unmet needs ------------------------------------------------------------------------------------
+
+
+NEEDS_RULE = (
+    "Each signal is counted per (collectivité, month, specialism) atom; an atom's count is left out when it "
+    "concerns fewer than k distinct cases (k searches for empty searches), so no difference of two periods "
+    "can reveal it. `suppressed` names the signals with such a part left out; null when nothing is left."
+)
+SIGNALS = ("empty_searches", "declined_no_capacity", "declined_out_of_territory", "expired")
+
+
+async def needs(
+    conn: AsyncConnection, *, collectivites: list[str] | None, start: date, end: date, k: int
+) -> list[dict[str, Any]]:
+    """Per collectivité and specialism: searches that found nothing, handoffs declined for lack of
+    capacity or out of territory, handoffs expired — each summed over its month atoms of at least k."""
+    territory = "AND collectivite_code = ANY(%(collectivites)s)" if collectivites is not None else ""
+    handoff_territory = territory.replace("collectivite_code", "h.collectivite_code")
+    rows = await (
+        await conn.execute(
+            f"""
+        WITH signal AS (
+            SELECT h.collectivite_code, date_trunc('month', h.created_at AT TIME ZONE 'Europe/Paris')::date AS month,
+                   sp.specialism, h.case_id,
+                   CASE WHEN h.status = 'expired' THEN 'expired'
+                        ELSE 'declined_' || h.decline_reason END AS signal
+              FROM handoff h JOIN case_record c ON c.id = h.case_id
+              {SPECIALISMS}
+             WHERE (h.status = 'expired'
+                    OR (h.status = 'declined' AND h.decline_reason IN ('no_capacity', 'out_of_territory')))
+               AND h.created_at >= %(start)s AND h.created_at < %(end)s {handoff_territory}
+        ), atom AS (
+            SELECT collectivite_code, month, specialism, signal, count(*) AS n, count(DISTINCT case_id) AS cases
+              FROM signal GROUP BY 1, 2, 3, 4
+             UNION ALL
+            SELECT collectivite_code, month, specialism, 'empty_searches', sum(searches), sum(searches)
+              FROM empty_search WHERE month >= %(start)s AND month < %(end)s {territory} GROUP BY 1, 2, 3
+        )
+        SELECT collectivite_code, nullif(specialism, ''), signal,
+               sum(n) FILTER (WHERE cases >= %(k)s)::int, bool_or(cases < %(k)s)
+          FROM atom GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3""",
+            {"start": start, "end": end, "collectivites": collectivites, "k": k},
+        )
+    ).fetchall()
+    cells: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for collectivite, specialism, signal, kept, withheld in rows:
+        cell = cells.setdefault(
+            (collectivite, specialism),
+            {"collectivite": collectivite, "specialism": specialism, **dict.fromkeys(SIGNALS, 0), "suppressed": []},
+        )
+        cell[signal] = kept
+        if withheld:
+            cell["suppressed"].append(signal)
+    return list(cells.values())
+
+
+async def record_empty_search(
+    conn: AsyncConnection, *, lon: float, lat: float, specialisms: Iterable[str], now: datetime
+) -> None:
+    """Count a search that found nothing against its commune (the point itself is never kept)."""
+    names = list(specialisms) or [""]
+    await conn.execute(
+        """INSERT INTO empty_search (month, commune_code, specialism, collectivite_code, searches)
+           SELECT date_trunc('month', %(now)s AT TIME ZONE 'Europe/Paris')::date, c.code, sp, c.collectivite_code, 1
+             FROM (SELECT code, collectivite_code FROM commune
+                    WHERE ST_Covers(boundary, ST_SetSRID(ST_MakePoint(%(lon)s::float8, %(lat)s::float8), 4326))
+                    ORDER BY code LIMIT 1) c, unnest(%(names)s::text[]) sp
+           ON CONFLICT (month, commune_code, specialism) DO UPDATE SET searches = empty_search.searches + 1""",
+        {"now": now, "lon": lon, "lat": lat, "names": names},
+    )
+
+
+# --- coverage -------------------------------------------------------------------------------------
+
+
+async def coverage(
+    conn: AsyncConnection,
+    *,
+    collectivites: list[str] | None,
+    specialisms: list[str],
+    within_km: float,
+    min_population: int,
+    with_geometry: bool,
+) -> dict[str, Any]:
+    """Share of each collectivité's population living within `within_km` (spheroid distance from the
+    mairie point) of an active, non-demo service of each specialism; and the uncovered communes."""
+    territory = "AND c.collectivite_code = ANY(%(collectivites)s)" if collectivites is not None else ""
+    rows = await (
+        await conn.execute(
+            f"""
+        WITH covered AS (
+            SELECT c.code, c.name, c.collectivite_code, coalesce(c.population, 0) AS population, sp.specialism,
+                   EXISTS (SELECT 1 FROM service s JOIN location l ON l.id = s.location_id
+                            WHERE s.specialisms @> ARRAY[sp.specialism]::varchar[] AND s.archived_at IS NULL
+                              AND s.status <> 'suspended' AND NOT s.demo AND l.archived_at IS NULL
+                              AND ST_DWithin(l.public_point::geography, c.point::geography, %(metres)s)) AS covered
+              FROM commune c CROSS JOIN unnest(%(specialisms)s::text[]) sp(specialism)
+             WHERE c.point IS NOT NULL {territory}
+        )
+        SELECT collectivite_code, specialism, sum(population)::bigint,
+               sum(population) FILTER (WHERE covered)::bigint,
+               coalesce(json_agg(json_build_object('code', code, 'name', name, 'population', population)
+                                 ORDER BY population DESC, code)
+                        FILTER (WHERE NOT covered AND population >= %(min_population)s), '[]')::text
+          FROM covered GROUP BY 1, 2 ORDER BY 1, 2""",
+            {
+                "collectivites": collectivites,
+                "specialisms": specialisms,
+                "metres": within_km * 1000,
+                "min_population": min_population,
+            },
+        )
+    ).fetchall()
+    items = [
+        {
+            "collectivite": r[0],
+            "specialism": r[1],
+            "population": int(r[2] or 0),
+            "covered_population": int(r[3] or 0),
+            "covered_share": round((r[3] or 0) / r[2], 4) if r[2] else None,
+            "uncovered_communes": json.loads(r[4]),
+        }
+        for r in rows
+    ]
+    result: dict[str, Any] = {"within_km": within_km, "min_population": min_population, "items": items}
+    if with_geometry:
+        codes = sorted({c["code"] for item in items for c in item["uncovered_communes"]})
+        geo = await (
+            await conn.execute(
+                """SELECT coalesce(json_agg(json_build_object('type', 'Feature', 'id', code,
+                          'geometry', ST_AsGeoJSON(ST_SimplifyPreserveTopology(boundary, 0.001), 5)::json,
+                          'properties', json_build_object('name', name, 'population', population)) ORDER BY code),
+                          '[]')::text
+                 FROM commune WHERE code = ANY(%(codes)s)""",
+                {"codes": codes},
+            )
+        ).fetchone()
+        result["uncovered"] = {"type": "FeatureCollection", "features": json.loads(geo[0] if geo else "[]")}
+    return result
