@@ -25,7 +25,7 @@ def apply(conn: psycopg.Connection, *, now: datetime, case_years: int, audit_day
         expired = "SELECT id FROM case_record WHERE status = 'closed' AND closed_at < %(cutoff)s"
         conn.execute(
             f"""INSERT INTO handoff_archive (collectivite_code, month, kind, status, handoffs)
-                SELECT collectivite_code, date_trunc('month', created_at)::date, kind, status, count(*)
+                SELECT collectivite_code, created_month, kind, status, count(*)
                   FROM handoff WHERE case_id IN ({expired}) AND status <> 'entered_in_error'
                  GROUP BY 1, 2, 3, 4
                 ON CONFLICT (collectivite_code, month, kind, status)

@@ -36,22 +36,22 @@ AGE_BAND = """CASE WHEN c.age < 10 THEN '0-9' WHEN c.age <= 12 THEN '10-12' WHEN
 # Dimension → its SQL over the base rows (aliases h: handoff, c: case, ro: receiving organisation).
 DIMENSIONS = {
     "collectivite": "h.collectivite_code",
-    "month": "to_char(h.created_at AT TIME ZONE 'Europe/Paris', 'YYYY-MM')",
+    "month": "h.created_month",  # a date: shown as YYYY-MM
     "kind": "h.kind",
     "status": "h.status",
     "receiver_kind": "ro.kind",
     "specialism": "nullif(sp.specialism, '')",
     "age_band": AGE_BAND,
     "intake_channel": "c.intake_channel",
-    "decline_reason": "coalesce(h.decline_reason, '')",
+    "decline_reason": "h.decline_reason",
     "urgency": "h.urgency",
     "beneficiary": "h.beneficiary",
 }
 # A handoff's specialisms: those of the service it went to, or the case's needs when it named none, or
 # '' (shown as null) when neither says, so that no handoff drops out of a grouping by specialism.
-SPECIALISMS = """CROSS JOIN LATERAL unnest(coalesce(nullif(coalesce(
+SPECIALISMS = """CROSS JOIN LATERAL (SELECT DISTINCT specialism FROM unnest(coalesce(nullif(coalesce(
                      (SELECT sv.specialisms FROM service sv WHERE sv.id = h.receiver_service_id), c.needs),
-                     '{}'), '{""}')) AS sp(specialism)"""
+                     '{}'), '{""}')) AS u(specialism)) AS sp"""
 GROUPABLE = (
     "collectivite",
     "month",
@@ -80,6 +80,9 @@ RULE = (
 )
 
 
+WORK_MEM = "64MB"
+
+
 @dataclass(frozen=True)
 class Query:
     collectivites: list[str] | None  # None: the whole country
@@ -90,67 +93,75 @@ class Query:
     k: int = 10
 
 
-def _measures() -> str:
-    reasons = ",\n".join(
-        f"count(DISTINCT handoff_id) FILTER (WHERE h_decline_reason = '{r}') AS declined_{r}" for r in DECLINE_REASONS
-    )
-    return f"""
-        count(DISTINCT handoff_id) AS handoffs,
-        count(DISTINCT case_id) AS cases,
-        count(DISTINCT handoff_id) FILTER (WHERE accepted_at IS NOT NULL) AS accepted,
-        count(DISTINCT handoff_id) FILTER (WHERE h_status = 'declined') AS declined,
-        count(DISTINCT handoff_id) FILTER (WHERE h_status = 'failed') AS failed,
-        count(DISTINCT handoff_id) FILTER (WHERE acknowledged_at > acknowledge_by
-                                           OR (acknowledged_at IS NULL AND acknowledge_by < %(now)s)) AS overdue,
-        count(DISTINCT case_id) FILTER (WHERE runaway) AS runaway_cases,
-        {reasons},
-        count(acknowledged_at) AS acknowledged_n,
-        percentile_cont(0.5) WITHIN GROUP (ORDER BY ack_hours) AS median_hours_to_acknowledgement,
-        percentile_cont(0.9) WITHIN GROUP (ORDER BY ack_hours) AS p90_hours_to_acknowledgement,
-        count(accepted_at) AS accepted_n,
-        percentile_cont(0.5) WITHIN GROUP (ORDER BY accept_hours) AS median_hours_to_acceptance,
-        percentile_cont(0.9) WITHIN GROUP (ORDER BY accept_hours) AS p90_hours_to_acceptance
-    """
+# Each measure: its name and its SQL over the rows of a cell. Within a cell a handoff has one row (its
+# specialisms are distinct), so handoffs need no DISTINCT; cases do.
+MEASURES: tuple[tuple[str, str], ...] = (
+    ("handoffs", "count(handoff_id)"),
+    ("cases", "count(DISTINCT case_id)"),
+    ("accepted", "count(handoff_id) FILTER (WHERE accepted_at IS NOT NULL)"),
+    ("declined", "count(handoff_id) FILTER (WHERE h_status = 'declined')"),
+    ("failed", "count(handoff_id) FILTER (WHERE h_status = 'failed')"),
+    (
+        "overdue",
+        "count(handoff_id) FILTER (WHERE acknowledged_at > acknowledge_by "
+        "OR (acknowledged_at IS NULL AND acknowledge_by < %(now)s))",
+    ),
+    ("runaway_cases", "count(DISTINCT case_id) FILTER (WHERE runaway)"),
+    *((f"declined_{r}", f"count(handoff_id) FILTER (WHERE h_decline_reason = '{r}')") for r in DECLINE_REASONS),
+    ("acknowledged_n", "count(acknowledged_at)"),
+    ("median_hours_to_acknowledgement", "percentile_cont(0.5) WITHIN GROUP (ORDER BY ack_hours)"),
+    ("p90_hours_to_acknowledgement", "percentile_cont(0.9) WITHIN GROUP (ORDER BY ack_hours)"),
+    ("accepted_n", "count(accepted_at)"),
+    ("median_hours_to_acceptance", "percentile_cont(0.5) WITHIN GROUP (ORDER BY accept_hours)"),
+    ("p90_hours_to_acceptance", "percentile_cont(0.9) WITHIN GROUP (ORDER BY accept_hours)"),
+)
 
 
 def _rows(query: Query, dims: Iterable[str]) -> str:
     """One row per handoff (per specialism when asked), with the dimensions asked for. Rows of atoms
     under k keep their dimensions, so their cells show as suppressed, but every measure column is null
     for them, so they count nowhere. The atom test runs on the period and territory only, never on the
-    query's other filters or groupings."""
+    query's other filters or groupings. The case and the receiving organisation are joined only when a
+    dimension needs them: a year of one collectivité is one index range scan and a hash join."""
     dims = list(dims)
-    specialism_join = SPECIALISMS if "specialism" in dims else ""
-    territory = "AND h.collectivite_code = ANY(%(collectivites)s)" if query.collectivites is not None else ""
+    joins = []
+    if {"age_band", "intake_channel", "specialism"} & set(dims):
+        joins.append("JOIN case_record c ON c.id = h.case_id")
+    if "receiver_kind" in dims:
+        joins.append("JOIN organisation ro ON ro.id = h.receiver_organisation_id")
+    if "specialism" in dims:
+        joins.append(SPECIALISMS)
+    territory = "AND {alias}collectivite_code = ANY(%(collectivites)s)" if query.collectivites is not None else ""
     columns = "".join(f",\n{DIMENSIONS[d]} AS {d}" for d in dims)
     return f"""
-        scope AS (
-            SELECT h.id, h.case_id, h.collectivite_code,
-                   to_char(h.created_at AT TIME ZONE 'Europe/Paris', 'YYYY-MM') AS month, h.kind
-              FROM handoff h
-             WHERE h.status <> 'entered_in_error' AND h.created_at >= %(start)s AND h.created_at < %(end)s {territory}
+        excluded AS (
+            SELECT collectivite_code, created_month, kind, true AS excluded
+              FROM handoff
+             WHERE status <> 'entered_in_error' AND created_month >= %(start)s AND created_month < %(end)s
+                   {territory.format(alias="")}
+             GROUP BY 1, 2, 3 HAVING count(DISTINCT case_id) < %(k)s
         ),
-        atom AS (
-            SELECT collectivite_code, month, kind, count(DISTINCT case_id) >= %(k)s AS retained
-              FROM scope GROUP BY 1, 2, 3
+        runaway AS (
+            SELECT DISTINCT case_id FROM case_event e
+             WHERE kind = 'runaway_started' {territory.format(alias="e.")}
         ),
         rows AS (
-            SELECT CASE WHEN a.retained THEN h.id END AS handoff_id,
-                   CASE WHEN a.retained THEN h.case_id END AS case_id,
+            SELECT CASE WHEN x.excluded IS NULL THEN h.id END AS handoff_id,
+                   CASE WHEN x.excluded IS NULL THEN h.case_id END AS case_id,
                    h.status AS h_status, h.decline_reason AS h_decline_reason, h.acknowledge_by,
-                   CASE WHEN a.retained THEN h.acknowledged_at END AS acknowledged_at,
-                   CASE WHEN a.retained THEN h.accepted_at END AS accepted_at,
-                   CASE WHEN a.retained THEN extract(epoch FROM h.acknowledged_at - h.created_at) / 3600 END
+                   CASE WHEN x.excluded IS NULL THEN h.acknowledged_at END AS acknowledged_at,
+                   CASE WHEN x.excluded IS NULL THEN h.accepted_at END AS accepted_at,
+                   CASE WHEN x.excluded IS NULL THEN date_part('epoch', h.acknowledged_at - h.created_at) / 3600 END
                        AS ack_hours,
-                   CASE WHEN a.retained THEN extract(epoch FROM h.accepted_at - h.created_at) / 3600 END
+                   CASE WHEN x.excluded IS NULL THEN date_part('epoch', h.accepted_at - h.created_at) / 3600 END
                        AS accept_hours,
-                   a.retained AND EXISTS (SELECT 1 FROM case_event e
-                                           WHERE e.case_id = h.case_id AND e.kind = 'runaway_started') AS runaway
+                   x.excluded IS NULL AND r.case_id IS NOT NULL AS runaway
                    {columns}
-              FROM scope s JOIN atom a USING (collectivite_code, month, kind)
-              JOIN handoff h ON h.id = s.id
-              JOIN case_record c ON c.id = h.case_id
-              JOIN organisation ro ON ro.id = h.receiver_organisation_id
-              {specialism_join}
+              FROM handoff h LEFT JOIN excluded x USING (collectivite_code, created_month, kind)
+              LEFT JOIN runaway r ON r.case_id = h.case_id
+              {" ".join(joins)}
+             WHERE h.status <> 'entered_in_error' AND h.created_month >= %(start)s AND h.created_month < %(end)s
+                   {territory.format(alias="h.")}
         )"""
 
 
@@ -166,162 +177,148 @@ def _params(query: Query, now: datetime) -> dict[str, Any]:
 
 
 async def handoff_table(conn: AsyncConnection, query: Query, *, now: datetime) -> dict[str, Any]:
-    """Cells (with suppression applied) and the total, for the query."""
+    """Cells (with suppression applied) and the total, for the query, in one scan: the full table over
+    the groupings and the filtered dimensions, and the totals over the filtered dimensions alone."""
     dims = list(dict.fromkeys([*query.group_by, *query.filters]))  # filters are grouped too, then selected
-    grouping = ", ".join(dims) or "()"
-    rows = await (
-        await conn.execute(
-            f"WITH {_rows(query, dims)} SELECT {', '.join(dims) + ',' if dims else ''} {_measures()} "
-            f"FROM rows GROUP BY {grouping} ORDER BY {grouping if dims else '1'}",
-            _params(query, now),
-        )
-    ).fetchall()
-    names = [
-        *dims,
-        "handoffs",
-        "cases",
-        "accepted",
-        "declined",
-        "failed",
-        "overdue",
-        "runaway_cases",
-        *(f"declined_{r}" for r in DECLINE_REASONS),
-        "acknowledged_n",
-        "median_hours_to_acknowledgement",
-        "p90_hours_to_acknowledgement",
-        "accepted_n",
-        "median_hours_to_acceptance",
-        "p90_hours_to_acceptance",
+    filtered = [d for d in dims if d in query.filters]
+    if query.group_by:
+        grouping = f"GROUPING SETS (({', '.join(dims)}), ({', '.join(filtered)}))"
+        detail = f"grouping({', '.join(dims)}) = 0"
+    else:  # the table is the slice's single cell: it is its own total
+        grouping, detail = ", ".join(dims) or "()", "true"
+    measures = ", ".join(f"{sql} AS {name}" for name, sql in MEASURES)
+    async with conn.transaction():
+        # A national year sorts half a million rows per measure: in memory, not in temporary files.
+        await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        rows = await (
+            await conn.execute(
+                f"WITH {_rows(query, dims)} SELECT {detail} AS detail, {''.join(d + ', ' for d in dims)}{measures} "
+                f"FROM rows GROUP BY {grouping} ORDER BY {', '.join([*dims, 'detail']) if dims else '1'}",
+                _params(query, now),
+                prepare=False,  # a generic plan would serve one collectivité with the national scan
+            )
+        ).fetchall()
+    names = ["detail", *dims, *(name for name, _ in MEASURES)]
+    records = [dict(zip(names, row, strict=True)) for row in rows]
+    if "month" in dims:
+        for record in records:
+            record["month"] = record["month"] and record["month"].strftime("%Y-%m")
+    table = [record for record in records if record["detail"]]
+    hidden, masked = protect(table, dims, k=query.k)
+
+    def key(cell: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(cell[d] for d in dims)
+
+    def in_slice(cell: dict[str, Any]) -> bool:
+        return all(cell[d] == v for d, v in query.filters.items())
+
+    cells = [
+        _publish(cell, k=query.k, hidden=key(cell) in hidden, masked=masked[key(cell)], keys=query.group_by)
+        for cell in table
+        if in_slice(cell)
     ]
-    table = [dict(zip(names, row, strict=True)) for row in rows]
-    suppressed = suppress(table, dims, k=query.k)
-    selected = [
-        (cell, key in suppressed or not cell["cases"])
-        for key, cell in ((tuple(c[d] for d in dims), c) for c in table)
-        if all(cell[d] == v for d, v in query.filters.items())
-    ]
-    cells = [_publish(cell, query, hidden, keys=query.group_by) for cell, hidden in selected]
-    total = await _total(conn, query, now)
-    return {"cells": cells, "total": total}
+    if not query.group_by:
+        return {"cells": cells, "total": cells[0] if cells else _publish({}, k=query.k, hidden=True, masked=set())}
+    total = next((r for r in records if not r["detail"] and in_slice(r)), {})
+    small = {name for name in COUNTS if 0 < (total.get(name) or 0) < query.k}
+    return {
+        "cells": cells,
+        "total": _publish(total, k=query.k, hidden=(total.get("cases") or 0) < query.k, masked=small),
+    }
 
 
-async def _total(conn: AsyncConnection, query: Query, now: datetime) -> dict[str, Any]:
-    dims = list(query.filters)
-    where = " AND ".join(f"{d} = %(filter_{d})s" for d in dims) or "true"
-    row = await (
-        await conn.execute(
-            f"WITH {_rows(query, dims)} SELECT {_measures()} FROM rows WHERE {where}",
-            _params(query, now),
-        )
-    ).fetchone()
-    names = [
-        "handoffs",
-        "cases",
-        "accepted",
-        "declined",
-        "failed",
-        "overdue",
-        "runaway_cases",
-        *(f"declined_{r}" for r in DECLINE_REASONS),
-        "acknowledged_n",
-        "median_hours_to_acknowledgement",
-        "p90_hours_to_acknowledgement",
-        "accepted_n",
-        "median_hours_to_acceptance",
-        "p90_hours_to_acceptance",
-    ]
-    cell = dict(zip(names, row, strict=True)) if row else {}
-    return _publish(cell, query, hidden=(cell.get("cases") or 0) < query.k, keys=())
+def protect(
+    table: list[dict[str, Any]], dims: list[str], *, k: int
+) -> tuple[set[tuple[Any, ...]], defaultdict[tuple[Any, ...], set[str]]]:
+    """The cells to suppress, and per published cell the counts to mask.
+
+    Cells: under k cases (primary), then complementary suppression along every line of the table. Counts
+    inside published cells (accepted, declined by reason, overdue…): between 1 and k-1 are masked, with
+    the same complementary masking along the lines, so that no masked count is the difference of a line's
+    total and its published counts. Cells made only of excluded atoms (no cases) count nothing, hide
+    nothing and take no part in the lines."""
+    present = {tuple(c[d] for d in dims): c for c in table if c["cases"]}
+    cases = {key: cell["cases"] for key, cell in present.items()}
+    hidden = _complete({key for key, n in cases.items() if n < k}, cases, len(dims))
+    masked: defaultdict[tuple[Any, ...], set[str]] = defaultdict(set)
+    for name in COUNTS:
+        values = {key: cell[name] for key, cell in present.items()}
+        small = {key for key, n in values.items() if 0 < n < k}
+        for key in _complete(small | hidden, values, len(dims)) - hidden:
+            masked[key].add(name)
+    return hidden, masked
 
 
-def suppress(table: list[dict[str, Any]], dims: list[str], *, k: int) -> set[tuple[Any, ...]]:
-    """Keys of the cells to suppress: under k cases (primary), then along every line of the table a lone
-    suppressed cell takes the smallest published one with it (complementary), until no line has exactly
-    one. Deterministic, so the same table always hides the same cells."""
-    # Cells made only of excluded atoms count nothing and hide nothing: they are shown as suppressed
-    # but take no part in the lines.
-    cases = {tuple(c[d] for d in dims): c["cases"] for c in table if c["cases"]}
-    hidden = {key for key, n in cases.items() if n < k}
-    if not dims:
-        return hidden
+def _complete(hidden: set[tuple[Any, ...]], values: dict[tuple[Any, ...], int], axes: int) -> set[tuple[Any, ...]]:
+    """Complementary suppression: along every line of the table (cells that differ in one dimension), a
+    lone hidden value takes the smallest published one with it, until no line has exactly one.
+    Deterministic, so the same table always hides the same values."""
+    hidden = set(hidden)
     changed = True
     while changed:
         changed = False
-        for axis in range(len(dims)):
-            lines: dict[tuple[Any, ...], list[tuple[Any, ...]]] = defaultdict(list)
-            for key in cases:
+        for axis in range(axes):
+            lines: defaultdict[tuple[Any, ...], list[tuple[Any, ...]]] = defaultdict(list)
+            for key in values:
                 lines[key[:axis] + key[axis + 1 :]].append(key)
             for members in lines.values():
-                lone = [key for key in members if key in hidden]
-                if len(lone) == 1 and len(members) > 1:
-                    visible = sorted(
-                        (key for key in members if key not in hidden), key=lambda key: (cases[key], repr(key))
+                if len(members) > 1 and sum(key in hidden for key in members) == 1:
+                    hidden.add(
+                        min((key for key in members if key not in hidden), key=lambda key: (values[key], repr(key)))
                     )
-                    hidden.add(visible[0])
                     changed = True
     return hidden
 
 
-def _publish(cell: dict[str, Any], query: Query, hidden: bool, *, keys: Iterable[str]) -> dict[str, Any]:
-    """The public form of a cell: its keys, then either its measures (small counts masked) or nulls."""
+PUBLISHED = (
+    "handoffs",
+    "cases",
+    "accepted_rate",
+    "declined_rate",
+    "failed_rate",
+    "declined_rate_by_reason",
+    "overdue",
+    "cases_with_runaway",
+    "median_hours_to_acknowledgement",
+    "p90_hours_to_acknowledgement",
+    "median_hours_to_acceptance",
+    "p90_hours_to_acceptance",
+)
+
+
+def _publish(
+    cell: dict[str, Any], *, k: int, hidden: bool, masked: set[str], keys: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The public form of a cell: its keys, then either its measures (masked counts and their rates null)
+    or nulls throughout."""
     out: dict[str, Any] = {key: cell.get(key) for key in keys}
-    k = query.k
-    measures: dict[str, Any] = {}
-    handoffs = cell.get("handoffs") or 0
-    masked: list[str] = []
+    if hidden or not cell.get("cases"):
+        return {**out, **dict.fromkeys(PUBLISHED), "masked": [], "suppressed": True}
+    handoffs = int(cell["handoffs"])
 
     def count(name: str) -> int | None:
-        value = cell.get(name) or 0
-        if 0 < value < k:
-            masked.append(name)
-            return None
-        return int(value)
+        return None if name in masked else int(cell[name])
 
-    def rate(numerator: int | None) -> float | None:
-        return None if numerator is None or not handoffs else round(numerator / handoffs, 4)
+    def rate(name: str) -> float | None:
+        value = count(name)
+        return None if value is None else round(value / handoffs, 4)
 
-    if not hidden and cell:
-        accepted, declined, failed = count("accepted"), count("declined"), count("failed")
-        measures = {
-            "handoffs": int(handoffs),
-            "cases": int(cell["cases"]),
-            "accepted_rate": rate(accepted),
-            "declined_rate": rate(declined),
-            "failed_rate": rate(failed),
-            "declined_rate_by_reason": {r: rate(count(f"declined_{r}")) for r in DECLINE_REASONS},
-            "overdue": count("overdue"),
-            "cases_with_runaway": count("runaway_cases"),
-        }
-        for what, n_name in (("acknowledgement", "acknowledged_n"), ("acceptance", "accepted_n")):
-            enough = (cell.get(n_name) or 0) >= k
-            for stat in ("median", "p90"):
-                value = cell.get(f"{stat}_hours_to_{what}")
-                measures[f"{stat}_hours_to_{what}"] = round(float(value), 2) if enough and value is not None else None
-        out.update(measures)
-        out["masked"] = sorted(set(masked))
-    else:
-        out.update(
-            {
-                name: None
-                for name in (
-                    "handoffs",
-                    "cases",
-                    "accepted_rate",
-                    "declined_rate",
-                    "failed_rate",
-                    "declined_rate_by_reason",
-                    "overdue",
-                    "cases_with_runaway",
-                    "median_hours_to_acknowledgement",
-                    "p90_hours_to_acknowledgement",
-                    "median_hours_to_acceptance",
-                    "p90_hours_to_acceptance",
-                )
-            }
-        )
-        out["masked"] = []
-    out["suppressed"] = bool(hidden or not cell)
-    return out
+    out |= {
+        "handoffs": handoffs,
+        "cases": int(cell["cases"]),
+        "accepted_rate": rate("accepted"),
+        "declined_rate": rate("declined"),
+        "failed_rate": rate("failed"),
+        "declined_rate_by_reason": {r: rate(f"declined_{r}") for r in DECLINE_REASONS},
+        "overdue": count("overdue"),
+        "cases_with_runaway": count("runaway_cases"),
+    }
+    for what, n_name in (("acknowledgement", "acknowledged_n"), ("acceptance", "accepted_n")):
+        enough = (cell.get(n_name) or 0) >= k
+        for stat in ("median", "p90"):
+            value = cell.get(f"{stat}_hours_to_{what}")
+            out[f"{stat}_hours_to_{what}"] = round(float(value), 2) if enough and value is not None else None
+    return {**out, "masked": sorted(masked), "suppressed": False}
 
 
 CSV_MEASURES = (
@@ -393,7 +390,7 @@ async def needs(
         await conn.execute(
             f"""
         WITH signal AS (
-            SELECT h.collectivite_code, date_trunc('month', h.created_at AT TIME ZONE 'Europe/Paris')::date AS month,
+            SELECT h.collectivite_code, h.created_month AS month,
                    sp.specialism, h.case_id,
                    CASE WHEN h.status = 'expired' THEN 'expired'
                         ELSE 'declined_' || h.decline_reason END AS signal
@@ -401,7 +398,7 @@ async def needs(
               {SPECIALISMS}
              WHERE (h.status = 'expired'
                     OR (h.status = 'declined' AND h.decline_reason IN ('no_capacity', 'out_of_territory')))
-               AND h.created_at >= %(start)s AND h.created_at < %(end)s {handoff_territory}
+               AND h.created_month >= %(start)s AND h.created_month < %(end)s {handoff_territory}
         ), atom AS (
             SELECT collectivite_code, month, specialism, signal, count(*) AS n, count(DISTINCT case_id) AS cases
               FROM signal GROUP BY 1, 2, 3, 4

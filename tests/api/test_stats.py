@@ -50,15 +50,16 @@ async def _insert(
     ack_hours: float = 2.0,
     per_case: int = 1,
     rows: list[Row] | None = None,
+    created: datetime | None = None,
 ) -> list[uuid.UUID]:
-    """`cases` cases with `per_case` handoffs each, created mid-`month` (Paris), in `collectivite`."""
+    """`cases` cases with `per_case` handoffs each, created mid-`month` (or at `created`), in `collectivite`."""
     receiver_id = (
         await (
             await reader.execute("SELECT id FROM organisation WHERE kind = %s ORDER BY seed_key LIMIT 1", (receiver,))
         ).fetchone()
     )[0]
     sender = (await (await reader.execute("SELECT id FROM organisation WHERE seed_key = 'hotline:119'")).fetchone())[0]
-    created = datetime.fromisoformat(f"{month}-15T10:00:00+00:00")
+    created = created or datetime.fromisoformat(f"{month}-15T10:00:00+00:00")
     made = []
     for _ in range(cases):
         case_id = uuid.uuid4()
@@ -252,6 +253,51 @@ class TestSmallCells:
         only_completed = await _stats(client, headers, group_by="status", receiver_kind="crip")
         assert {c["status"]: c["suppressed"] for c in only_completed["cells"]}["completed"] is True
 
+    async def test_a_filter_without_grouping_does_not_unmask_a_complementary_cell(
+        self,
+        client: httpx.AsyncClient,
+        auth,  # type: ignore[no-untyped-def]
+        reader: AsyncConnection,
+    ) -> None:
+        await _insert(reader, collectivite="93D", month="2025-01", kind="orientation", cases=20, receiver="association")
+        await _insert(reader, collectivite="93D", month="2025-01", kind="orientation", cases=3, receiver="crip")
+        headers = auth("department", collectivite="93D")
+        assert (await _stats(client, headers))["total"]["cases"] == 23
+        by_receiver = await _stats(client, headers, group_by="receiver_kind")
+        assert [c["suppressed"] for c in by_receiver["cells"]] == [True, True]
+        # 23 minus the associations' 20 would give the CRIP's 3: the filtered total is its hidden cell.
+        for receiver_kind in ("association", "crip"):
+            only = await _stats(client, headers, receiver_kind=receiver_kind)
+            assert only["total"]["suppressed"] is True
+            assert only["total"]["cases"] is None
+            assert [c["suppressed"] for c in only["cells"]] == [True]
+
+    async def test_a_lone_masked_count_takes_a_neighbour_with_it(
+        self,
+        client: httpx.AsyncClient,
+        auth,  # type: ignore[no-untyped-def]
+        reader: AsyncConnection,
+    ) -> None:
+        for month, declined in (("2025-01", 3), ("2025-02", 12)):
+            await _insert(reader, collectivite="93D", month=month, kind="orientation", cases=15)
+            await _insert(
+                reader,
+                collectivite="93D",
+                month=month,
+                kind="orientation",
+                cases=declined,
+                status="declined",
+                decline_reason="no_capacity",
+            )
+        body = await _stats(client, auth("department", collectivite="93D"), group_by="month")
+        assert body["total"]["declined_rate"] == round(15 / 45, 4)  # 15 declines, published
+        january, february = body["cells"]
+        # January's 3 declines are masked; February's 12 would give them away (15 - 12), so they go too.
+        assert january["declined_rate"] is february["declined_rate"] is None
+        assert "declined" in january["masked"]
+        assert "declined" in february["masked"]
+        assert january["accepted_rate"] == round(15 / 18, 4)
+
     async def test_small_counts_inside_a_cell_are_masked(
         self,
         client: httpx.AsyncClient,
@@ -275,6 +321,18 @@ class TestSmallCells:
         assert cell["declined_rate_by_reason"]["refused_by_young_person"] is None
         assert cell["accepted_rate"] == round(20 / 22, 4)
         assert {"declined", "declined_refused_by_young_person"} <= set(cell["masked"])
+
+
+async def test_months_are_paris_months(client: httpx.AsyncClient, auth, reader: AsyncConnection) -> None:  # type: ignore[no-untyped-def]
+    # 31 January, 23:30 UTC is 1 February, 00:30 in Paris: a February handoff, in February's period only.
+    late = datetime(2025, 1, 31, 23, 30, tzinfo=UTC)
+    await _insert(reader, collectivite="93D", month="2025-02", kind="orientation", cases=12, created=late)
+    headers = auth("department", collectivite="93D")
+    body = await _stats(client, headers, group_by="month")
+    assert [(c["month"], c["cases"]) for c in body["cells"]] == [("2025-02", 12)]
+    january = await _stats(client, headers, **{"from": "2025-01", "to": "2025-01"})
+    assert january["cells"][0]["suppressed"] is True
+    assert january["total"]["cases"] is None
 
 
 async def test_csv_has_the_same_cells(client: httpx.AsyncClient, auth, reader: AsyncConnection) -> None:  # type: ignore[no-untyped-def]
@@ -360,11 +418,22 @@ async def test_figures_match_a_brute_force_recomputation(
             continue
         assert (cell["handoffs"], cell["cases"]) == (len(members), cases)
         accepted = sum(1 for r in members if r.accepted_at)
-        assert cell["accepted_rate"] == (round(accepted / len(members), 4) if accepted >= k or accepted == 0 else None)
+        if 0 < accepted < k:
+            assert "accepted" in cell["masked"]
+        if "accepted" in cell["masked"]:
+            assert cell["accepted_rate"] is None
+        else:
+            assert cell["accepted_rate"] == round(accepted / len(members), 4)
         acks = sorted((r.acknowledged_at - r.created_at).total_seconds() / 3600 for r in members if r.acknowledged_at)
         if len(acks) >= k:
             assert cell["median_hours_to_acknowledgement"] == pytest.approx(_percentile(acks, 0.5), abs=0.01)
             assert cell["p90_hours_to_acknowledgement"] == pytest.approx(_percentile(acks, 0.9), abs=0.01)
+    present = [
+        c for c in body["cells"] if len({r.case for r in atoms[(c["collectivite"], c["month"], c["kind"])]}) >= k
+    ]
+    assert any(c["masked"] for c in present)  # the generated data exercises masking
+    for measure in ("accepted", "declined", "declined_no_capacity"):
+        _assert_no_lone_hidden(present, ["collectivite", "month", "kind"], measure)
     kept = [r for key, members in atoms.items() if len({m.case for m in members}) >= k for r in members]
     assert body["total"]["handoffs"] == len(kept)
     assert body["total"]["cases"] == len({r.case for r in kept})
@@ -394,6 +463,18 @@ async def test_figures_match_a_brute_force_recomputation(
             lines[key[1 - axis]].append(key)
         for members in lines.values():
             assert len(members) == 1 or sum(key in hidden for key in members) != 1, members
+
+
+def _assert_no_lone_hidden(cells: list[dict[str, Any]], dims: list[str], measure: str | None) -> None:
+    """No line of the table (cells differing in one dimension) hides exactly one value of `measure` (of
+    the cell itself when None): its line total would give it away."""
+    for axis, _ in enumerate(dims):
+        lines: dict[tuple[Any, ...], list[bool]] = defaultdict(list)
+        for cell in cells:
+            line = tuple(cell[d] for i, d in enumerate(dims) if i != axis)
+            lines[line].append(cell["suppressed"] or (measure is not None and measure in cell["masked"]))
+        for line, hidden in lines.items():
+            assert len(hidden) == 1 or sum(hidden) != 1, (measure, dims[axis], line)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
