@@ -16,7 +16,7 @@ one request at a time (an analyst's dashboard, not a crowd):
 - raw SQL: the statements the route sends (captured from directory/stats.py), run with psycopg;
 - a floor for the national query: its cells and total as one plain GROUP BY with no protection at all.
 
-Usage: .venv/bin/python -m bench.stats [--runs 30] [--handoffs 1000000]
+Usage: .venv/bin/python bench/stats.py [--runs 30] [--handoffs 1000000]
 """
 
 from __future__ import annotations

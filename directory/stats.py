@@ -321,19 +321,7 @@ def _publish(
     return {**out, "masked": sorted(masked), "suppressed": False}
 
 
-CSV_MEASURES = (
-    "handoffs",
-    "cases",
-    "accepted_rate",
-    "declined_rate",
-    "failed_rate",
-    "overdue",
-    "cases_with_runaway",
-    "median_hours_to_acknowledgement",
-    "p90_hours_to_acknowledgement",
-    "median_hours_to_acceptance",
-    "p90_hours_to_acceptance",
-)
+CSV_MEASURES = tuple(m for m in PUBLISHED if m != "declined_rate_by_reason")  # reasons get a column each
 
 
 def to_csv(group_by: Iterable[str], cells: list[dict[str, Any]]) -> str:
