@@ -17,7 +17,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,9 +26,9 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from harness import bench_database, free_port, percentile
 
-from api.cluster import Cluster, apt_install
-from api.migrations_runner import upgrade
+from api.cluster import apt_install
 from api.settings import Settings
 from directory.seeding import seed_crips
 from geo import territories
@@ -41,12 +40,7 @@ DATABASE = "maillage_bench"
 
 def prepare(settings: Settings, count: int) -> tuple[str, list[tuple[float, float]]]:
     """A bench database of its own on the local cluster: migrated, loaded, plus a table of points."""
-    cluster = Cluster(settings.var_dir)
-    cluster.start()
-    cluster.ensure_database(DATABASE)
-    url = cluster.url(DATABASE)
-    upgrade(url)
-    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    plain = bench_database(settings, DATABASE)
     with psycopg.connect(plain) as conn:
         load_territories(conn)
         seed_crips(conn)
@@ -68,17 +62,6 @@ def prepare(settings: Settings, count: int) -> tuple[str, list[tuple[float, floa
         ).fetchone()
     print(f"{count} points, {outside[0] if outside else '?'} of them outside France (404)")
     return plain, points
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def run_http(

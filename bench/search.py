@@ -30,7 +30,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,11 +44,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
+from harness import bench_database, free_port, percentile
 from psycopg.adapt import PyFormat, Transformer
 from starlette.datastructures import QueryParams
 
-from api.cluster import Cluster, apt_install
-from api.migrations_runner import upgrade
+from api.cluster import apt_install
 from api.routes.services import search_query
 from api.settings import REPO_ROOT, Settings
 from directory import search
@@ -113,12 +112,7 @@ class Origin:
 def prepare(settings: Settings, services: int) -> str:
     """The bench database, migrated and loaded like `maillage seed` (no demo data), plus `services`
     synthetic services, generated unless a previous run left exactly that many."""
-    cluster = Cluster(settings.var_dir)
-    cluster.start()
-    cluster.ensure_database(DATABASE)
-    url = cluster.url(DATABASE)
-    upgrade(url)
-    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    plain = bench_database(settings, DATABASE)
     with psycopg.connect(plain) as conn:
         load_territories(conn)
         load_public_holidays(conn)
@@ -386,17 +380,6 @@ def same_answer(plain_url: str, script: str, variables: dict[str, str], statemen
 
 
 # --- measuring ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:

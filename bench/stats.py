@@ -34,10 +34,9 @@ from typing import Any
 
 import httpx
 import psycopg
+from harness import bench_database, free_port, percentile
 from psycopg import AsyncConnection
 
-from api.cluster import Cluster
-from api.migrations_runner import upgrade
 from api.settings import REPO_ROOT, Settings
 from directory import stats
 from directory.seeding import HOTLINE_SEED_KEY, seed_collective, seed_crips, seed_hotline, seed_specialisms
@@ -72,12 +71,7 @@ STATUS_SHARES = (
 
 def prepare(settings: Settings, handoffs: int) -> str:
     """The bench database, loaded, with the synthetic pathways generated unless already there."""
-    cluster = Cluster(settings.var_dir)
-    cluster.start()
-    cluster.ensure_database(DATABASE)
-    url = cluster.url(DATABASE)
-    upgrade(url)
-    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    plain = bench_database(settings, DATABASE)
     with psycopg.connect(plain) as conn:
         load_territories(conn)
         load_public_holidays(conn)
@@ -279,11 +273,6 @@ class Recorder:
         return self.conn.transaction()
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 async def timed(runs: int, call: Callable[[int], Awaitable[Any]]) -> dict[str, float]:
     await call(0)  # warm-up
     latencies = []
@@ -349,7 +338,7 @@ async def measure(settings: Settings, plain: str, runs: int) -> None:
 
         floor = await timed(max(5, runs // 3), unprotected)
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PORT": str(port), "MAILLAGE_LOG_JSON": "true", "DATABASE_URL": plain}
     server = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "api.cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -417,14 +406,6 @@ async def measure(settings: Settings, plain: str, runs: int) -> None:
         f"{'floor: the national cells as one plain GROUP BY, unprotected':<62} {'':>9} {'':>9} "
         f"{floor['p50']:>7.1f}ms {floor['p99']:>7.1f}ms"
     )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _wait_ready(client: httpx.AsyncClient, server: subprocess.Popen[bytes]) -> None:
