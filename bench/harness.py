@@ -12,6 +12,9 @@ from api.cluster import Cluster
 from api.migrations_runner import upgrade
 from api.settings import Settings
 
+# pgbench runs with the session settings the API's own connections use (api/db.py), JIT off included.
+PGOPTIONS = "-c jit=off"
+
 
 def bench_database(settings: Settings, name: str) -> str:
     """Start the local cluster, create database `name` if needed and migrate it; its plain libpq URL

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from harness import bench_database, free_port, percentile
+from harness import PGOPTIONS, bench_database, free_port, percentile
 
 from api.cluster import apt_install
 from api.settings import Settings
@@ -138,7 +138,7 @@ def run_sql(plain_url: str, count: int, seconds: int, workdir: Path) -> dict[str
         + "\n"
     )
     info = psycopg.conninfo.conninfo_to_dict(plain_url)
-    env = {**os.environ, "PGPASSWORD": str(info.get("password", ""))}
+    env = {**os.environ, "PGPASSWORD": str(info.get("password", "")), "PGOPTIONS": PGOPTIONS}
     base = [
         "pgbench",
         "-h",

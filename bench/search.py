@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
-from harness import bench_database, free_port, percentile
+from harness import PGOPTIONS, bench_database, free_port, percentile
 from psycopg.adapt import PyFormat, Transformer
 from starlette.datastructures import QueryParams
 
@@ -298,7 +298,7 @@ class _Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    async def execute(self, statement: str, params: dict[str, Any]) -> _Recorder:
+    async def execute(self, statement: str, params: dict[str, Any], *, prepare: bool | None = None) -> _Recorder:
         self.calls.append((statement, params))
         return self
 
@@ -489,7 +489,7 @@ def run_sql(
     path = workdir / f"{name}.sql"
     path.write_text(script)
     info = psycopg.conninfo.conninfo_to_dict(plain_url)
-    env = {**os.environ, "PGPASSWORD": str(info.get("password", ""))}
+    env = {**os.environ, "PGPASSWORD": str(info.get("password", "")), "PGOPTIONS": PGOPTIONS}
     base = [
         "pgbench",
         "-h",

@@ -137,12 +137,11 @@ _ENVELOPE = "ST_MakeEnvelope(%(min_lon)s, %(min_lat)s, %(max_lon)s, %(max_lat)s,
 # Who may see a confidential location's exact point and address: its own organisation, and the 119's
 # specialists while the 119 has an open handoff to a service there (the child is being placed).
 # Never NULL: three-valued logic must not turn "not visible" into "unknown".
-VISIBLE = """(l.visibility = 'public' OR coalesce(l.organisation_id = %(viewer_org)s::uuid, false)
-    OR (%(viewer_specialist)s AND EXISTS (
-        SELECT 1 FROM handoff h JOIN service hs ON hs.id = h.receiver_service_id
-         WHERE hs.location_id = l.id
-           AND h.status IN ('sent', 'acknowledged', 'accepted', 'in_progress', 'on_hold')
-           AND h.sender_organisation_id = (SELECT id FROM organisation WHERE seed_key = 'hotline:119'))))"""
+_PLACED_BY_119 = """SELECT hs.location_id FROM handoff h JOIN service hs ON hs.id = h.receiver_service_id
+     WHERE h.status IN ('sent', 'acknowledged', 'accepted', 'in_progress', 'on_hold')
+       AND h.sender_organisation_id = (SELECT id FROM organisation WHERE seed_key = 'hotline:119')"""
+VISIBLE = f"""(l.visibility = 'public' OR coalesce(l.organisation_id = %(viewer_org)s::uuid, false)
+    OR (%(viewer_specialist)s AND l.id IN ({_PLACED_BY_119})))"""
 _STALE = f"(s.last_verified_at IS NULL OR s.last_verified_at < %(now)s - interval '{STALE_AFTER_DAYS} days')"
 
 
@@ -190,17 +189,48 @@ def feature_sql(*, with_origin: bool) -> str:
     """
 
 
-def _geographic_branches(query: Query) -> list[str]:
+def _geographic_branches(query: Query, *, radius: str = "%(radius)s") -> list[str]:
     """Candidate ids, each branch able to use its own index; UNION removes duplicates."""
     if query.bbox is not None:
         return [
             f"SELECT s.id {_FROM} WHERE l.public_point && {_ENVELOPE} AND ST_Intersects(l.public_point, {_ENVELOPE})"
         ]
-    branches = [f"SELECT s.id {_FROM} WHERE ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s)"]
+    branches = [f"SELECT s.id {_FROM} WHERE ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, {radius})"]
+    if radius != "%(radius)s":
+        # Locations the viewer sees exactly sort by their exact point, which can lie anywhere in their
+        # commune: the bound does not hold for them, so they keep the full radius (a handful of rows).
+        if query.viewer.role is Role.partner:
+            branches.append(
+                f"SELECT s.id {_FROM} WHERE l.organisation_id = %(viewer_org)s AND l.visibility = 'confidential'"
+                f" AND ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s)"
+            )
+        elif query.viewer.role is Role.specialist:
+            branches.append(
+                f"SELECT s.id {_FROM} WHERE l.id IN ({_PLACED_BY_119}) AND l.visibility = 'confidential'"
+                f" AND ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s)"
+            )
     if query.include_covering:
         branches.append(f"SELECT s.id {_FROM} WHERE s.covers_national")
-        branches.append(f"SELECT s.id {_FROM} WHERE ST_Covers(s.coverage, {_ORIGIN})")
+        # Fenced: left to itself the planner ANDs this small GiST scan with the bitmap of a whole
+        # specialism (a tenth of the directory), which costs ten times the rest of the search.
+        covering = f"SELECT * FROM service WHERE ST_Covers(coverage, {_ORIGIN}) OFFSET 0"
+        branches.append(f"SELECT s.id FROM ({covering}) s {JOINS} WHERE true")
     return branches
+
+
+# The first page of a search near a point does not need every service within the radius: the `limit`
+# nearest by the index (any `limit`, whatever the order) bound the sort key of the page's last row, so
+# the radius shrinks to that bound. A distance rounded to the kilometre is at most 500 m above the true
+# one, and the bound adds another 500 m for those the page may show rounded.
+_BOUND = f"""bound AS (
+    SELECT CASE WHEN count(*) < %(limit)s THEN %(radius)s::float8
+                ELSE least(%(radius)s::float8, max(reach) + 500) END AS radius
+      FROM (SELECT CASE WHEN {VISIBLE} THEN ST_Distance(l.point::geography, {_ORIGIN}::geography)
+                        ELSE ST_Distance(l.public_point::geography, {_ORIGIN}::geography) + 500 END AS reach
+              {_FROM} WHERE l.id IS NOT NULL AND {{where}}
+             ORDER BY l.public_point::geography <-> {_ORIGIN}::geography
+             LIMIT %(limit)s) nearest
+)"""
 
 
 def viewer_params(viewer: Principal) -> dict[str, Any]:
@@ -234,7 +264,9 @@ def _params(query: Query, now: datetime) -> dict[str, Any]:
 async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
     filters = query.filters.active()
     where = " AND ".join([_BASE, *(condition for _, condition in filters)])
-    candidates = " UNION ".join(f"({branch} AND {where})" for branch in _geographic_branches(query))
+    bounded = query.origin is not None and query.after is None
+    branches = _geographic_branches(query, radius="(SELECT radius FROM bound)" if bounded else "%(radius)s")
+    candidates = " UNION ".join(f"({branch} AND {where})" for branch in branches)
     params = _params(query, now)
     if query.origin is not None:
         # Services with no location sort last (distance = infinity), then stale after fresh, then id.
@@ -252,7 +284,7 @@ async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
         if query.after:
             params.update(after_id=query.after[0])
     statement = f"""
-        WITH candidate AS ({candidates})
+        WITH {_BOUND.format(where=where) + "," if bounded else ""} candidate AS ({candidates})
         SELECT {feature_sql(with_origin=query.origin is not None)}::text, {key_columns}
           FROM candidate c JOIN service s ON s.id = c.id {JOINS}
           CROSS JOIN LATERAL ({sort}) sort
@@ -260,7 +292,10 @@ async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
          ORDER BY {order}
          LIMIT %(limit)s
     """
-    rows = await (await conn.execute(statement, params)).fetchall()
+    # A search near a point is never prepared: a generic plan, blind to the radius and the bound, takes
+    # 30 times longer. A bbox listing's generic plan is as good as a custom one, and saves the planning.
+    prepare = False if query.origin is not None else None
+    rows = await (await conn.execute(statement, params, prepare=prepare)).fetchall()
     has_next = len(rows) > query.limit
     rows = rows[: query.limit]
     last_key = _key(rows[-1][1:]) if has_next and rows else None

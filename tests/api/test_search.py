@@ -314,6 +314,46 @@ async def test_pages_have_no_duplicates_or_gaps(
     assert seen == everything
 
 
+async def test_a_first_page_is_the_head_of_the_whole_ordering_for_every_viewer(
+    client: httpx.AsyncClient,
+    auth,  # type: ignore[no-untyped-def]
+    world: World,
+    session: AsyncSession,
+    reader: AsyncConnection,
+) -> None:
+    """A first page only looks as far as its `limit` nearest services reach (directory/search.py): it
+    must still be exactly the start of the unbounded ordering, whoever looks and however many it asks."""
+    for i in range(6):
+        await factories.service(session, world.b, world.locations["l1"], name=f"Near {i}")
+    # A's safe house 800 m away whose commune point is 10 km off: its owner sorts it by its exact point.
+    lon, lat, _ = await _project(reader, world.origin, 800, 0.4)
+    _, _, far_commune = await _project(reader, world.origin, 10_000, 2.5)
+    hidden = await factories.location(
+        session,
+        world.a,
+        lon=lon,
+        lat=lat,
+        commune=far_commune,
+        visibility=Visibility.confidential,
+        front_door_phone="+33 1 99 00 00 02",
+    )
+    house = await factories.service(session, world.a, hidden, name="Foyer discret")
+    viewers = {
+        "owner": auth("partner", org=world.a.id),
+        "stranger": auth("partner", org=world.b.id),
+        "specialist": auth("specialist"),
+        "admin": auth("admin"),
+    }
+    for name, headers in viewers.items():
+        everything = _ids(await _search(client, headers, **_near(world, limit=100)))
+        assert len(everything) == 11, name
+        for limit in (1, 2, 3, 5, 8):
+            page = _ids(await _search(client, headers, **_near(world, limit=limit)))
+            assert page == everything[:limit], (name, limit)
+    owner_first = _ids(await _search(client, viewers["owner"], **_near(world, limit=1)))
+    assert owner_first == [str(house.id)]  # found through its owner's own branch, not the bound
+
+
 async def test_a_cursor_only_works_for_its_own_query(
     client: httpx.AsyncClient, specialist: dict[str, str], world: World, session: AsyncSession
 ) -> None:
