@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 import psycopg
-from harness import bench_database, free_port, percentile
+from harness import PGOPTIONS, bench_database, free_port, percentile
 from psycopg import AsyncConnection
 
 from api.settings import REPO_ROOT, Settings
@@ -294,7 +294,7 @@ async def measure(settings: Settings, plain: str, runs: int) -> None:
     from api.app import build_token_service
     from directory.access import Role
 
-    async with await AsyncConnection.connect(plain, autocommit=True) as conn:
+    async with await AsyncConnection.connect(plain, autocommit=True, options=PGOPTIONS) as conn:
         await conn.execute(f"SET work_mem = '{stats.WORK_MEM}'")
         largest = await largest_collectivites(conn)
         now = datetime.now(UTC)
