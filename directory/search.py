@@ -218,15 +218,17 @@ def _geographic_branches(query: Query, *, radius: str = "%(radius)s") -> list[st
     return branches
 
 
-# The first page of a search near a point does not need every service within the radius: the `limit`
-# nearest by the index (any `limit`, whatever the order) bound the sort key of the page's last row, so
-# the radius shrinks to that bound. A distance rounded to the kilometre is at most 500 m above the true
-# one, and the bound adds another 500 m for those the page may show rounded.
+# The first page of a search near a point does not need every service within the radius: any `limit`
+# of them (here the nearest by the index) have sort keys whose largest bounds the key of the page's
+# last row. A service whose key is within that bound lies within it too, give or take the rounding of
+# its distance — half a metre, or 500 m when rounded to the kilometre — so the radius shrinks to the
+# bound plus 501 m. (Locations the viewer sees exactly have their own branch, see above.) The bound
+# holds only when all of them are candidates, within the radius; otherwise the radius stays.
 _BOUND = f"""bound AS (
-    SELECT CASE WHEN count(*) < %(limit)s THEN %(radius)s::float8
-                ELSE least(%(radius)s::float8, max(reach) + 500) END AS radius
-      FROM (SELECT CASE WHEN {VISIBLE} THEN ST_Distance(l.point::geography, {_ORIGIN}::geography)
-                        ELSE ST_Distance(l.public_point::geography, {_ORIGIN}::geography) + 500 END AS reach
+    SELECT CASE WHEN count(*) FILTER (WHERE candidate) < %(limit)s THEN %(radius)s::float8
+                ELSE least(%(radius)s::float8, max(key) + 501) END AS radius
+      FROM (SELECT ({_distance_sql()})::float8 AS key,
+                   ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s) AS candidate
               {_FROM} WHERE l.id IS NOT NULL AND {{where}}
              ORDER BY l.public_point::geography <-> {_ORIGIN}::geography
              LIMIT %(limit)s) nearest
