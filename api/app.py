@@ -108,6 +108,14 @@ def openapi_document(app: FastAPI) -> str:
     return json.dumps(app.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def reset_rate_limits(app: FastAPI) -> None:
+    """Fresh per-subject windows for listing writes, token requests and statistics queries."""
+    settings = app.state.settings
+    app.state.write_limiter = RateLimiter(settings.writes_per_minute, scope="write")
+    app.state.token_limiter = RateLimiter(settings.token_requests_per_minute, scope="token")
+    app.state.stats_limiter = RateLimiter(settings.stats_queries_per_minute, scope="statistics")
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -165,8 +173,7 @@ def create_app(
     app.state.settings = settings
     app.state.tokens = build_token_service(settings)
     app.state.cursors = Cursors(load_or_create_secret(settings.secrets_path / "cursor-key"))
-    app.state.write_limiter = RateLimiter(settings.writes_per_minute, scope="write")
-    app.state.token_limiter = RateLimiter(settings.token_requests_per_minute, scope="token")
+    reset_rate_limits(app)
     app.state.secret_box = SecretBox(load_or_create_secret(settings.secrets_path / "webhook-key"))
     app.state.resolver = resolver or system_resolver
     app.state.outbox_signal = asyncio.Event()

@@ -44,6 +44,8 @@ def _outcome(status: int) -> str:
         return "not_found"  # missing, or outside the caller's scope: the same to them, the same here
     if status in (409, 412, 428):
         return "conflict"
+    if status == 429:
+        return "rate_limited"
     return "invalid" if status < 500 else "error"
 
 

@@ -56,8 +56,10 @@ class Settings(BaseSettings):
     webhook_delivery_interval_seconds: float = Field(default=5.0, gt=0)
     deliver_webhooks_in_process: bool = True
 
-    # Statistics: cells under k distinct cases are suppressed (never below 5).
+    # Statistics: cells under k distinct cases are suppressed (never below 5). Queries are few and
+    # national ones cost a second of database time: a per-subject limit keeps differencing and load slow.
     stats_k: int = Field(default=10, ge=5)
+    stats_queries_per_minute: int = Field(default=30, ge=1)
 
     log_json: bool = False
 

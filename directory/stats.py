@@ -1,20 +1,20 @@
 """Referral statistics for départements, private by design.
 
 These figures concern very few children per territory, so small counts could identify a child. The
-protection has three layers, all applied before anything leaves the database's hands:
+rules (directory/disclosure.py has the reasoning) are applied before anything leaves this module:
 
-1. Atoms. Handoffs are grouped into atoms — (collectivité, month, kind) — and an atom with fewer than k
-   distinct cases is left out of every figure, cells and totals alike, whatever the query. Its data
-   never influences an output, so no combination of periods, territories or kinds can recover it.
-2. Cells. A query's table is computed over its groupings and its filtered dimensions; a cell with
-   fewer than k distinct cases is suppressed (primary), and along every line of the table (cells that
-   differ in one dimension only) a lone suppressed cell takes the smallest published cell with it
-   (complementary), so a suppressed cell cannot be recovered from its line's total. Filters select
-   from that table after suppression, so a filtered query cannot be differenced against an unfiltered one.
-3. Measures. Inside a published cell, any count between 1 and k-1 (declines for one reason, runaways,
-   overdue handoffs…) is masked with its rate, and durations need at least k handoffs.
+1. Atoms. Handoffs are grouped into atoms — (collectivité, Paris month, kind) — and an atom with fewer
+   than k distinct cases counts in no figure, whatever the query: no choice of periods, territories or
+   kinds recovers it.
+2. Suppression. A query's table is built over its groupings and its filtered dimensions (in a fixed
+   order); cells under k distinct cases are suppressed, with complementary suppression along every
+   line, and counts under k inside published cells are masked the same way. Filters select from that
+   table afterwards, and the total is the matching cell of the table over the filtered dimensions
+   alone, protected the same way — the very cell a query without groupings returns.
+3. Perturbation. Every published count moves by a noise of at most 2 that depends only on the handoffs
+   it counts, so differences between queries do not give exact numbers of children.
 
-`entered_in_error` handoffs are excluded. Months are Paris months.
+`entered_in_error` handoffs are excluded.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -30,10 +29,13 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from . import disclosure
+
 DECLINE_REASONS = ("no_capacity", "out_of_criteria", "out_of_territory", "refused_by_young_person", "other")
 AGE_BAND = """CASE WHEN c.age < 10 THEN '0-9' WHEN c.age <= 12 THEN '10-12' WHEN c.age <= 15 THEN '13-15'
                    WHEN c.age <= 17 THEN '16-17' ELSE '18+' END"""
-# Dimension → its SQL over the base rows (aliases h: handoff, c: case, ro: receiving organisation).
+# Dimension → its SQL over the base rows (aliases h: handoff, c: case, ro: receiving organisation), in
+# the fixed order tables are built in: the same cells are hidden whatever order a query names them.
 DIMENSIONS = {
     "collectivite": "h.collectivite_code",
     "month": "h.created_month",  # a date: shown as YYYY-MM
@@ -64,22 +66,47 @@ GROUPABLE = (
     "decline_reason",
 )
 FILTERABLE = ("kind", "urgency", "beneficiary", "receiver_kind", "specialism")
-COUNTS = (
-    "accepted",
-    "declined",
-    "failed",
-    "overdue",
-    "runaway_cases",
-    *(f"declined_{reason}" for reason in DECLINE_REASONS),
+# Each count a cell publishes: its name, its aggregate, and which of the cell's handoffs it counts (for
+# its perturbation key). Within a cell a handoff has one row (its specialisms are distinct).
+COUNTED: tuple[tuple[str, str, str], ...] = (
+    ("handoffs", "count(handoff_id)", "true"),
+    ("cases", "count(DISTINCT case_id)", "true"),
+    ("accepted", "count(handoff_id) FILTER (WHERE accepted_at IS NOT NULL)", "accepted_at IS NOT NULL"),
+    ("declined", "count(handoff_id) FILTER (WHERE h_status = 'declined')", "h_status = 'declined'"),
+    ("failed", "count(handoff_id) FILTER (WHERE h_status = 'failed')", "h_status = 'failed'"),
+    (
+        "overdue",
+        "count(handoff_id) FILTER (WHERE overdue)",
+        "overdue",
+    ),
+    ("runaway_cases", "count(DISTINCT case_id) FILTER (WHERE runaway)", "runaway"),
+    *(
+        (f"declined_{r}", f"count(handoff_id) FILTER (WHERE h_decline_reason = '{r}')", f"h_decline_reason = '{r}'")
+        for r in DECLINE_REASONS
+    ),
+)
+COUNTS = tuple(name for name, _, _ in COUNTED if name not in ("handoffs", "cases"))  # masked when small
+REASONS = {"declined": [f"declined_{r}" for r in DECLINE_REASONS]}
+DURATIONS: tuple[tuple[str, str], ...] = (
+    ("acknowledged_n", "count(acknowledged_at)"),
+    ("median_hours_to_acknowledgement", "percentile_cont(0.5) WITHIN GROUP (ORDER BY ack_hours)"),
+    ("p90_hours_to_acknowledgement", "percentile_cont(0.9) WITHIN GROUP (ORDER BY ack_hours)"),
+    ("accepted_n", "count(accepted_at)"),
+    ("median_hours_to_acceptance", "percentile_cont(0.5) WITHIN GROUP (ORDER BY accept_hours)"),
+    ("p90_hours_to_acceptance", "percentile_cont(0.9) WITHIN GROUP (ORDER BY accept_hours)"),
+)
+COLUMNS = (
+    *(name for name, _, _ in COUNTED),
+    *(f"{name}_key" for name, _, _ in COUNTED),
+    *(name for name, _ in DURATIONS),
 )
 RULE = (
-    "A cell counting fewer than k distinct cases is suppressed, with complementary suppression along every "
-    "line of the table; (collectivité, month, kind) atoms with fewer than k cases are left out of every figure; "
-    "within published cells, counts between 1 and k-1 and the rates made from them are masked, and durations "
-    "need k handoffs."
+    "(collectivité, month, kind) atoms with fewer than k cases count in no figure; a cell counting fewer than "
+    "k distinct cases is suppressed, with complementary suppression along every line of the table; within "
+    "published cells, counts between 1 and k-1 and the rates made from them are masked the same way, and "
+    "durations need k handoffs; every published count carries a noise of at most 2 that depends only on the "
+    "handoffs it counts (cell-key perturbation), so that differences between queries are not exact."
 )
-
-
 WORK_MEM = "64MB"
 
 
@@ -93,28 +120,12 @@ class Query:
     k: int = 10
 
 
-# Each measure: its name and its SQL over the rows of a cell. Within a cell a handoff has one row (its
-# specialisms are distinct), so handoffs need no DISTINCT; cases do.
-MEASURES: tuple[tuple[str, str], ...] = (
-    ("handoffs", "count(handoff_id)"),
-    ("cases", "count(DISTINCT case_id)"),
-    ("accepted", "count(handoff_id) FILTER (WHERE accepted_at IS NOT NULL)"),
-    ("declined", "count(handoff_id) FILTER (WHERE h_status = 'declined')"),
-    ("failed", "count(handoff_id) FILTER (WHERE h_status = 'failed')"),
-    (
-        "overdue",
-        "count(handoff_id) FILTER (WHERE acknowledged_at > acknowledge_by "
-        "OR (acknowledged_at IS NULL AND acknowledge_by < %(now)s))",
-    ),
-    ("runaway_cases", "count(DISTINCT case_id) FILTER (WHERE runaway)"),
-    *((f"declined_{r}", f"count(handoff_id) FILTER (WHERE h_decline_reason = '{r}')") for r in DECLINE_REASONS),
-    ("acknowledged_n", "count(acknowledged_at)"),
-    ("median_hours_to_acknowledgement", "percentile_cont(0.5) WITHIN GROUP (ORDER BY ack_hours)"),
-    ("p90_hours_to_acknowledgement", "percentile_cont(0.9) WITHIN GROUP (ORDER BY ack_hours)"),
-    ("accepted_n", "count(accepted_at)"),
-    ("median_hours_to_acceptance", "percentile_cont(0.5) WITHIN GROUP (ORDER BY accept_hours)"),
-    ("p90_hours_to_acceptance", "percentile_cont(0.9) WITHIN GROUP (ORDER BY accept_hours)"),
-)
+# The atoms under k cases of a period and territory: their handoffs count nowhere.
+_EXCLUDED = """
+    SELECT collectivite_code, created_month, kind, true AS excluded
+      FROM handoff
+     WHERE status <> 'entered_in_error' AND created_month >= %(start)s AND created_month < %(end)s {territory}
+     GROUP BY 1, 2, 3 HAVING count(DISTINCT case_id) < %(k)s"""
 
 
 def _rows(query: Query, dims: Iterable[str]) -> str:
@@ -133,29 +144,27 @@ def _rows(query: Query, dims: Iterable[str]) -> str:
         joins.append(SPECIALISMS)
     territory = "AND {alias}collectivite_code = ANY(%(collectivites)s)" if query.collectivites is not None else ""
     columns = "".join(f",\n{DIMENSIONS[d]} AS {d}" for d in dims)
+    kept = "x.excluded IS NULL"
     return f"""
-        excluded AS (
-            SELECT collectivite_code, created_month, kind, true AS excluded
-              FROM handoff
-             WHERE status <> 'entered_in_error' AND created_month >= %(start)s AND created_month < %(end)s
-                   {territory.format(alias="")}
-             GROUP BY 1, 2, 3 HAVING count(DISTINCT case_id) < %(k)s
-        ),
+        excluded AS ({_EXCLUDED.format(territory=territory.format(alias=""))}),
         runaway AS (
             SELECT DISTINCT case_id FROM case_event e
              WHERE kind = 'runaway_started' {territory.format(alias="e.")}
         ),
         rows AS (
-            SELECT CASE WHEN x.excluded IS NULL THEN h.id END AS handoff_id,
-                   CASE WHEN x.excluded IS NULL THEN h.case_id END AS case_id,
-                   h.status AS h_status, h.decline_reason AS h_decline_reason, h.acknowledge_by,
-                   CASE WHEN x.excluded IS NULL THEN h.acknowledged_at END AS acknowledged_at,
-                   CASE WHEN x.excluded IS NULL THEN h.accepted_at END AS accepted_at,
-                   CASE WHEN x.excluded IS NULL THEN date_part('epoch', h.acknowledged_at - h.created_at) / 3600 END
+            SELECT CASE WHEN {kept} THEN h.id END AS handoff_id,
+                   CASE WHEN {kept} THEN h.case_id END AS case_id,
+                   CASE WHEN {kept} THEN get_byte(uuid_send(h.id), 15) END AS hkey,
+                   h.status AS h_status, h.decline_reason AS h_decline_reason,
+                   h.acknowledged_at > h.acknowledge_by
+                       OR (h.acknowledged_at IS NULL AND h.acknowledge_by < %(now)s) AS overdue,
+                   CASE WHEN {kept} THEN h.acknowledged_at END AS acknowledged_at,
+                   CASE WHEN {kept} THEN h.accepted_at END AS accepted_at,
+                   CASE WHEN {kept} THEN date_part('epoch', h.acknowledged_at - h.created_at) / 3600 END
                        AS ack_hours,
-                   CASE WHEN x.excluded IS NULL THEN date_part('epoch', h.accepted_at - h.created_at) / 3600 END
+                   CASE WHEN {kept} THEN date_part('epoch', h.accepted_at - h.created_at) / 3600 END
                        AS accept_hours,
-                   x.excluded IS NULL AND r.case_id IS NOT NULL AS runaway
+                   {kept} AND r.case_id IS NOT NULL AS runaway
                    {columns}
               FROM handoff h LEFT JOIN excluded x USING (collectivite_code, created_month, kind)
               LEFT JOIN runaway r ON r.case_id = h.case_id
@@ -165,109 +174,80 @@ def _rows(query: Query, dims: Iterable[str]) -> str:
         )"""
 
 
-def _params(query: Query, now: datetime) -> dict[str, Any]:
-    return {
-        "start": query.start,
-        "end": query.end,
-        "k": query.k,
-        "now": now,
-        "collectivites": query.collectivites,
-        **{f"filter_{d}": v for d, v in query.filters.items()},
-    }
-
-
-async def handoff_table(conn: AsyncConnection, query: Query, *, now: datetime) -> dict[str, Any]:
-    """Cells (with suppression applied) and the total, for the query, in one scan: the full table over
-    the groupings and the filtered dimensions, and the totals over the filtered dimensions alone."""
-    dims = list(dict.fromkeys([*query.group_by, *query.filters]))  # filters are grouped too, then selected
-    filtered = [d for d in dims if d in query.filters]
-    if query.group_by:
-        grouping = f"GROUPING SETS (({', '.join(dims)}), ({', '.join(filtered)}))"
+async def _scan(
+    conn: AsyncConnection, query: Query, dims: list[str], now: datetime, *, totals_over: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """The table over `dims` (true values and perturbation keys); with `totals_over`, in the same scan,
+    the table over those dimensions too (rows with `detail` false)."""
+    if totals_over is not None:
+        grouping = f"GROUPING SETS (({', '.join(dims)}), ({', '.join(totals_over)}))"
         detail = f"grouping({', '.join(dims)}) = 0"
-    else:  # the table is the slice's single cell: it is its own total
+    else:
         grouping, detail = ", ".join(dims) or "()", "true"
-    measures = ", ".join(f"{sql} AS {name}" for name, sql in MEASURES)
-    async with conn.transaction():
-        # A national year sorts half a million rows per measure: in memory, not in temporary files.
-        await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-        rows = await (
-            await conn.execute(
-                f"WITH {_rows(query, dims)} SELECT {detail} AS detail, {''.join(d + ', ' for d in dims)}{measures} "
-                f"FROM rows GROUP BY {grouping} ORDER BY {', '.join([*dims, 'detail']) if dims else '1'}",
-                _params(query, now),
-                prepare=False,  # a generic plan would serve one collectivité with the national scan
-            )
-        ).fetchall()
-    names = ["detail", *dims, *(name for name, _ in MEASURES)]
+    measures = ", ".join(
+        [
+            *(f"{sql} AS {name}" for name, sql, _ in COUNTED),
+            *(f"coalesce(sum(hkey) FILTER (WHERE {which}), 0) AS {name}_key" for name, _, which in COUNTED),
+            *(f"{sql} AS {name}" for name, sql in DURATIONS),
+        ]
+    )
+    rows = await (
+        await conn.execute(
+            f"WITH {_rows(query, dims)} SELECT {detail} AS detail, {''.join(d + ', ' for d in dims)}{measures} "
+            f"FROM rows GROUP BY {grouping} ORDER BY {', '.join([*dims, 'detail']) if dims else '1'}",
+            {
+                "start": query.start,
+                "end": query.end,
+                "k": query.k,
+                "now": now,
+                "collectivites": query.collectivites,
+            },
+            prepare=False,  # a generic plan would serve one collectivité with the national scan
+        )
+    ).fetchall()
+    names = ["detail", *dims, *COLUMNS]
     records = [dict(zip(names, row, strict=True)) for row in rows]
     if "month" in dims:
         for record in records:
             record["month"] = record["month"] and record["month"].strftime("%Y-%m")
-    table = [record for record in records if record["detail"]]
-    hidden, masked = protect(table, dims, k=query.k)
+    return records
 
-    def key(cell: dict[str, Any]) -> tuple[Any, ...]:
-        return tuple(cell[d] for d in dims)
 
-    def in_slice(cell: dict[str, Any]) -> bool:
-        return all(cell[d] == v for d, v in query.filters.items())
-
-    cells = [
-        _publish(cell, k=query.k, hidden=key(cell) in hidden, masked=masked[key(cell)], keys=query.group_by)
-        for cell in table
-        if in_slice(cell)
-    ]
-    if not query.group_by:
-        return {"cells": cells, "total": cells[0] if cells else _publish({}, k=query.k, hidden=True, masked=set())}
-    total = next((r for r in records if not r["detail"] and in_slice(r)), {})
-    small = {name for name in COUNTS if 0 < (total.get(name) or 0) < query.k}
+async def handoff_table(conn: AsyncConnection, query: Query, *, now: datetime) -> dict[str, Any]:
+    """Cells (protected) and the total, for the query."""
+    dims = [d for d in DIMENSIONS if d in query.group_by or d in query.filters]
+    filtered = [d for d in dims if d in query.filters]
+    async with conn.transaction():
+        # A national year sorts half a million rows per measure: in memory, not in temporary files.
+        await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+        if dims == filtered:  # no grouping beyond the filters: the table is the totals' table
+            table = totals = await _scan(conn, query, dims, now)
+        elif "specialism" in dims and "specialism" not in filtered:
+            # A handoff has a row per specialism here: its totals need rows of their own.
+            table = await _scan(conn, query, dims, now)
+            totals = await _scan(conn, query, filtered, now)
+        else:
+            records = await _scan(conn, query, dims, now, totals_over=filtered)
+            table = [record for record in records if record["detail"]]
+            totals = [record for record in records if not record["detail"]]
     return {
-        "cells": cells,
-        "total": _publish(total, k=query.k, hidden=(total.get("cases") or 0) < query.k, masked=small),
+        "cells": _protected(table, dims, query, keys=query.group_by),
+        "total": next(iter(_protected(totals, filtered, query, keys=())), _publish({}, query.k)),
     }
 
 
-def protect(
-    table: list[dict[str, Any]], dims: list[str], *, k: int
-) -> tuple[set[tuple[Any, ...]], defaultdict[tuple[Any, ...], set[str]]]:
-    """The cells to suppress, and per published cell the counts to mask.
-
-    Cells: under k cases (primary), then complementary suppression along every line of the table. Counts
-    inside published cells (accepted, declined by reason, overdue…): between 1 and k-1 are masked, with
-    the same complementary masking along the lines, so that no masked count is the difference of a line's
-    total and its published counts. Cells made only of excluded atoms (no cases) count nothing, hide
-    nothing and take no part in the lines."""
-    present = {tuple(c[d] for d in dims): c for c in table if c["cases"]}
-    cases = {key: cell["cases"] for key, cell in present.items()}
-    hidden = _complete({key for key, n in cases.items() if n < k}, cases, len(dims))
-    masked: defaultdict[tuple[Any, ...], set[str]] = defaultdict(set)
-    for name in COUNTS:
-        values = {key: cell[name] for key, cell in present.items()}
-        small = {key for key, n in values.items() if 0 < n < k}
-        for key in _complete(small | hidden, values, len(dims)) - hidden:
-            masked[key].add(name)
-    return hidden, masked
-
-
-def _complete(hidden: set[tuple[Any, ...]], values: dict[tuple[Any, ...], int], axes: int) -> set[tuple[Any, ...]]:
-    """Complementary suppression: along every line of the table (cells that differ in one dimension), a
-    lone hidden value takes the smallest published one with it, until no line has exactly one.
-    Deterministic, so the same table always hides the same values."""
-    hidden = set(hidden)
-    changed = True
-    while changed:
-        changed = False
-        for axis in range(axes):
-            lines: defaultdict[tuple[Any, ...], list[tuple[Any, ...]]] = defaultdict(list)
-            for key in values:
-                lines[key[:axis] + key[axis + 1 :]].append(key)
-            for members in lines.values():
-                if len(members) > 1 and sum(key in hidden for key in members) == 1:
-                    hidden.add(
-                        min((key for key in members if key not in hidden), key=lambda key: (values[key], repr(key)))
-                    )
-                    changed = True
-    return hidden
+def _protected(
+    table: list[dict[str, Any]], dims: list[str], query: Query, *, keys: Iterable[str]
+) -> list[dict[str, Any]]:
+    """The cells of `table` the query's filters select, each as published."""
+    hidden, masked = disclosure.protect(table, dims, k=query.k, counts=COUNTS, reasons=REASONS)
+    keys = list(keys)
+    published = []
+    for cell in table:
+        if all(cell[d] == v for d, v in query.filters.items()):
+            key = tuple(cell[d] for d in dims)
+            published.append(_publish(cell, query.k, hidden=key in hidden, masked=masked[key], keys=keys))
+    return published
 
 
 PUBLISHED = (
@@ -284,28 +264,33 @@ PUBLISHED = (
     "median_hours_to_acceptance",
     "p90_hours_to_acceptance",
 )
+SALTS = {name: i for i, (name, _, _) in enumerate(COUNTED)}
 
 
 def _publish(
-    cell: dict[str, Any], *, k: int, hidden: bool, masked: set[str], keys: Iterable[str] = ()
+    cell: dict[str, Any], k: int, *, hidden: bool = True, masked: set[str] | None = None, keys: Iterable[str] = ()
 ) -> dict[str, Any]:
-    """The public form of a cell: its keys, then either its measures (masked counts and their rates null)
-    or nulls throughout."""
+    """The public form of a cell: its keys, then either its measures (perturbed; masked counts and their
+    rates null) or nulls throughout."""
     out: dict[str, Any] = {key: cell.get(key) for key in keys}
+    masked = masked or set()
     if hidden or not cell.get("cases"):
         return {**out, **dict.fromkeys(PUBLISHED), "masked": [], "suppressed": True}
-    handoffs = int(cell["handoffs"])
 
     def count(name: str) -> int | None:
-        return None if name in masked else int(cell[name])
+        if name in masked:
+            return None
+        return disclosure.perturb(int(cell[name]), int(cell[f"{name}_key"]), SALTS[name])
+
+    handoffs = count("handoffs") or 1
 
     def rate(name: str) -> float | None:
         value = count(name)
-        return None if value is None else round(value / handoffs, 4)
+        return None if value is None else round(min(value, handoffs) / handoffs, 4)
 
     out |= {
-        "handoffs": handoffs,
-        "cases": int(cell["cases"]),
+        "handoffs": count("handoffs"),
+        "cases": count("cases"),
         "accepted_rate": rate("accepted"),
         "declined_rate": rate("declined"),
         "failed_rate": rate("failed"),
@@ -360,11 +345,14 @@ def _is_number(text: str) -> bool:
 
 
 NEEDS_RULE = (
-    "Each signal is counted per (collectivité, month, specialism) atom; an atom's count is left out when it "
-    "concerns fewer than k distinct cases (k searches for empty searches), so no difference of two periods "
-    "can reveal it. `suppressed` names the signals with such a part left out; null when nothing is left."
+    "Handoffs of (collectivité, month, kind) atoms under k cases count nowhere; each signal is then counted "
+    "per (collectivité, month, specialism) and a month's count is left out when it concerns fewer than k "
+    "distinct cases (k searches for empty searches), so no difference of two periods can reveal it. "
+    "`suppressed` names the signals with such a part left out; null when nothing is left. Handoff counts "
+    "carry a noise of at most 2 that depends only on the handoffs counted."
 )
 SIGNALS = ("empty_searches", "declined_no_capacity", "declined_out_of_territory", "expired")
+NEED_SALTS = {signal: 100 + i for i, signal in enumerate(SIGNALS)}
 
 
 async def needs(
@@ -372,41 +360,45 @@ async def needs(
 ) -> list[dict[str, Any]]:
     """Per collectivité and specialism: searches that found nothing, handoffs declined for lack of
     capacity or out of territory, handoffs expired — each summed over its month atoms of at least k."""
-    territory = "AND collectivite_code = ANY(%(collectivites)s)" if collectivites is not None else ""
-    handoff_territory = territory.replace("collectivite_code", "h.collectivite_code")
+    territory = "AND {alias}collectivite_code = ANY(%(collectivites)s)" if collectivites is not None else ""
     rows = await (
         await conn.execute(
             f"""
-        WITH signal AS (
-            SELECT h.collectivite_code, h.created_month AS month,
-                   sp.specialism, h.case_id,
-                   CASE WHEN h.status = 'expired' THEN 'expired'
-                        ELSE 'declined_' || h.decline_reason END AS signal
-              FROM handoff h JOIN case_record c ON c.id = h.case_id
+        WITH excluded AS ({_EXCLUDED.format(territory=territory.format(alias=""))}),
+        signal AS (
+            SELECT h.collectivite_code, h.created_month AS month, sp.specialism, h.case_id,
+                   get_byte(uuid_send(h.id), 15) AS hkey,
+                   CASE WHEN h.status = 'expired' THEN 'expired' ELSE 'declined_' || h.decline_reason END AS signal
+              FROM handoff h LEFT JOIN excluded x USING (collectivite_code, created_month, kind)
+              JOIN case_record c ON c.id = h.case_id
               {SPECIALISMS}
-             WHERE (h.status = 'expired'
+             WHERE x.excluded IS NULL
+               AND (h.status = 'expired'
                     OR (h.status = 'declined' AND h.decline_reason IN ('no_capacity', 'out_of_territory')))
-               AND h.created_month >= %(start)s AND h.created_month < %(end)s {handoff_territory}
+               AND h.created_month >= %(start)s AND h.created_month < %(end)s {territory.format(alias="h.")}
         ), atom AS (
-            SELECT collectivite_code, month, specialism, signal, count(*) AS n, count(DISTINCT case_id) AS cases
+            SELECT collectivite_code, month, specialism, signal, count(*) AS n, count(DISTINCT case_id) AS cases,
+                   sum(hkey) AS key
               FROM signal GROUP BY 1, 2, 3, 4
              UNION ALL
-            SELECT collectivite_code, month, specialism, 'empty_searches', sum(searches), sum(searches)
-              FROM empty_search WHERE month >= %(start)s AND month < %(end)s {territory} GROUP BY 1, 2, 3
+            SELECT collectivite_code, month, specialism, 'empty_searches', sum(searches), sum(searches), NULL
+              FROM empty_search WHERE month >= %(start)s AND month < %(end)s {territory.format(alias="")}
+             GROUP BY 1, 2, 3
         )
-        SELECT collectivite_code, nullif(specialism, ''), signal,
-               sum(n) FILTER (WHERE cases >= %(k)s)::int, bool_or(cases < %(k)s)
+        SELECT collectivite_code, nullif(specialism, ''), signal, sum(n) FILTER (WHERE cases >= %(k)s)::int,
+               sum(key) FILTER (WHERE cases >= %(k)s)::bigint, bool_or(cases < %(k)s)
           FROM atom GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3""",
             {"start": start, "end": end, "collectivites": collectivites, "k": k},
         )
     ).fetchall()
     cells: dict[tuple[str, str | None], dict[str, Any]] = {}
-    for collectivite, specialism, signal, kept, withheld in rows:
+    for collectivite, specialism, signal, kept, key, withheld in rows:
         cell = cells.setdefault(
             (collectivite, specialism),
             {"collectivite": collectivite, "specialism": specialism, **dict.fromkeys(SIGNALS, 0), "suppressed": []},
         )
-        cell[signal] = kept
+        # Searches are not children: only handoff counts are perturbed.
+        cell[signal] = kept if kept is None or key is None else disclosure.perturb(kept, key, NEED_SALTS[signal])
         if withheld:
             cell["suppressed"].append(signal)
     return list(cells.values())

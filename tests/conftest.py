@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection as SAConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.app import create_app
+from api.app import create_app, reset_rate_limits
 from api.cluster import Cluster
 from api.db import get_reader, get_session
 from api.settings import REPO_ROOT, Settings
@@ -103,6 +103,7 @@ def app(base_app: FastAPI, session: AsyncSession, reader: AsyncConnection) -> It
 
     base_app.dependency_overrides[get_session] = _session
     base_app.dependency_overrides[get_reader] = _reader
+    reset_rate_limits(base_app)
     yield base_app
     base_app.dependency_overrides.clear()
 

@@ -2,7 +2,7 @@
 
 No figure ever concerns fewer than k children (see directory/stats.py for the three layers of
 protection). A department token is pinned to its collectivité: naming another one, in any spelling,
-is a 404 or a 422, never a figure.
+is a 404 or a 422, never a figure. Every query is journalled and rate-limited per caller.
 """
 
 import re
@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 
 from directory import stats
 from directory.access import Principal, Role
@@ -18,14 +19,38 @@ from directory.errors import NotFound
 from directory.pathway_models import Beneficiary, HandoffKind, Urgency
 from directory.taxonomy import SLUGS
 
-from ..auth import Allow
+from ..audit import AuditedAllow, Entry, record, trail
+from ..auth import _bearer_scheme
 from ..db import ReaderDep
-from ..errors import InvalidParameter, problem_responses
+from ..errors import InvalidParameter, RateLimited, problem_responses
 from ..schemas import CoverageOut, NeedsOut, StatsOut
 
 router = APIRouter(prefix="/v1/stats", tags=["statistics"])
 
-Analyst = Annotated[Principal, Depends(Allow(Role.department, Role.specialist, Role.admin))]
+
+class Statistics(AuditedAllow):
+    """Departments, the 119 and admins, at most `stats_queries_per_minute` queries a minute each. Every
+    query is journalled, refusals included: recovering a child from noisy figures takes many queries,
+    and the journal shows who asked how many."""
+
+    async def __call__(  # type: ignore[override]
+        self,
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+        conn: ReaderDep,
+    ) -> Principal:
+        principal = await super().__call__(request, _, conn)
+        try:
+            await request.app.state.stats_limiter.hit(principal.subject)
+        except RateLimited:
+            await record(conn, Entry(request, principal, self.action, self.object_type), 429)
+            raise
+        return principal
+
+
+Analyst = Annotated[
+    Principal, Depends(Statistics("stats.read", "statistics", Role.department, Role.specialist, Role.admin))
+]
 _MONTH = re.compile(r"^(20[0-9]{2})-(0[1-9]|1[0-2])$")
 _COLLECTIVITE = re.compile(r"^[0-9]{1,3}[A-Z]{1,2}$")
 _CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
@@ -42,7 +67,7 @@ async def _territory(request: Request, conn: ReaderDep, principal: Principal) ->
     """The collectivités in scope: a department's own, whatever it asks; for the 119 and admins the one
     asked for, or the whole country (None)."""
     asked = _single(request, "collectivite")
-    if asked is not None and not _COLLECTIVITE.match(asked):
+    if asked is not None and not _COLLECTIVITE.fullmatch(asked):
         raise InvalidParameter("collectivite", "a collectivité code such as 93D, 69M or 20R")
     if principal.role is Role.department:
         if asked is not None and asked != principal.collectivite_code:
@@ -59,7 +84,7 @@ async def _territory(request: Request, conn: ReaderDep, principal: Principal) ->
 def _month(value: str | None, name: str, default: date) -> date:
     if value is None:
         return default
-    match = _MONTH.match(value)
+    match = _MONTH.fullmatch(value)
     if not match:
         raise InvalidParameter(name, "a month as YYYY-MM")
     return date(int(match[1]), int(match[2]), 1)
@@ -91,7 +116,7 @@ def _group_by(request: Request) -> tuple[str, ...]:
     return tuple(raw)
 
 
-@router.get("/handoffs", response_model=StatsOut, responses={**_CSV, **problem_responses(401, 403, 404, 422)})
+@router.get("/handoffs", response_model=StatsOut, responses={**_CSV, **problem_responses(401, 403, 404, 422, 429)})
 async def handoff_statistics(
     request: Request,
     conn: ReaderDep,
@@ -113,37 +138,38 @@ async def handoff_statistics(
     """How referrals flow: handoffs, distinct cases, acceptance, declines by reason, failures, time to
     acknowledgement and to acceptance, overdue handoffs, cases with a runaway — per cell of the grouping,
     with small-cell protection. `Accept: text/csv` returns the same cells as CSV."""
-    territory = await _territory(request, conn, principal)
-    start, end, first, last = _period(request)
-    dims = _group_by(request)
-    filters: dict[str, str] = {}
-    for name in stats.FILTERABLE:
-        value = _single(request, name)
-        if value is not None:
-            filters[name] = value
-    if specialism is not None and specialism not in SLUGS:
-        raise InvalidParameter("specialism", f"unknown specialism {specialism!r}")
-    k = request.app.state.settings.stats_k
-    query = stats.Query(collectivites=territory, start=start, end=end, group_by=dims, filters=filters, k=k)
-    table = await stats.handoff_table(conn, query, now=datetime.now(UTC))
-    if "text/csv" in request.headers.get("accept", ""):
-        return Response(
-            stats.to_csv(dims, table["cells"]),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="handoffs.csv"'},
-        )
-    body: dict[str, Any] = {
-        "k": k,
-        "suppression": stats.RULE,
-        "filters": {"collectivite": territory, "from": first, "to": last, **filters},
-        "group_by": list(dims),
-        "cells": table["cells"],
-        "total": table["total"],
-    }
-    return JSONResponse(body)
+    async with trail(request, conn, principal, action="stats.handoffs.read", object_type="statistics"):
+        territory = await _territory(request, conn, principal)
+        start, end, first, last = _period(request)
+        dims = _group_by(request)
+        filters: dict[str, str] = {}
+        for name in stats.FILTERABLE:
+            value = _single(request, name)
+            if value is not None:
+                filters[name] = value
+        if specialism is not None and specialism not in SLUGS:
+            raise InvalidParameter("specialism", f"unknown specialism {specialism!r}")
+        k = request.app.state.settings.stats_k
+        query = stats.Query(collectivites=territory, start=start, end=end, group_by=dims, filters=filters, k=k)
+        table = await stats.handoff_table(conn, query, now=datetime.now(UTC))
+        if "text/csv" in request.headers.get("accept", ""):
+            return Response(
+                stats.to_csv(dims, table["cells"]),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": 'attachment; filename="handoffs.csv"'},
+            )
+        body: dict[str, Any] = {
+            "k": k,
+            "suppression": stats.RULE,
+            "filters": {"collectivite": territory, "from": first, "to": last, **filters},
+            "group_by": list(dims),
+            "cells": table["cells"],
+            "total": table["total"],
+        }
+        return JSONResponse(body)
 
 
-@router.get("/needs", response_model=NeedsOut, responses=problem_responses(401, 403, 404, 422))
+@router.get("/needs", response_model=NeedsOut, responses=problem_responses(401, 403, 404, 422, 429))
 async def need_statistics(
     request: Request,
     conn: ReaderDep,
@@ -155,19 +181,20 @@ async def need_statistics(
     """Unmet-need signals per collectivité and specialism: searches that found nothing (counted per
     commune, never the point), handoffs declined for lack of capacity or out of territory, and handoffs
     that expired. Counts under k are suppressed."""
-    territory = await _territory(request, conn, principal)
-    start, end, first, last = _period(request)
-    k = request.app.state.settings.stats_k
-    cells = await stats.needs(conn, collectivites=territory, start=start, end=end, k=k)
-    return {
-        "k": k,
-        "suppression": stats.NEEDS_RULE,
-        "filters": {"collectivite": territory, "from": first, "to": last},
-        "cells": cells,
-    }
+    async with trail(request, conn, principal, action="stats.needs.read", object_type="statistics"):
+        territory = await _territory(request, conn, principal)
+        start, end, first, last = _period(request)
+        k = request.app.state.settings.stats_k
+        cells = await stats.needs(conn, collectivites=territory, start=start, end=end, k=k)
+        return {
+            "k": k,
+            "suppression": stats.NEEDS_RULE,
+            "filters": {"collectivite": territory, "from": first, "to": last},
+            "cells": cells,
+        }
 
 
-@router.get("/coverage", response_model=CoverageOut, responses=problem_responses(401, 403, 404, 422))
+@router.get("/coverage", response_model=CoverageOut, responses=problem_responses(401, 403, 404, 422, 429))
 async def coverage_statistics(
     request: Request,
     conn: ReaderDep,
@@ -182,18 +209,19 @@ async def coverage_statistics(
 ) -> dict[str, Any]:
     """Where the territory's network has holes: per specialism, the share of the population living within
     `within_km` of an active service, and the uncovered communes. Carries no case data."""
-    territory = await _territory(request, conn, principal)
-    unknown = sorted(set(specialism or ()) - SLUGS)
-    if unknown:
-        raise InvalidParameter("specialism", f"unknown specialism {unknown[0]!r}")
-    wanted = sorted(set(specialism)) if specialism else sorted(SLUGS - {"crip"})
-    if territory is None and geometry:
-        raise InvalidParameter("geometry", "the map of uncovered communes is for one collectivité at a time")
-    return await stats.coverage(
-        conn,
-        collectivites=territory,
-        specialisms=wanted,
-        within_km=within_km,
-        min_population=min_population,
-        with_geometry=geometry,
-    )
+    async with trail(request, conn, principal, action="stats.coverage.read", object_type="statistics"):
+        territory = await _territory(request, conn, principal)
+        unknown = sorted(set(specialism or ()) - SLUGS)
+        if unknown:
+            raise InvalidParameter("specialism", f"unknown specialism {unknown[0]!r}")
+        wanted = sorted(set(specialism)) if specialism else sorted(SLUGS - {"crip"})
+        if territory is None and geometry:
+            raise InvalidParameter("geometry", "the map of uncovered communes is for one collectivité at a time")
+        return await stats.coverage(
+            conn,
+            collectivites=territory,
+            specialisms=wanted,
+            within_km=within_km,
+            min_population=min_population,
+            with_geometry=geometry,
+        )
