@@ -17,7 +17,6 @@ import os
 import random
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from harness import PGOPTIONS, bench_database, free_port, percentile
+from harness import bench_database, free_port, run_pgbench
 
 from api.cluster import apt_install
 from api.settings import Settings
@@ -137,45 +136,7 @@ def run_sql(plain_url: str, count: int, seconds: int, workdir: Path) -> dict[str
         )
         + "\n"
     )
-    info = psycopg.conninfo.conninfo_to_dict(plain_url)
-    env = {**os.environ, "PGPASSWORD": str(info.get("password", "")), "PGOPTIONS": PGOPTIONS}
-    base = [
-        "pgbench",
-        "-h",
-        str(info["host"]),
-        "-p",
-        str(info["port"]),
-        "-U",
-        str(info["user"]),
-        "-n",
-        "-M",
-        "prepared",
-        "-c",
-        str(CONNECTIONS),
-        "-j",
-        "2",
-        "-f",
-        str(script),
-    ]
-    subprocess.run([*base, "-T", "3", str(info["dbname"])], check=True, capture_output=True, env=env)  # warm-up
-    logs = workdir / "pgbench-log"
-    logs.mkdir()
-    output = subprocess.run(
-        [*base, "-T", str(seconds), "-l", f"--log-prefix={logs}/tx", str(info["dbname"])],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=workdir,
-    ).stdout
-    latencies = [int(line.split()[2]) / 1000 for path in logs.iterdir() for line in path.read_text().splitlines()]
-    tps = re.search(r"tps = ([\d.]+)", output)
-    return {
-        "throughput": float(tps.group(1)) if tps else 0.0,
-        "p50": statistics.median(latencies),
-        "p99": percentile(latencies, 0.99),
-        "requests": float(len(latencies)),
-    }
+    return run_pgbench(plain_url, script, seconds=seconds, workdir=workdir, connections=CONNECTIONS)
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
-from harness import PGOPTIONS, bench_database, free_port, percentile
+from harness import bench_database, free_port, run_pgbench
 from psycopg.adapt import PyFormat, Transformer
 from starlette.datastructures import QueryParams
 
@@ -488,50 +488,16 @@ def run_sql(
 ) -> dict[str, float]:
     path = workdir / f"{name}.sql"
     path.write_text(script)
-    info = psycopg.conninfo.conninfo_to_dict(plain_url)
-    env = {**os.environ, "PGPASSWORD": str(info.get("password", "")), "PGOPTIONS": PGOPTIONS}
-    base = [
-        "pgbench",
-        "-h",
-        str(info["host"]),
-        "-p",
-        str(info["port"]),
-        "-U",
-        str(info["user"]),
-        "-n",
-        "-M",
-        "prepared",
-        "-c",
-        str(CONNECTIONS),
-        "-j",
-        "2",
-        "-f",
-        str(path),
-        *(f"-D{key}={value}" for key, value in variables.items()),
-    ]
-    subprocess.run(  # warm-up
-        [*base, "-T", str(WARM_UP_SECONDS), str(info["dbname"])], check=True, capture_output=True, env=env
+    figures = run_pgbench(
+        plain_url,
+        path,
+        seconds=seconds,
+        workdir=workdir,
+        connections=CONNECTIONS,
+        warm_up_seconds=WARM_UP_SECONDS,
+        variables=variables,
     )
-    logs = workdir / f"pgbench-{name}"
-    logs.mkdir()
-    output = subprocess.run(
-        [*base, "-T", str(seconds), "-l", f"--log-prefix={logs}/tx", str(info["dbname"])],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=workdir,
-    ).stdout
-    latencies = [int(line.split()[2]) / 1000 for log in logs.iterdir() for line in log.read_text().splitlines()]
-    tps = re.search(r"tps = ([\d.]+)", output)
-    failed = re.search(r"number of failed transactions: (\d+)", output)
-    return {
-        "throughput": float(tps.group(1)) if tps else 0.0,
-        "p50": statistics.median(latencies),
-        "p99": percentile(latencies, 0.99),
-        "non_2xx": float(failed.group(1)) if failed else 0.0,
-        "requests": float(len(latencies)),
-    }
+    return {**figures, "non_2xx": figures["failed"]}
 
 
 def tipg_python(settings: Settings) -> Path:
