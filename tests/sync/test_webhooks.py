@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import random
 import uuid
@@ -11,15 +12,18 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from psycopg import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
-from directory.errors import InvalidListing
+from directory.errors import InvalidInput
 from sync import outbound, subscriptions
 from sync.errors import InvalidWebhookUrl
 from sync.models import DeliveryStatus, WebhookDelivery
-from sync.webhooks import SecretBox, check_url, next_attempt
+from sync.webhooks import SecretBox, allowed_address, check_url, embedded_ipv4, next_attempt
 from tests import factories
+from tests.conftest import Tokens
 
 BOX = SecretBox(b"k" * 32)
 
@@ -70,6 +74,115 @@ async def test_loopback_only_when_allowed() -> None:
     )
 
 
+# IPv6 forms of IPv4 addresses are judged by the IPv4 they embed (issue 9). Every literal is written by
+# hand. Teredo clients are stored XOR 0xffffffff: 10.0.0.1 = 0a00:0001 -> f5ff:fffe, 192.168.1.1 =
+# c0a8:0101 -> 3f57:fefe, 127.0.0.1 = 7f00:0001 -> 80ff:fffe, 8.8.8.8 = 0808:0808 -> f7f7:f7f7; the
+# server 65.54.227.120 is 4136:e378, 10.0.0.1 is 0a00:0001.
+ADDRESS_FORMS = [
+    # plain IPv4
+    ("93.184.215.14", True),
+    ("8.8.8.8", True),
+    ("10.0.0.1", False),
+    ("127.0.0.1", False),
+    ("169.254.169.254", False),
+    ("224.0.0.1", False),
+    # plain IPv6
+    ("2606:4700:4700::1111", True),
+    ("::1", False),
+    ("::", False),
+    ("fe80::1", False),
+    ("fd00::1", False),
+    ("ff02::1", False),
+    # IPv4-mapped ::ffff:0:0/96
+    ("::ffff:10.0.0.1", False),
+    ("::ffff:127.0.0.1", False),
+    ("::ffff:a9fe:a9fe", False),
+    ("::ffff:8.8.8.8", True),
+    # NAT64 well-known prefix 64:ff9b::/96
+    ("64:ff9b::a9fe:a9fe", False),  # 169.254.169.254, the cloud metadata service
+    ("64:ff9b::7f00:1", False),
+    ("64:ff9b::a00:1", False),
+    ("64:ff9b::c0a8:101", False),
+    ("64:ff9b::808:808", True),
+    # local-use NAT64 64:ff9b:1::/48: refused whatever it embeds
+    ("64:ff9b:1::a00:1", False),
+    ("64:ff9b:1::808:808", False),
+    ("64:ff9b:1:808:808::", False),
+    # the rest of 64:ff9b::/32 is unallocated
+    ("64:ff9b::1:808:808", False),
+    # 6to4 2002::/16
+    ("2002:0a00:0001::1", False),
+    ("2002:c0a8:0101::", False),
+    ("2002:7f00:0001::1", False),
+    ("2002:a9fe:a9fe::1", False),
+    ("2002:0808:0808::1", True),
+    # IPv4-compatible ::/96 (deprecated)
+    ("::10.0.0.1", False),
+    ("::a00:1", False),
+    ("::7f00:1", False),
+    ("::a9fe:a9fe", False),
+    ("::8.8.8.8", True),
+    # IPv4-translated ::ffff:0:0:0/96 (SIIT): reserved space, refused outright
+    ("::ffff:0:a00:1", False),
+    ("::ffff:0:808:808", False),
+    # Teredo 2001::/32: client and server
+    ("2001:0000:4136:e378:8000:63bf:3fff:fdd2", False),  # client 192.0.2.45, documentation range
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),  # client 10.0.0.1
+    ("2001:0:4136:e378:8000:63bf:3f57:fefe", False),  # client 192.168.1.1
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # client 127.0.0.1
+    ("2001:0:a00:1:8000:63bf:f7f7:f7f7", False),  # client 8.8.8.8, server 10.0.0.1
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", True),  # client 8.8.8.8, server 65.54.227.120
+]
+
+
+@pytest.mark.parametrize(("address", "allowed"), ADDRESS_FORMS)
+async def test_ipv6_forms_are_judged_by_the_ipv4_they_embed(address: str, allowed: bool) -> None:
+    assert allowed_address(address, allow_loopback=False) is allowed
+    check = check_url("https://partner.example/hook", resolve=resolver(address), allow_loopback=False)
+    if allowed:
+        assert await check == ("partner.example", 443, [address])
+    else:
+        with pytest.raises(InvalidWebhookUrl, match="private, loopback or reserved"):
+            await check
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("64:ff9b::7f00:1", True),
+        ("2002:7f00:0001::1", True),
+        ("::ffff:10.0.0.1", False),
+        ("64:ff9b::a00:1", False),
+        ("64:ff9b:1::7f00:1", False),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", False),
+    ],
+)
+def test_the_loopback_setting_lets_only_loopback_through(address: str, allowed: bool) -> None:
+    assert allowed_address(address, allow_loopback=True) is allowed
+
+
+@pytest.mark.parametrize(
+    ("address", "embedded"),
+    [
+        ("::ffff:10.0.0.1", ("10.0.0.1",)),
+        ("64:ff9b::a9fe:a9fe", ("169.254.169.254",)),
+        ("::a00:1", ("10.0.0.1",)),
+        ("2002:c0a8:0101::", ("192.168.1.1",)),
+        ("2001:0000:4136:e378:8000:63bf:3fff:fdd2", ("192.0.2.45", "65.54.227.120")),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", ("10.0.0.1", "65.54.227.120")),
+        ("64:ff9b:1::a00:1", ()),  # its IPv4 sits at a prefix length only the local network knows
+        ("::1", ()),
+        ("::", ()),
+        ("2606:4700:4700::1111", ()),
+    ],
+)
+def test_embedded_ipv4(address: str, embedded: tuple[str, ...]) -> None:
+    assert embedded_ipv4(ipaddress.IPv6Address(address)) == tuple(ipaddress.IPv4Address(a) for a in embedded)
+
+
 def test_backoff_doubles_with_jitter_and_caps_at_an_hour() -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     rng = random.Random(1)
@@ -100,7 +213,7 @@ async def test_secrets_are_stored_encrypted_and_event_types_checked(session: Asy
     assert secret.startswith("whsec_")
     assert secret not in created.secret_encrypted
     assert BOX.open(created.secret_encrypted) == secret
-    with pytest.raises(InvalidListing, match="unknown event type"):
+    with pytest.raises(InvalidInput, match="unknown event type"):
         await subscriptions.create(
             session,
             organisation_id=org.id,
@@ -231,6 +344,64 @@ async def test_dns_rebinding_after_registration_is_refused(session: AsyncSession
     assert (report.failed, sent) == (1, [])
     delivery = await session.get(WebhookDelivery, (await _delivery_ids(session))[0])
     assert "private" in delivery.last_error
+
+
+INTERNAL_BEHIND_IPV6 = [
+    "::ffff:10.0.0.1",
+    "64:ff9b::a9fe:a9fe",
+    "64:ff9b:1::a00:1",
+    "2002:c0a8:0101::",
+    "::a00:1",
+    "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+]
+
+
+@pytest.mark.parametrize("address", INTERNAL_BEHIND_IPV6)
+async def test_no_subscription_to_an_ipv6_form_of_an_internal_address(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    auth: Tokens,
+    session: AsyncSession,
+    reader: AsyncConnection,
+    address: str,
+) -> None:
+    org = await factories.organisation(session, name="Asso IPv6")
+    partner = auth("partner", org=org.id)
+    body = {"url": "https://partner.example/hook", "event_types": ["handoff.created"]}
+    count = "SELECT count(*) FROM webhook_subscription WHERE organisation_id = %s"
+    system_resolver = app.state.resolver  # the app is shared by the session: put it back afterwards
+    try:
+        app.state.resolver = resolver(address)
+        response = await client.post("/v1/webhook-subscriptions", headers=partner, json=body)
+        assert response.status_code == 422, response.text
+        assert [e["pointer"] for e in response.json()["errors"]] == ["/url"]
+        assert (await (await reader.execute(count, (org.id,))).fetchone()) == (0,)
+        # The same request, for a host that resolves to a public address, is accepted.
+        app.state.resolver = resolver("2606:4700:4700::1111")
+        response = await client.post("/v1/webhook-subscriptions", headers=partner, json=body)
+        assert response.status_code == 201, response.text
+        assert (await (await reader.execute(count, (org.id,))).fetchone()) == (1,)
+    finally:
+        app.state.resolver = system_resolver
+
+
+@pytest.mark.parametrize("address", INTERNAL_BEHIND_IPV6)
+async def test_no_delivery_once_the_host_resolves_to_an_ipv6_form_of_an_internal_address(  # type: ignore[no-untyped-def]
+    session: AsyncSession, subscription, address: str
+) -> None:
+    org, _, _ = subscription
+    await outbound.enqueue(
+        session, type="handoff.created", data={"handoff_id": uuid.uuid4()}, organisation_ids=[org.id]
+    )
+    sent: list[httpx.Request] = []
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(200))
+    ) as http:
+        report = await outbound.deliver_due(session, http, BOX, resolve=resolver(address), allow_loopback=False)
+    assert (report.delivered, report.failed, sent) == (0, 1, [])
+    delivery = await session.get(WebhookDelivery, (await _delivery_ids(session))[0])
+    assert delivery.status == DeliveryStatus.pending
+    assert "private, loopback or reserved" in delivery.last_error
 
 
 async def test_no_event_for_organisations_without_a_subscription(session: AsyncSession) -> None:
