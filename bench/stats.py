@@ -304,9 +304,10 @@ async def measure(settings: Settings, plain: str, runs: int) -> None:
             return stats.Query(collectivites, start, end, ("month", "kind"), k=settings.stats_k)
 
         one = Recorder(conn)
-        await stats.handoff_table(one, query([largest[0]]), now=now)  # type: ignore[arg-type]
+        await stats.handoff_table(one, query([largest[0]]), collectivites=[largest[0]], now=now)  # type: ignore[arg-type]
         national = Recorder(conn)
-        await stats.handoff_table(national, query(None), now=now)  # type: ignore[arg-type]
+        everywhere = await stats.collectivites_in_scope(conn, None)
+        await stats.handoff_table(national, query(None), collectivites=everywhere, now=now)  # type: ignore[arg-type]
         covered = Recorder(conn)
         await stats.coverage(
             covered,  # type: ignore[arg-type]

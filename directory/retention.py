@@ -5,9 +5,10 @@ application's role cannot delete anything."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import psycopg
+from sqlmodel import Field, SQLModel
 
 IDEMPOTENCY_KEYS_KEPT = timedelta(days=7)
 
@@ -45,3 +46,15 @@ def apply(conn: psycopg.Connection, *, now: datetime, case_years: int, audit_day
             "DELETE FROM idempotency_key WHERE created_at < %(cutoff)s", {"cutoff": now - IDEMPOTENCY_KEYS_KEPT}
         )
     return RetentionReport(cases=cases, handoffs=handoffs, audit_rows=audit)
+
+
+class HandoffArchive(SQLModel, table=True):
+    """What retention keeps of deleted cases: anonymous monthly counts, for long-run statistics."""
+
+    __tablename__ = "handoff_archive"
+
+    collectivite_code: str = Field(primary_key=True, max_length=4)
+    month: date = Field(primary_key=True)
+    kind: str = Field(primary_key=True, max_length=32)
+    status: str = Field(primary_key=True, max_length=32)
+    handoffs: int

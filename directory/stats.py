@@ -1,18 +1,33 @@
 """Referral statistics for départements, private by design.
 
 These figures concern very few children per territory, so small counts could identify a child. The
-rules (directory/disclosure.py has the reasoning) are applied before anything leaves this module:
+rules (directory/disclosure.py has the reasoning) are applied before anything leaves this module, and
+they make every answer blind to one child: it is the same whether or not one more child exists in a
+group under k.
 
 1. Atoms. Handoffs are grouped into atoms — (collectivité, Paris month, kind) — and an atom with fewer
    than k distinct cases counts in no figure, whatever the query: no choice of periods, territories or
    kinds recovers it.
-2. Suppression. A query's table is built over its groupings and its filtered dimensions (in a fixed
-   order); cells under k distinct cases are suppressed, with complementary suppression along every
-   line, and counts under k inside published cells are masked the same way. Filters select from that
-   table afterwards, and the total is the matching cell of the table over the filtered dimensions
-   alone, protected the same way — the very cell a query without groupings returns.
-3. Perturbation. Every published count moves by a noise of at most 2 that depends only on the handoffs
-   it counts, so differences between queries do not give exact numbers of children.
+2. Complete tables. A query's table is built over its groupings and its filtered dimensions (in a fixed
+   order) and holds every combination of their values — all months of the period × all kinds × … —
+   whether or not any handoff falls there, in a fixed order. We publish the full cross-product rather
+   than leave small groups out: the cells (their keys, their number, their order) then depend on the
+   query alone, so no row can reveal that a small group exists, and the complementary suppression
+   sees the very same table whichever cells are empty. Every dimension here has a small fixed domain
+   (enumerations, the months asked for, the collectivités), so the table stays bounded: `MAX_CELLS`
+   refuses the few combinations that would not.
+3. Suppression. Cells under k distinct cases — empty ones included — are suppressed (null figures,
+   `suppressed: true`), with complementary suppression along every line, and counts under k inside
+   published cells (zero included) are masked the same way. Filters select from that table afterwards,
+   and the total is the matching cell of the table over the filtered dimensions alone, protected the
+   same way — the very cell a query without groupings returns.
+4. Perturbation. Every published count moves by a noise of at most 2 that depends only on the handoffs
+   it counts, so differences between queries do not give exact numbers of children; then a cell's
+   counts are brought back within their logical bounds (`BOUNDS`), from published figures only.
+
+Unmet needs (`needs`) are counted per (collectivité, specialism) — a domain of a hundred collectivités
+by every specialism for the country — from month atoms of at least k: there, a row with nothing to
+publish is left out entirely, which depends only on the atoms of k or more (see `needs`).
 
 `entered_in_error` handoffs are excluded.
 """
@@ -22,18 +37,30 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
+from itertools import product
 from typing import Any
 
 from psycopg import AsyncConnection
+from sqlmodel import Field, SQLModel
 
 from . import disclosure
+from .models import OrganisationKind
+from .pathway_models import Beneficiary, HandoffKind, HandoffStatus, IntakeChannel, Urgency
+from .taxonomy import SLUGS
 
 DECLINE_REASONS = ("no_capacity", "out_of_criteria", "out_of_territory", "refused_by_young_person", "other")
+AGE_BANDS = ("0-9", "10-12", "13-15", "16-17", "18+")
 AGE_BAND = """CASE WHEN c.age < 10 THEN '0-9' WHEN c.age <= 12 THEN '10-12' WHEN c.age <= 15 THEN '13-15'
                    WHEN c.age <= 17 THEN '16-17' ELSE '18+' END"""
+# A declined handoff's reason, within the known reasons ('other' for anything else, so that the reasons
+# always add up to the declines); null for a handoff that was not declined.
+DECLINE_REASON = """CASE WHEN h.status = 'declined' THEN CASE WHEN h.decline_reason = ANY(%(reasons)s::text[])
+                        THEN h.decline_reason ELSE 'other' END END"""
 # Dimension → its SQL over the base rows (aliases h: handoff, c: case, ro: receiving organisation), in
 # the fixed order tables are built in: the same cells are hidden whatever order a query names them.
 DIMENSIONS = {
@@ -45,27 +72,76 @@ DIMENSIONS = {
     "specialism": "nullif(sp.specialism, '')",
     "age_band": AGE_BAND,
     "intake_channel": "c.intake_channel",
-    "decline_reason": "h.decline_reason",
+    "decline_reason": DECLINE_REASON,
     "urgency": "h.urgency",
     "beneficiary": "h.beneficiary",
 }
 # A handoff's specialisms: those of the service it went to, or the case's needs when it named none, or
-# '' (shown as null) when neither says, so that no handoff drops out of a grouping by specialism.
-SPECIALISMS = """CROSS JOIN LATERAL (SELECT DISTINCT specialism FROM unnest(coalesce(nullif(coalesce(
+# '' (shown as null) when neither says, so that no handoff drops out of a grouping by specialism. A slug
+# outside the taxonomy counts as '' too: every value stays within the dimension's domain.
+SPECIALISMS = """CROSS JOIN LATERAL (SELECT DISTINCT CASE WHEN u.specialism = ANY(%(slugs)s::text[])
+                     THEN u.specialism ELSE '' END AS specialism
+                FROM unnest(coalesce(nullif(coalesce(
                      (SELECT sv.specialisms FROM service sv WHERE sv.id = h.receiver_service_id), c.needs),
                      '{}'), '{""}')) AS u(specialism)) AS sp"""
-GROUPABLE = (
-    "collectivite",
-    "month",
-    "kind",
-    "status",
-    "receiver_kind",
-    "specialism",
-    "age_band",
-    "intake_channel",
-    "decline_reason",
-)
+
+
+class Dimension(StrEnum):
+    """What a table may be grouped by."""
+
+    collectivite = "collectivite"
+    month = "month"
+    kind = "kind"
+    status = "status"
+    receiver_kind = "receiver_kind"
+    specialism = "specialism"
+    age_band = "age_band"
+    intake_channel = "intake_channel"
+    decline_reason = "decline_reason"
+
+
+GROUPABLE = tuple(d.value for d in Dimension)
 FILTERABLE = ("kind", "urgency", "beneficiary", "receiver_kind", "specialism")
+MAX_CELLS = 20_000  # cells of a query's table (groupings × filtered dimensions), empty ones included
+
+
+def _values(enum: type[StrEnum], *, without: Iterable[str] = ()) -> list[Any]:
+    return sorted(member.value for member in enum if member.value not in set(without))
+
+
+def domains(query: Query, collectivites: Sequence[str]) -> dict[str, list[Any]]:
+    """Every value each dimension of the query's table can take, in the order cells are listed (None,
+    shown as null, last): the table is their full cross-product. `collectivites`: those in scope."""
+    months: list[Any] = []
+    month = query.start
+    while month < query.end:
+        months.append(month.strftime("%Y-%m"))
+        month = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+    every: dict[str, list[Any]] = {
+        "collectivite": sorted(collectivites),
+        "month": months,
+        "kind": _values(HandoffKind),
+        "status": _values(HandoffStatus, without={"entered_in_error"}),
+        "receiver_kind": _values(OrganisationKind),
+        "specialism": [*sorted(SLUGS), None],
+        "age_band": list(AGE_BANDS),
+        "intake_channel": _values(IntakeChannel),
+        "decline_reason": [*sorted(DECLINE_REASONS), None],
+        "urgency": _values(Urgency),
+        "beneficiary": _values(Beneficiary),
+    }
+    return {d: every[d] for d in _dims(query)}
+
+
+def _dims(query: Query) -> list[str]:
+    return [d for d in DIMENSIONS if d in query.group_by or d in query.filters]
+
+
+def table_cells(query: Query, collectivites: int) -> int:
+    """How many cells the query's table has (`collectivites`: how many are in scope)."""
+    return math.prod(len(values) for values in domains(query, ["?"] * collectivites).values())
+
+
 # Each count a cell publishes: its name, its aggregate, and which of the cell's handoffs it counts (for
 # its perturbation key). Within a cell a handoff has one row (its specialisms are distinct).
 COUNTED: tuple[tuple[str, str, str], ...] = (
@@ -87,6 +163,15 @@ COUNTED: tuple[tuple[str, str, str], ...] = (
 )
 COUNTS = tuple(name for name, _, _ in COUNTED if name not in ("handoffs", "cases"))  # masked when small
 REASONS = {"declined": [f"declined_{r}" for r in DECLINE_REASONS]}
+# What the published counts of one cell must respect after their noise, outer bounds first.
+BOUNDS = (
+    disclosure.Bound("handoffs", ("cases",)),  # never more distinct cases than handoffs
+    disclosure.Bound("cases", ("runaway_cases",)),
+    disclosure.Bound("handoffs", ("accepted", "declined")),  # a declined handoff was never accepted
+    disclosure.Bound("handoffs", ("declined", "failed")),  # one status each
+    disclosure.Bound("handoffs", ("overdue",)),
+    disclosure.Bound("declined", tuple(REASONS["declined"]), exhaustive=True),  # every decline has one reason
+)
 DURATIONS: tuple[tuple[str, str], ...] = (
     ("acknowledged_n", "count(acknowledged_at)"),
     ("median_hours_to_acknowledgement", "percentile_cont(0.5) WITHIN GROUP (ORDER BY ack_hours)"),
@@ -100,12 +185,18 @@ COLUMNS = (
     *(f"{name}_key" for name, _, _ in COUNTED),
     *(name for name, _ in DURATIONS),
 )
+# Stated with every table, JSON and CSV alike. No comma in it: each CSV note stays one unquoted field.
 RULE = (
-    "(collectivité, month, kind) atoms with fewer than k cases count in no figure; a cell counting fewer than "
-    "k distinct cases is suppressed, with complementary suppression along every line of the table; within "
-    "published cells, counts between 1 and k-1 and the rates made from them are masked the same way, and "
-    "durations need k handoffs; every published count carries a noise of at most 2 that depends only on the "
-    "handoffs it counts (cell-key perturbation), so that differences between queries are not exact."
+    "Handoffs of (collectivité / month / kind) atoms with fewer than k distinct cases count in no figure. "
+    "Every combination of the requested dimensions is listed in a fixed order whether or not anything "
+    "happened there. A cell counting fewer than k distinct cases (none at all included) is suppressed: "
+    "its figures are empty and `suppressed` is true. Further cells are suppressed so that no line of the "
+    "table has exactly one suppressed cell. Inside a published cell every count under k (zero included) "
+    "and the rates made from it are masked the same way and durations need k handoffs. Every published "
+    "count carries a noise of at most 2 that depends only on the handoffs it counts (cell-key "
+    "perturbation) so that differences between queries are not exact. The counts of a cell are then "
+    "adjusted by as few units as needed so that no part exceeds its whole: never more distinct cases "
+    "than handoffs and declines by reason adding up to the declines when all are shown."
 )
 WORK_MEM = "64MB"
 
@@ -129,10 +220,9 @@ _EXCLUDED = """
 
 
 def _rows(query: Query, dims: Iterable[str]) -> str:
-    """One row per handoff (per specialism when asked), with the dimensions asked for. Rows of atoms
-    under k keep their dimensions, so their cells show as suppressed, but every measure column is null
-    for them, so they count nowhere. The atom test runs on the period and territory only, never on the
-    query's other filters or groupings. The case and the receiving organisation are joined only when a
+    """One row per handoff (per specialism when asked) of the atoms of k cases or more, with the
+    dimensions asked for. The atom test runs on the period and territory only, never on the query's
+    other filters or groupings. The case and the receiving organisation are joined only when a
     dimension needs them: a year of one collectivité is one index range scan and a hash join."""
     dims = list(dims)
     joins = []
@@ -144,7 +234,6 @@ def _rows(query: Query, dims: Iterable[str]) -> str:
         joins.append(SPECIALISMS)
     territory = "AND {alias}collectivite_code = ANY(%(collectivites)s)" if query.collectivites is not None else ""
     columns = "".join(f",\n{DIMENSIONS[d]} AS {d}" for d in dims)
-    kept = "x.excluded IS NULL"
     return f"""
         excluded AS ({_EXCLUDED.format(territory=territory.format(alias=""))}),
         runaway AS (
@@ -152,24 +241,20 @@ def _rows(query: Query, dims: Iterable[str]) -> str:
              WHERE kind = 'runaway_started' {territory.format(alias="e.")}
         ),
         rows AS (
-            SELECT CASE WHEN {kept} THEN h.id END AS handoff_id,
-                   CASE WHEN {kept} THEN h.case_id END AS case_id,
-                   CASE WHEN {kept} THEN get_byte(uuid_send(h.id), 15) END AS hkey,
-                   h.status AS h_status, h.decline_reason AS h_decline_reason,
+            SELECT h.id AS handoff_id, h.case_id, get_byte(uuid_send(h.id), 15) AS hkey,
+                   h.status AS h_status, {DECLINE_REASON} AS h_decline_reason,
                    h.acknowledged_at > h.acknowledge_by
                        OR (h.acknowledged_at IS NULL AND h.acknowledge_by < %(now)s) AS overdue,
-                   CASE WHEN {kept} THEN h.acknowledged_at END AS acknowledged_at,
-                   CASE WHEN {kept} THEN h.accepted_at END AS accepted_at,
-                   CASE WHEN {kept} THEN date_part('epoch', h.acknowledged_at - h.created_at) / 3600 END
-                       AS ack_hours,
-                   CASE WHEN {kept} THEN date_part('epoch', h.accepted_at - h.created_at) / 3600 END
-                       AS accept_hours,
-                   {kept} AND r.case_id IS NOT NULL AS runaway
+                   h.acknowledged_at, h.accepted_at,
+                   date_part('epoch', h.acknowledged_at - h.created_at) / 3600 AS ack_hours,
+                   date_part('epoch', h.accepted_at - h.created_at) / 3600 AS accept_hours,
+                   r.case_id IS NOT NULL AS runaway
                    {columns}
               FROM handoff h LEFT JOIN excluded x USING (collectivite_code, created_month, kind)
               LEFT JOIN runaway r ON r.case_id = h.case_id
               {" ".join(joins)}
-             WHERE h.status <> 'entered_in_error' AND h.created_month >= %(start)s AND h.created_month < %(end)s
+             WHERE x.excluded IS NULL AND h.status <> 'entered_in_error'
+                   AND h.created_month >= %(start)s AND h.created_month < %(end)s
                    {territory.format(alias="h.")}
         )"""
 
@@ -177,8 +262,8 @@ def _rows(query: Query, dims: Iterable[str]) -> str:
 async def _scan(
     conn: AsyncConnection, query: Query, dims: list[str], now: datetime, *, totals_over: list[str] | None = None
 ) -> list[dict[str, Any]]:
-    """The table over `dims` (true values and perturbation keys); with `totals_over`, in the same scan,
-    the table over those dimensions too (rows with `detail` false)."""
+    """The non-empty cells of the table over `dims` (true values and perturbation keys); with
+    `totals_over`, in the same scan, those of the table over those dimensions too (`detail` false)."""
     if totals_over is not None:
         grouping = f"GROUPING SETS (({', '.join(dims)}), ({', '.join(totals_over)}))"
         detail = f"grouping({', '.join(dims)}) = 0"
@@ -194,13 +279,15 @@ async def _scan(
     rows = await (
         await conn.execute(
             f"WITH {_rows(query, dims)} SELECT {detail} AS detail, {''.join(d + ', ' for d in dims)}{measures} "
-            f"FROM rows GROUP BY {grouping} ORDER BY {', '.join([*dims, 'detail']) if dims else '1'}",
+            f"FROM rows GROUP BY {grouping}",
             {
                 "start": query.start,
                 "end": query.end,
                 "k": query.k,
                 "now": now,
                 "collectivites": query.collectivites,
+                "reasons": list(DECLINE_REASONS),
+                "slugs": sorted(SLUGS),
             },
             prepare=False,  # a generic plan would serve one collectivité with the national scan
         )
@@ -213,10 +300,22 @@ async def _scan(
     return records
 
 
-async def handoff_table(conn: AsyncConnection, query: Query, *, now: datetime) -> dict[str, Any]:
-    """Cells (protected) and the total, for the query."""
-    dims = [d for d in DIMENSIONS if d in query.group_by or d in query.filters]
+async def collectivites_in_scope(conn: AsyncConnection, collectivites: list[str] | None) -> list[str]:
+    """The collectivités a query covers: those named, or all of them (public reference data)."""
+    if collectivites is not None:
+        return collectivites
+    rows = await (await conn.execute("SELECT code FROM collectivite ORDER BY code")).fetchall()
+    return [row[0] for row in rows]
+
+
+async def handoff_table(
+    conn: AsyncConnection, query: Query, *, collectivites: Sequence[str], now: datetime
+) -> dict[str, Any]:
+    """Cells (protected: every cell of the table the filters select) and the total, for the query.
+    `collectivites`: those in scope (`collectivites_in_scope`), the domain of a grouping by collectivité."""
+    dims = _dims(query)
     filtered = [d for d in dims if d in query.filters]
+    values = domains(query, collectivites)
     async with conn.transaction():
         # A national year sorts half a million rows per measure: in memory, not in temporary files.
         await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
@@ -231,22 +330,32 @@ async def handoff_table(conn: AsyncConnection, query: Query, *, now: datetime) -
             table = [record for record in records if record["detail"]]
             totals = [record for record in records if not record["detail"]]
     return {
-        "cells": _protected(table, dims, query, keys=query.group_by),
-        "total": next(iter(_protected(totals, filtered, query, keys=())), _publish({}, query.k)),
+        "cells": _protected(table, dims, values, query, keys=query.group_by),
+        "total": next(iter(_protected(totals, filtered, values, query, keys=())), _publish({}, query.k)),
     }
 
 
+def _complete(records: list[dict[str, Any]], dims: list[str], values: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The full table over `dims`: every combination of their values, in order, empty ones as zeros."""
+    found = {tuple(record[d] for d in dims): record for record in records}
+    empty = dict.fromkeys(COLUMNS, 0)
+    return [
+        found.get(key) or {**empty, **dict(zip(dims, key, strict=True))} for key in product(*(values[d] for d in dims))
+    ]
+
+
 def _protected(
-    table: list[dict[str, Any]], dims: list[str], query: Query, *, keys: Iterable[str]
+    records: list[dict[str, Any]], dims: list[str], values: dict[str, list[Any]], query: Query, *, keys: Iterable[str]
 ) -> list[dict[str, Any]]:
-    """The cells of `table` the query's filters select, each as published."""
+    """The cells of the full table over `dims` that the query's filters select, each as published."""
+    table = _complete(records, dims, values)
     hidden, masked = disclosure.protect(table, dims, k=query.k, counts=COUNTS, reasons=REASONS)
     keys = list(keys)
     published = []
     for cell in table:
         if all(cell[d] == v for d, v in query.filters.items()):
             key = tuple(cell[d] for d in dims)
-            published.append(_publish(cell, query.k, hidden=key in hidden, masked=masked[key], keys=keys))
+            published.append(_publish(cell, query.k, hidden=key in hidden, masked=masked.get(key), keys=keys))
     return published
 
 
@@ -270,33 +379,34 @@ SALTS = {name: i for i, (name, _, _) in enumerate(COUNTED)}
 def _publish(
     cell: dict[str, Any], k: int, *, hidden: bool = True, masked: set[str] | None = None, keys: Iterable[str] = ()
 ) -> dict[str, Any]:
-    """The public form of a cell: its keys, then either its measures (perturbed; masked counts and their
-    rates null) or nulls throughout."""
+    """The public form of a cell: its keys, then either its measures (perturbed and within their
+    bounds; masked counts and their rates null) or nulls throughout."""
     out: dict[str, Any] = {key: cell.get(key) for key in keys}
     masked = masked or set()
-    if hidden or not cell.get("cases"):
+    if hidden or (cell.get("cases") or 0) < k:
         return {**out, **dict.fromkeys(PUBLISHED), "masked": [], "suppressed": True}
-
-    def count(name: str) -> int | None:
-        if name in masked:
-            return None
-        return disclosure.perturb(int(cell[name]), int(cell[f"{name}_key"]), SALTS[name])
-
-    handoffs = count("handoffs") or 1
+    counts = disclosure.perturbed(
+        {name: cell[name] for name in SALTS},
+        {name: cell[f"{name}_key"] for name in SALTS},
+        SALTS,
+        masked=masked,
+        bounds=BOUNDS,
+    )
+    handoffs = counts["handoffs"] or 1
 
     def rate(name: str) -> float | None:
-        value = count(name)
+        value = counts[name]
         return None if value is None else round(min(value, handoffs) / handoffs, 4)
 
     out |= {
-        "handoffs": count("handoffs"),
-        "cases": count("cases"),
+        "handoffs": counts["handoffs"],
+        "cases": counts["cases"],
         "accepted_rate": rate("accepted"),
         "declined_rate": rate("declined"),
         "failed_rate": rate("failed"),
         "declined_rate_by_reason": {r: rate(f"declined_{r}") for r in DECLINE_REASONS},
-        "overdue": count("overdue"),
-        "cases_with_runaway": count("runaway_cases"),
+        "overdue": counts["overdue"],
+        "cases_with_runaway": counts["runaway_cases"],
     }
     for what, n_name in (("acknowledgement", "acknowledged_n"), ("acceptance", "accepted_n")):
         enough = (cell.get(n_name) or 0) >= k
@@ -309,11 +419,24 @@ def _publish(
 CSV_MEASURES = tuple(m for m in PUBLISHED if m != "declined_rate_by_reason")  # reasons get a column each
 
 
-def to_csv(group_by: Iterable[str], cells: list[dict[str, Any]]) -> str:
-    """The cells as CSV: header row, suppressed or masked values empty, no formula injection."""
+def csv_notes(k: int) -> list[str]:
+    """The lines a CSV starts with, before its header: k and the rule, as the JSON states them. Each
+    starts with '#' and holds no comma — one cell in a spreadsheet, skipped by `comment='#'` readers."""
+    return [
+        f"# k = {k}",
+        f"# Rule: {RULE}",
+        "# Empty values are withheld under that rule. suppressed = true marks a cell withheld whole.",
+    ]
+
+
+def to_csv(group_by: Iterable[str], cells: list[dict[str, Any]], *, k: int) -> str:
+    """The cells as CSV: the notes (k and the rule), a header row, then one row per cell; suppressed or
+    masked values empty, no formula injection."""
     keys = list(group_by)
     columns = [*keys, *CSV_MEASURES, *(f"declined_rate_{r}" for r in DECLINE_REASONS), "suppressed"]
     buffer = io.StringIO()
+    for note in csv_notes(k):
+        buffer.write(note + "\r\n")
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
     for cell in cells:
@@ -347,9 +470,10 @@ def _is_number(text: str) -> bool:
 NEEDS_RULE = (
     "Handoffs of (collectivité, month, kind) atoms under k cases count nowhere; each signal is then counted "
     "per (collectivité, month, specialism) and a month's count is left out when it concerns fewer than k "
-    "distinct cases (k searches for empty searches), so no difference of two periods can reveal it. "
-    "`suppressed` names the signals with such a part left out; null when nothing is left. Handoff counts "
-    "carry a noise of at most 2 that depends only on the handoffs counted."
+    "distinct cases (k searches for empty searches), so no difference of two periods can reveal it. A "
+    "signal with no month left is null and named in `suppressed`, whether it had small months or none; a "
+    "(collectivité, specialism) row with no signal left is not listed. Handoff counts carry a noise of at "
+    "most 2 that depends only on the handoffs counted."
 )
 SIGNALS = ("empty_searches", "declined_no_capacity", "declined_out_of_territory", "expired")
 NEED_SALTS = {signal: 100 + i for i, signal in enumerate(SIGNALS)}
@@ -359,7 +483,13 @@ async def needs(
     conn: AsyncConnection, *, collectivites: list[str] | None, start: date, end: date, k: int
 ) -> list[dict[str, Any]]:
     """Per collectivité and specialism: searches that found nothing, handoffs declined for lack of
-    capacity or out of territory, handoffs expired — each summed over its month atoms of at least k."""
+    capacity or out of territory, handoffs expired — each summed over its month atoms of at least k.
+
+    Here groups under k are left out entirely rather than listed: a signal with no atom of k is null
+    (and named in `suppressed`) whether it had small atoms or none at all, and a row whose signals are
+    all null is not listed, so the rows, their order and every figure depend only on atoms of k or
+    more. There is no total to difference. (Listing every (collectivité, specialism) would do too, but
+    tells a reader nothing more: the rows left out are exactly those with nothing to say.)"""
     territory = "AND {alias}collectivite_code = ANY(%(collectivites)s)" if collectivites is not None else ""
     rows = await (
         await conn.execute(
@@ -385,22 +515,22 @@ async def needs(
               FROM empty_search WHERE month >= %(start)s AND month < %(end)s {territory.format(alias="")}
              GROUP BY 1, 2, 3
         )
-        SELECT collectivite_code, nullif(specialism, ''), signal, sum(n) FILTER (WHERE cases >= %(k)s)::int,
-               sum(key) FILTER (WHERE cases >= %(k)s)::bigint, bool_or(cases < %(k)s)
-          FROM atom GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3""",
-            {"start": start, "end": end, "collectivites": collectivites, "k": k},
+        SELECT collectivite_code, nullif(specialism, ''), signal, sum(n)::int, sum(key)::bigint
+          FROM atom WHERE cases >= %(k)s
+         GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS FIRST, 3""",
+            {"start": start, "end": end, "collectivites": collectivites, "k": k, "slugs": sorted(SLUGS)},
         )
     ).fetchall()
     cells: dict[tuple[str, str | None], dict[str, Any]] = {}
-    for collectivite, specialism, signal, kept, key, withheld in rows:
+    for collectivite, specialism, signal, kept, key in rows:
         cell = cells.setdefault(
             (collectivite, specialism),
-            {"collectivite": collectivite, "specialism": specialism, **dict.fromkeys(SIGNALS, 0), "suppressed": []},
+            {"collectivite": collectivite, "specialism": specialism, **dict.fromkeys(SIGNALS)},
         )
         # Searches are not children: only handoff counts are perturbed.
-        cell[signal] = kept if kept is None or key is None else disclosure.perturb(kept, key, NEED_SALTS[signal])
-        if withheld:
-            cell["suppressed"].append(signal)
+        cell[signal] = kept if key is None else disclosure.perturb(kept, key, NEED_SALTS[signal])
+    for cell in cells.values():
+        cell["suppressed"] = [signal for signal in SIGNALS if cell[signal] is None]
     return list(cells.values())
 
 
@@ -487,3 +617,16 @@ async def coverage(
         ).fetchone()
         result["uncovered"] = {"type": "FeatureCollection", "features": json.loads(geo[0] if geo else "[]")}
     return result
+
+
+class EmptySearch(SQLModel, table=True):
+    """Searches that found nothing, counted per month, commune and specialism — never the point searched:
+    an unmet-need signal for départements."""
+
+    __tablename__ = "empty_search"
+
+    month: date = Field(primary_key=True)
+    commune_code: str = Field(primary_key=True, foreign_key="commune.code", max_length=5)
+    specialism: str = Field(primary_key=True, max_length=64)  # "" when the search named none
+    collectivite_code: str = Field(foreign_key="collectivite.code", max_length=4, index=True)
+    searches: int
