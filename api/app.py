@@ -7,24 +7,26 @@ import contextlib
 import gc
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import compile_path
 
 from sync import worker
 from sync.webhooks import Resolver, SecretBox, system_resolver
 
-from .auth import Allow, Public
+from .auth import AUTHENTICATION, Allow, Public
 from .cluster import Cluster
-from .db import make_engine, make_reader_pool
+from .db import ReaderDep, make_engine, make_reader_pool
+from .errors import Unauthenticated
 from .errors import install as install_error_handlers
 from .logs import configure_logging
-from .middleware import BodySizeLimit, RequestContext
+from .middleware import Authentication, BodySizeLimit, PublicOrigin, RequestContext
 from .pagination import Cursors
 from .ratelimit import RateLimiter
 from .routes import (
@@ -80,6 +82,36 @@ def route_policies(app: FastAPI) -> dict[tuple[str, str], frozenset[str] | None]
             for method in context.methods or ():
                 table[(method, str(context.path))] = policy.roles if policy else None
     return table
+
+
+def public_operations(app: FastAPI) -> Callable[[str, str], bool]:
+    """`is_public(method, path)`: whether a request reaches a route declared `Public` (no token)."""
+    public = [
+        (frozenset(context.methods or ()), compile_path(str(context.path))[0])
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute) and isinstance(_policy_of(context.dependant), Public)
+    ]
+
+    def is_public(method: str, path: str) -> bool:
+        return any(method in methods and pattern.match(path) for methods, pattern in public)
+
+    return is_public
+
+
+async def authentication_first(request: Request, conn: ReaderDep) -> None:
+    """The first dependency of every /v1 route (FastAPI runs a router's dependencies before the
+    endpoint's parameters): when `middleware.Authentication` found no valid token, the route's own
+    policy refuses the request now — a 401 with its challenge, journalled by `AuditedAllow` on case
+    data — before If-Match, Idempotency-Key, parameters or body are looked at. The reader connection
+    is the one the policy uses anyway (dependencies are cached per request)."""
+    verdict = request.scope.get("state", {}).get(AUTHENTICATION)
+    if not isinstance(verdict, Unauthenticated):
+        return
+    route = request.scope.get("route")
+    policy = _policy_of(route.dependant) if isinstance(route, APIRoute) else None
+    if isinstance(policy, Allow):
+        await policy(request, None, conn)  # raises the verdict (api.auth.authenticate)
+    raise verdict
 
 
 def assert_policies(app: FastAPI) -> None:
@@ -169,6 +201,8 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # A redirect to the slashless path would build its Location from the Host header.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.tokens = build_token_service(settings)
@@ -190,8 +224,12 @@ def create_app(
         webhooks.router,
         stats.router,
     ):
-        app.include_router(router)
+        v1 = router.prefix.startswith("/v1")
+        app.include_router(router, dependencies=[Depends(authentication_first)] if v1 else None)
+    # Outermost first: request id → known host → authentication → body size → routing.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Authentication, is_public=public_operations(app))
+    app.add_middleware(PublicOrigin, base_url=settings.public_base_url, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(RequestContext)
     assert_policies(app)
     return app

@@ -281,19 +281,14 @@ def listings_remind(
     """Queue a `listing.verification_due` event for every organisation with listings due for
     re-verification (stale after 180 days); their webhooks deliver it."""
     from directory import history
-    from sync import outbound
+    from sync import notify
 
     async def remind(session: AsyncSession) -> list[tuple[uuid.UUID, int]]:
         raw = await (await session.connection()).get_raw_connection()
         conn: psycopg.AsyncConnection = raw.driver_connection  # type: ignore[assignment]
         due = await history.organisations_with_due_listings(conn, now=datetime.now(UTC), within_days=within_days)
         for organisation_id, count in due:
-            queued = await outbound.enqueue(
-                session,
-                type="listing.verification_due",
-                data={"organisation_id": organisation_id, "listings": count},
-                organisation_ids=[organisation_id],
-            )
+            queued = await notify.verification_due(session, organisation_id, count)
             log.info(
                 "listing.verification_due",
                 organisation_id=str(organisation_id),
@@ -311,7 +306,7 @@ def handoffs_expire() -> None:
     """Flag handoffs past their acknowledgement deadline (and tell both sides), and expire those still
     unanswered after the grace period. Idempotent: run it from cron as often as you like."""
     from directory import handoffs
-    from sync import outbound
+    from sync import notify
 
     settings = _settings()
     grace = timedelta(hours=settings.expire_after_overdue_hours)
@@ -319,19 +314,9 @@ def handoffs_expire() -> None:
     async def expire(session: AsyncSession) -> tuple[int, int]:
         overdue, expired = await handoffs.expire_overdue(session, now=datetime.now(UTC), grace=grace)
         for handoff in overdue:
-            await outbound.enqueue(
-                session,
-                type="handoff.overdue",
-                data={"handoff_id": handoff.id},
-                organisation_ids=[handoff.sender_organisation_id, handoff.receiver_organisation_id],
-            )
+            await notify.handoff_overdue(session, handoff)
         for handoff in expired:
-            await outbound.enqueue(
-                session,
-                type="handoff.transitioned",
-                data={"handoff_id": handoff.id, "status": handoff.status},
-                organisation_ids=[handoff.sender_organisation_id, handoff.receiver_organisation_id],
-            )
+            await notify.handoff_moved(session, handoff, by=None)
         return len(overdue), len(expired)
 
     overdue, expired = _in_session(expire)
@@ -436,7 +421,7 @@ def run() -> None:
         _fail(str(exc))
     migrate()
     seed(demo=settings.database_url is None)
-    base = f"http://{settings.host}:{settings.port}"
+    base = settings.public_base_url
     typer.secho(f"\nMaillage on {base} — interactive docs at {base}/docs", fg=typer.colors.GREEN)
     typer.echo("Get a token (valid 15 minutes), then call the API:")
     typer.echo("  TOKEN=$(.venv/bin/maillage tokens issue --role specialist)")

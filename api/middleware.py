@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable, Iterable
+from urllib.parse import urlsplit
 
 import structlog
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import problem_response
+from .auth import AUTHENTICATION, verify_bearer
+from .errors import Unauthenticated, problem_response
+from .links import bind_base_url
 
 access_log = structlog.get_logger("maillage.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -101,3 +106,140 @@ class RequestContext:
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()
+
+
+class PublicOrigin:
+    """Requests must name this API's own host; links are built from the configured base URL.
+
+    The Host header is the client's to write: a link built from it (a `next` link, a `Location`)
+    would send the next client wherever the previous request said (cache poisoning, links in shared
+    pages), and a DNS-rebinding page would reach a local API under its own name. So the accepted
+    hosts are a closed list derived from settings: the host of `public_base_url` (case-insensitive,
+    with or without its port when it is the scheme's default), its loopback aliases when it is a
+    loopback address (127.0.0.1, localhost, [::1] on the same port: local runs), and `allowed_hosts`
+    (without a port: any port). Anything else, a missing or repeated Host included, is a 400 problem
+    `unknown_host`. X-Forwarded-Host is never read.
+
+    The liveness and readiness probes are exempt: orchestrators and load balancers probe a process by
+    its address, and these answers carry no link and no data.
+
+    For accepted requests the base URL is bound for `api.links.absolute`, which builds every link.
+    """
+
+    EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
+
+    def __init__(self, app: ASGIApp, *, base_url: str, allowed_hosts: Iterable[str] = ()) -> None:
+        self.app = app
+        self.base_url = base_url
+        parts = urlsplit(base_url)
+        own = _host_and_port(parts.netloc, parts.scheme)
+        if own is None:
+            raise ValueError(f"public_base_url {base_url!r} has no plain host[:port]")
+        self._default_port = _DEFAULT_PORTS[parts.scheme]
+        self._exact: set[tuple[str, int | None]] = {own}
+        if own[0] in _LOOPBACK:
+            self._exact.update((alias, own[1]) for alias in _LOOPBACK)
+        self._any_port: set[str] = set()
+        for entry in allowed_hosts:
+            parsed = _host_and_port(entry.strip(), None)
+            if parsed is None:
+                raise ValueError(f"allowed_hosts: {entry!r} is not host[:port]")
+            if parsed[1] is None:
+                self._any_port.add(parsed[0])
+            else:
+                self._exact.add(parsed)
+
+    def accepts(self, host_header: str) -> bool:
+        parsed = _host_and_port(host_header, None)
+        if parsed is None:
+            return False
+        name, port = parsed
+        return name in self._any_port or (name, port if port is not None else self._default_port) in self._exact
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hosts = [value for name, value in scope["headers"] if name == b"host"]
+        if scope["path"] not in self.EXEMPT_PATHS and (len(hosts) != 1 or not self.accepts(hosts[0].decode("latin-1"))):
+            response = problem_response(400, "unknown_host", "this API does not answer for this host")
+            await response(scope, receive, send)
+            return
+        with bind_base_url(self.base_url):
+            await self.app(scope, receive, send)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?")
+
+
+def _host_and_port(value: str, scheme: str | None) -> tuple[str, int | None] | None:
+    """("host", port) of a Host header or authority, lower-cased; the scheme's default port when
+    `scheme` is given and the port is absent; None when it is not a plain host[:port]."""
+    match = _HOST.fullmatch(value.lower())
+    if match is None:
+        return None
+    host = match["ipv6"] or match["name"]
+    port = int(match["port"]) if match["port"] else (_DEFAULT_PORTS[scheme] if scheme else None)
+    if port is not None and not 0 < port < 65536:
+        return None
+    return host, port
+
+
+class Authentication:
+    """Authentication first (DESIGN §3): without a valid bearer token, every /v1 operation that is not
+    declared `Public` answers 401 — before 400, 413, 422 or 428, and without parsing the body.
+
+    FastAPI reads and decodes the JSON body before it runs any dependency, and runs the endpoint's
+    dependencies in parameter order (If-Match before the principal, say), so the route's policy
+    cannot guarantee this alone. The token is therefore verified here, once, before routing; the
+    verdict is kept in the request state, where `api.auth.authenticate` reads it. When it fails, the
+    request goes on with an empty body (Content-Length: 0; nothing of the caller's body is read) and
+    the first dependency of every /v1 route (`api.app.authentication_first`, which FastAPI runs before
+    the endpoint's own parameters) hands it to the route's policy, which answers the 401 — with its
+    challenge, and journalled by `AuditedAllow` on case data exactly as before. Answering here instead
+    would duplicate the policies' journal (action names, database connection) outside FastAPI.
+
+    `is_public(method, path)` says which operations need no token (derived from the routes' policies).
+    """
+
+    def __init__(self, app: ASGIApp, *, is_public: Callable[[str, str], bool]) -> None:
+        self.app = app
+        self.is_public = is_public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or not (path == "/v1" or path.startswith("/v1/"))
+            or self.is_public(scope["method"], path)
+        ):
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        try:
+            state[AUTHENTICATION] = verify_bearer(scope["app"].state.tokens, Headers(scope=scope))
+        except Unauthenticated as exc:
+            state[AUTHENTICATION] = exc
+            headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"transfer-encoding")]
+            scope = {**scope, "headers": [*headers, (b"content-length", b"0")]}
+            receive = _no_body(receive)
+        await self.app(scope, receive, send)
+
+
+def _no_body(receive: Receive) -> Receive:
+    """An empty request body; afterwards only what is not body (a disconnect) gets through."""
+    given = False
+
+    async def receive_nothing() -> Message:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
+
+    return receive_nothing

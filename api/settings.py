@@ -6,9 +6,11 @@ Domain packages never import this module: they receive what they need as argumen
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Self
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,6 +29,13 @@ class Settings(BaseSettings):
     var_dir: Path = REPO_ROOT / "var"
     port: int = Field(default=8000, validation_alias=AliasChoices("PORT", "MAILLAGE_PORT"))
     host: str = "127.0.0.1"
+    # Every link the API writes (`next`, `Location`) starts with this scheme://host[:port], never with
+    # what a request's Host header says; requests for any other host are refused (400 unknown_host).
+    # Defaults to the address `maillage run` serves on (host and PORT). No path, query or user info.
+    public_base_url: str = ""
+    # Further Host values accepted (not used in links), e.g. an internal name behind the proxy:
+    # MAILLAGE_ALLOWED_HOSTS=api.internal,api.internal:8443
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
 
     token_issuer: str = "https://maillage.local"
     token_audience: str = "maillage-api"
@@ -63,6 +72,20 @@ class Settings(BaseSettings):
 
     log_json: bool = False
 
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _public_base(self) -> Self:
+        if not self.public_base_url:
+            host = "127.0.0.1" if self.host in ("", "0.0.0.0", "::") else self.host  # noqa: S104 - a wildcard bind
+            host = f"[{host}]" if ":" in host else host
+            self.public_base_url = f"http://{host}:{self.port}"
+        self.public_base_url = normalise_base_url(self.public_base_url)
+        return self
+
     @cached_property
     def keys_path(self) -> Path:
         return self.keys_dir or self.var_dir / "keys"
@@ -77,3 +100,14 @@ class Settings(BaseSettings):
             "within_24h": timedelta(hours=self.acknowledge_within_24h_hours),
             "routine": timedelta(days=self.acknowledge_routine_days),
         }
+
+
+def normalise_base_url(url: str) -> str:
+    """scheme://host[:port] in lower case, without a trailing slash; anything else is a configuration error."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"public_base_url must be an http(s) URL with a host, not {url!r}")
+    if parts.username or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"public_base_url is scheme://host[:port] only (no user, path, query or fragment): {url!r}")
+    parts.port  # noqa: B018 - raises ValueError on a malformed port
+    return f"{parts.scheme}://{parts.netloc.lower()}"

@@ -52,7 +52,9 @@ def owner_url(cluster: Cluster, database_name: str) -> str:
 @pytest.fixture(scope="session")
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     var = tmp_path_factory.mktemp("var")
-    return Settings(database_url=database_url, var_dir=var, keys_dir=var / "keys")
+    return Settings(
+        database_url=database_url, var_dir=var, keys_dir=var / "keys", public_base_url="http://maillage.test"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -159,7 +161,15 @@ async def live(cluster: Cluster, settings: Settings) -> AsyncIterator[tuple[Fast
     """The app on a database of its own, with its real pools and committed transactions: for tests of
     what only real concurrency shows."""
     name = create_test_database(cluster, suffix="_live")
-    app = create_app(settings.model_copy(update={"database_url": cluster.app_url(name), "db_pool_size": 20}))
+    app = create_app(
+        settings.model_copy(
+            update={
+                "database_url": cluster.app_url(name),
+                "db_pool_size": 20,
+                "public_base_url": "http://maillage.live",
+            }
+        )
+    )
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)

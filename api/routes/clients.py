@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from directory import clients
@@ -22,6 +22,10 @@ router = APIRouter(prefix="/v1", tags=["auth"])
 
 Admin = Annotated[Principal, Depends(AllowWrites(Role.admin))]
 AdminReader = Annotated[Principal, Depends(Allow(Role.admin))]
+
+# A response that carries a secret must not be stored by any cache (RFC 9111 §5.2.2.5; RFC 6749 §5.1
+# for the token endpoint; Pragma for HTTP/1.0 caches).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def _out(client: ApiClient, secret: str | None = None) -> dict[str, object]:
@@ -54,8 +58,9 @@ async def list_clients(
 @router.post(
     "/clients", status_code=201, response_model=ClientSecret, responses=problem_responses(401, 403, 413, 422, 429)
 )
-async def create_client(session: SessionDep, _: Admin, body: ClientCreate) -> dict[str, object]:
+async def create_client(session: SessionDep, _: Admin, body: ClientCreate, response: Response) -> dict[str, object]:
     """Register an API client (admins). The secret is in this response only: hand it over safely."""
+    response.headers.update(NO_STORE)
     issued = await clients.create(
         session,
         name=body.name,
@@ -70,8 +75,11 @@ async def create_client(session: SessionDep, _: Admin, body: ClientCreate) -> di
 @router.post(
     "/clients/{client_id}/rotate", response_model=ClientSecret, responses=problem_responses(401, 403, 404, 422, 429)
 )
-async def rotate_client(session: SessionDep, _: Admin, client_id: Annotated[uuid.UUID, Path()]) -> dict[str, object]:
+async def rotate_client(
+    session: SessionDep, _: Admin, client_id: Annotated[uuid.UUID, Path()], response: Response
+) -> dict[str, object]:
     """Issue a new secret (admins); the old one stops working at once."""
+    response.headers.update(NO_STORE)
     issued = await clients.rotate(session, client_id)
     await session.commit()
     return _out(issued.client, issued.secret)
@@ -96,7 +104,7 @@ class OAuthError(ApiError):
 
 
 def _oauth_problem(exc: OAuthError) -> JSONResponse:
-    headers = {"Cache-Control": "no-store"}
+    headers = dict(NO_STORE)
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="maillage"'
     return problem_response(
@@ -180,7 +188,7 @@ async def issue_token(request: Request, session: SessionDep) -> JSONResponse:
     expires_in = request.app.state.tokens.max_ttl
     return JSONResponse(
         {"access_token": token, "token_type": "Bearer", "expires_in": expires_in},
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        headers=NO_STORE,
     )
 
 

@@ -13,7 +13,7 @@ from geo.territories import GeometryDetail
 from ..auth import AnyRole
 from ..db import ReaderDep
 from ..errors import InvalidParameter, problem_responses
-from ..pagination import next_link
+from ..pagination import Pagination
 from ..params import DEPARTEMENT_CODE, Cursor, Latitude, Limit, Longitude, Text
 from ..responses import GEOJSON, GeoJSONText, JSONText, feature_collection
 from ..schemas import (
@@ -56,19 +56,10 @@ async def resolve_points(_: AnyRole, conn: ReaderDep, body: ResolveBatchIn) -> J
     return JSONText('{"results":' + await territories.resolve_many(conn, points) + "}")
 
 
-def _page(request: Request, scope: str, rows: list[tuple[str, str]], limit: int) -> GeoJSONText:
-    next_url = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_url = next_link(request, request.app.state.cursors.encode(scope, rows[-1][0]))
-    return feature_collection([feature for _, feature in rows], next_url=next_url)
-
-
-def _after(request: Request, scope: str, cursor: str | None) -> str | None:
-    after = request.app.state.cursors.decode(scope, cursor)
-    if after is not None and not isinstance(after, str):
-        raise InvalidParameter("cursor", "malformed cursor")
-    return after
+def _collection(page: Pagination, rows: list[tuple[str, str]]) -> GeoJSONText:
+    """Rows are (code, feature): the code is the key."""
+    rows, _ = page.finish(rows, key=lambda row: row[0])
+    return feature_collection([feature for _, feature in rows], next_url=page.next_url)
 
 
 @router.get("/departements", response_model=TerritoryCollection, responses={**_GEO, **problem_responses(401, 403, 422)})
@@ -81,9 +72,9 @@ async def list_departements(
     cursor: Cursor = None,
 ) -> GeoJSONText:
     """The 101 départements as GeoJSON features, by INSEE code, with their collectivité(s)."""
-    after = _after(request, "departements", cursor)
-    rows = await territories.list_departements(conn, after=after, limit=limit + 1, detail=geometry)
-    return _page(request, "departements", rows, limit)
+    page = Pagination(request, "departements", str, limit=limit, cursor=cursor)
+    rows = await territories.list_departements(conn, after=page.after, limit=page.fetch, detail=geometry)
+    return _collection(page, rows)
 
 
 @router.get(
@@ -111,9 +102,9 @@ async def list_collectivites(
     cursor: Cursor = None,
 ) -> GeoJSONText:
     """The 100 collectivités that run child protection, each with its départements and CRIP."""
-    after = _after(request, "collectivites", cursor)
-    rows = await territories.list_collectivites(conn, after=after, limit=limit + 1, detail=geometry)
-    return _page(request, "collectivites", rows, limit)
+    page = Pagination(request, "collectivites", str, limit=limit, cursor=cursor)
+    rows = await territories.list_collectivites(conn, after=page.after, limit=page.fetch, detail=geometry)
+    return _collection(page, rows)
 
 
 @router.get(

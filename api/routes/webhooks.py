@@ -14,11 +14,12 @@ from sync.models import WebhookDelivery, WebhookSubscription
 
 from ..auth import Allow, AllowWrites
 from ..db import ReaderDep, SessionDep
-from ..errors import InvalidParameter, problem_responses
-from ..pagination import next_link
+from ..errors import problem_responses
+from ..pagination import Pagination
 from ..params import Cursor, Limit, StrictModel
 from ..responses import JSONText
 from ..schemas import AuditPage, DeliveryOut, SubscriptionOut, SubscriptionSecret
+from .clients import NO_STORE
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
 
@@ -52,10 +53,11 @@ def _out(subscription: WebhookSubscription, secret: str | None = None) -> dict[s
     responses=problem_responses(401, 403, 413, 422, 429),
 )
 async def create_subscription(
-    request: Request, session: SessionDep, principal: PartnerWriter, body: SubscriptionIn
+    request: Request, session: SessionDep, principal: PartnerWriter, body: SubscriptionIn, response: Response
 ) -> dict[str, Any]:
     """Register an endpoint for your organisation's events. The signing secret (Standard Webhooks) is in
     this response only. Payloads carry ids only: fetch the details with your token."""
+    response.headers.update(NO_STORE)
     assert principal.organisation_id is not None
     state = request.app.state
     subscription, secret = await subscriptions.create(
@@ -137,9 +139,7 @@ async def list_audit(
     cursor: Cursor = None,
 ) -> JSONText:
     """The journal of case data access (admins), newest first, with filters."""
-    after = request.app.state.cursors.decode("audit", cursor)
-    if after is not None and not isinstance(after, int):
-        raise InvalidParameter("cursor", "malformed cursor")
+    page = Pagination(request, "audit", int, limit=limit, cursor=cursor)
     rows = await (
         await conn.execute(
             """SELECT id, json_build_object('id', id, 'at', at, 'actor', json_build_object(
@@ -164,15 +164,10 @@ async def list_audit(
                 "outcome": outcome,
                 "since": since,
                 "until": until,
-                "after": after,
-                "limit": limit + 1,
+                "after": page.after,
+                "limit": page.fetch,
             },
         )
     ).fetchall()
-    links = []
-    if len(rows) > limit:
-        rows = rows[:limit]
-        links.append(
-            {"rel": "next", "href": next_link(request, request.app.state.cursors.encode("audit", rows[-1][0]))}
-        )
+    rows, links = page.finish(rows, key=lambda row: row[0])
     return JSONText('{"items":[' + ",".join(row[1] for row in rows) + '],"links":' + json.dumps(links) + "}")
