@@ -18,7 +18,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .access import Role
-from .errors import InvalidListing, NotFound
+from .errors import InvalidInput, NotFound
 from .models import ApiClient, Organisation
 
 _hasher = PasswordHash.recommended()
@@ -47,9 +47,9 @@ async def create(
     if role is Role.partner:
         organisation = await session.get(Organisation, organisation_id) if organisation_id else None
         if organisation is None or organisation.deactivated_at is not None:
-            raise InvalidListing("organisation_id", "a partner client needs an active organisation")
+            raise InvalidInput("organisation_id", "a partner client needs an active organisation")
     if role is Role.department and not collectivite_code:
-        raise InvalidListing("collectivite_code", "a department client needs a collectivité")
+        raise InvalidInput("collectivite_code", "a department client needs a collectivité")
     secret, hashed = _new_secret()
     client = ApiClient(
         name=name,
@@ -92,7 +92,7 @@ async def rotate(session: AsyncSession, client_id: uuid.UUID) -> IssuedSecret:
     """A new secret; the old one stops working at once. Revoked clients stay revoked."""
     client = await _get(session, client_id)
     if client.revoked_at is not None:
-        raise InvalidListing("client_id", "this client is revoked")
+        raise InvalidInput("client_id", "this client is revoked")
     secret, client.secret_hash = _new_secret()
     client.rotated_at = datetime.now(UTC)
     await session.flush()

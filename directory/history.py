@@ -7,16 +7,9 @@ from datetime import datetime
 
 from psycopg import AsyncConnection
 
-from .access import Principal, Role
+from .access import Principal, listing_params, listing_scope
 from .errors import NotFound
 from .search import STALE_AFTER_DAYS
-
-
-def _scope(viewer: Principal) -> dict[str, object]:
-    return {"admin": viewer.role is Role.admin, "own": viewer.organisation_id if viewer.role is Role.partner else None}
-
-
-_IN_SCOPE = "(%(admin)s OR {table}.organisation_id = %(own)s::uuid)"
 
 
 async def service_history(
@@ -25,8 +18,8 @@ async def service_history(
     """(id, JSON) of the changes to a service and its areas, oldest first; and whether more follow."""
     exists = await (
         await conn.execute(
-            f"SELECT 1 FROM service s WHERE s.id = %(id)s AND {_IN_SCOPE.format(table='s')}",
-            {"id": service_id, **_scope(viewer)},
+            f"SELECT 1 FROM service s WHERE s.id = %(id)s AND {listing_scope('s.organisation_id')}",
+            {"id": service_id, **listing_params(viewer)},
         )
     ).fetchone()
     if exists is None:
@@ -68,8 +61,8 @@ async def freshness(
                           AND (s.last_verified_at IS NULL OR s.last_verified_at
                                < %(now)s - interval '{STALE_AFTER_DAYS} days' + make_interval(days => %(within)s::int))
                    ), '[]'))::text
-              FROM organisation o WHERE o.id = %(id)s AND (%(admin)s OR o.id = %(own)s::uuid)""",
-            {"id": organisation_id, "within": within_days, "now": now, **_scope(viewer)},
+              FROM organisation o WHERE o.id = %(id)s AND {listing_scope("o.id")}""",
+            {"id": organisation_id, "within": within_days, "now": now, **listing_params(viewer)},
         )
     ).fetchone()
     if row is None:

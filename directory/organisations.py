@@ -9,10 +9,12 @@ from typing import Any
 from psycopg import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from . import listings
-from .access import Principal, Role
-from .errors import InvalidListing, NotFound
-from .models import Entity, ListingRevision, Organisation, OrganisationKind
+from geo.territories import TerritoryKind, unknown_codes
+
+from . import revisions
+from .access import Principal, Role, load_listing
+from .errors import InvalidInput, NotFound
+from .models import Organisation, OrganisationKind
 from .schemas import OrganisationCreate, OrganisationPatch, VerificationUpdate
 
 _ORGANISATION_JSON = """
@@ -108,12 +110,9 @@ async def crip_of(conn: AsyncConnection, collectivite_code: str) -> str:
 # --- writes (admins) ---------------------------------------------------------------------------
 
 
-async def _check_territory(session: AsyncSession, field: str, table: str, code: str | None) -> None:
-    if code is None:
-        return
-    found = (await listings.sql(session, f"SELECT 1 FROM {table} WHERE code = :code", {"code": code})).first()
-    if found is None:
-        raise InvalidListing(field, f"unknown code {code!r}")
+async def _check_territory(session: AsyncSession, field: str, kind: TerritoryKind, code: str | None) -> None:
+    if code is not None and await unknown_codes(await revisions.driver(session), kind, [code]):
+        raise InvalidInput(field, f"no {kind.value} with this code")
 
 
 def _values(data: OrganisationCreate | OrganisationPatch, fields: set[str]) -> dict[str, Any]:
@@ -131,37 +130,16 @@ def _values(data: OrganisationCreate | OrganisationPatch, fields: set[str]) -> d
 async def create(
     session: AsyncSession, data: OrganisationCreate, *, actor: Principal, request_id: str | None
 ) -> Organisation:
-    await _check_territory(session, "collectivite_code", "collectivite", data.collectivite_code)
-    await _check_territory(session, "seat_commune_code", "commune", data.seat_commune_code)
+    await _check_territory(session, "collectivite_code", TerritoryKind.collectivite, data.collectivite_code)
+    await _check_territory(session, "seat_commune_code", TerritoryKind.commune, data.seat_commune_code)
     if data.kind == OrganisationKind.crip:
-        raise InvalidListing("kind", "CRIPs are seeded, one per collectivité")
+        raise InvalidInput("kind", "CRIPs are seeded, one per collectivité")
     values = _values(data, set(data.model_fields_set | {"name", "kind"}))
     organisation = Organisation(**values)
     session.add(organisation)
     await session.flush()
-    session.add(
-        ListingRevision(
-            entity=Entity.organisation,
-            entity_id=organisation.id,
-            organisation_id=organisation.id,
-            action="create",
-            changes={k: {"old": None, "new": v if not hasattr(v, "value") else v.value} for k, v in values.items()},
-            actor_subject=actor.subject,
-            actor_role=actor.role,
-            actor_client_id=actor.client_id,
-            actor_organisation_id=actor.organisation_id,
-            request_id=request_id,
-        )
-    )
-    await session.flush()
+    await revisions.record_creation(session, organisation, values, actor=actor, request_id=request_id)
     await session.refresh(organisation)
-    return organisation
-
-
-async def _admin_load(session: AsyncSession, organisation_id: uuid.UUID) -> Organisation:
-    organisation = await session.get(Organisation, organisation_id)
-    if organisation is None:
-        raise NotFound("no such organisation")
     return organisation
 
 
@@ -174,23 +152,21 @@ async def update(
     actor: Principal,
     request_id: str | None,
 ) -> Organisation:
-    organisation = await _admin_load(session, organisation_id)
+    organisation = await load_listing(session, Organisation, organisation_id, actor)
+    revisions.check_version(organisation, expected_version)
     given = set(patch.model_fields_set)
     for required in ("name", "kind"):
         if required in given and getattr(patch, required) is None:
-            raise InvalidListing(required, "cannot be cleared")
+            raise InvalidInput(required, "cannot be cleared")
     if patch.kind == OrganisationKind.crip or (organisation.kind == OrganisationKind.crip and "kind" in given):
-        raise InvalidListing("kind", "CRIPs are seeded, one per collectivité")
-    await _check_territory(session, "collectivite_code", "collectivite", patch.collectivite_code)
-    await _check_territory(session, "seat_commune_code", "commune", patch.seat_commune_code)
-    await listings.update_row(
+        raise InvalidInput("kind", "CRIPs are seeded, one per collectivité")
+    await _check_territory(session, "collectivite_code", TerritoryKind.collectivite, patch.collectivite_code)
+    await _check_territory(session, "seat_commune_code", TerritoryKind.commune, patch.seat_commune_code)
+    await revisions.update_row(
         session,
         organisation,
         expected_version=expected_version,
         values=_values(patch, given),
-        entity=Entity.organisation,
-        organisation_id=organisation.id,
-        service_id=None,
         action="update",
         actor=actor,
         request_id=request_id,
@@ -202,16 +178,13 @@ async def deactivate(
     session: AsyncSession, organisation_id: uuid.UUID, *, actor: Principal, request_id: str | None
 ) -> Organisation:
     """Takes the organisation and its listings out of search; its clients can no longer get tokens."""
-    organisation = await _admin_load(session, organisation_id)
+    organisation = await load_listing(session, Organisation, organisation_id, actor)
     if organisation.deactivated_at is None:
-        await listings.update_row(
+        await revisions.update_row(
             session,
             organisation,
             expected_version=None,
             values={"deactivated_at": datetime.now(UTC)},
-            entity=Entity.organisation,
-            organisation_id=organisation.id,
-            service_id=None,
             action="deactivate",
             actor=actor,
             request_id=request_id,
@@ -228,16 +201,13 @@ async def set_verification(
     request_id: str | None,
 ) -> Organisation:
     """Record that the organisation (and, e.g., its membership of the collective) was checked."""
-    organisation = await _admin_load(session, organisation_id)
+    organisation = await load_listing(session, Organisation, organisation_id, actor)
     verified = data.state == "verified"
-    await listings.update_row(
+    await revisions.update_row(
         session,
         organisation,
         expected_version=None,
         values={"verification": data.state, "verified_at": datetime.now(UTC) if verified else None},
-        entity=Entity.organisation,
-        organisation_id=organisation.id,
-        service_id=None,
         action="verification",
         actor=actor,
         request_id=request_id,

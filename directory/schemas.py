@@ -4,7 +4,7 @@ Every input model forbids unknown fields, so server-owned ones (organisation, ve
 demo flag, ids, timestamps) are refused with a 422 rather than silently ignored. Strings are bounded
 and printable; numbers are JSON numbers; phones, e-mails, URLs, codes and opening hours are checked
 here, before any SQL. Checks that need the database (a point inside France, consistent with its
-commune) live in directory/listings.py.
+commune) live in the modules of each entity (directory/locations.py, areas.py, services.py).
 """
 
 from __future__ import annotations
@@ -205,7 +205,10 @@ class LocationCreate(LocationFields):
     organisation_id: uuid.UUID | None = Field(default=None, description="Admins only; partners write their own.")
     commune_code: CommuneCode
     point: PointGeometry
-    visibility: Visibility = Visibility.public
+    visibility: Visibility = Field(
+        default=Visibility.public,
+        description="confidential: a safe house, seen exactly only by its organisation; admins create public ones.",
+    )
 
 
 class LocationPatch(LocationFields):

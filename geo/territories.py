@@ -253,3 +253,48 @@ async def postal_code_point(conn: AsyncConnection, postal_code: str) -> tuple[fl
         )
     ).fetchone()
     return (row[0], row[1]) if row else None
+
+
+# --- checking codes that callers give ------------------------------------------------------------
+
+
+class TerritoryKind(StrEnum):
+    """The territories a body may name by INSEE code (the value is the table holding them)."""
+
+    commune = "commune"
+    departement = "departement"
+    collectivite = "collectivite"
+    region = "region"
+
+
+async def unknown_codes(conn: AsyncConnection, kind: TerritoryKind, codes: Sequence[str]) -> list[str]:
+    """The codes that name no territory of this kind, in the order given. The one check of territory
+    codes every package uses (listings, organisations, cases, statistics filters)."""
+    if not codes:
+        return []
+    table = TerritoryKind(kind).value  # allow-listed: the enum's values are table names
+    rows = await (
+        await conn.execute(f"SELECT code FROM {table} WHERE code = ANY(%(codes)s::text[])", {"codes": list(codes)})
+    ).fetchall()
+    found = {row[0] for row in rows}
+    return [code for code in codes if code not in found]
+
+
+async def commune_near(
+    conn: AsyncConnection, code: str, *, lon: float, lat: float, within_m: float = NEAREST_COMMUNE_MAX_M
+) -> tuple[str, str, bool] | None:
+    """(code, name, whether the point lies in the commune or within `within_m` of it) for a commune
+    code (an arrondissement counts for its commune); None when no commune has this code. A commune
+    without a boundary accepts any point: nothing to test it against."""
+    canonical = commune_of(code)
+    row = await (
+        await conn.execute(
+            """SELECT c.code, c.name, c.boundary IS NULL OR ST_DWithin(
+                      c.boundary::geography,
+                      ST_SetSRID(ST_MakePoint(%(lon)s::float8, %(lat)s::float8), 4326)::geography,
+                      %(within)s::float8)
+                 FROM commune c WHERE c.code = %(code)s::text""",
+            {"code": canonical, "lon": lon, "lat": lat, "within": within_m},
+        )
+    ).fetchone()
+    return (str(row[0]), str(row[1]), bool(row[2])) if row else None

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from directory.errors import InvalidListing, NotFound
+from directory.errors import InvalidInput, NotFound
 
 from .models import WebhookDelivery, WebhookSubscription
 from .webhooks import EVENT_TYPES, Resolver, SecretBox, check_url, new_secret
@@ -29,9 +29,7 @@ async def create(
     """A new endpoint and its signing secret (returned once, stored encrypted)."""
     unknown = sorted(set(event_types) - EVENT_TYPES)
     if unknown:
-        raise InvalidListing(
-            "event_types", f"unknown event type {unknown[0]!r}: one of {', '.join(sorted(EVENT_TYPES))}"
-        )
+        raise InvalidInput("event_types", f"unknown event type {unknown[0]!r}: one of {', '.join(sorted(EVENT_TYPES))}")
     await check_url(url, resolve=resolve, allow_loopback=allow_loopback)
     secret = new_secret()
     subscription = WebhookSubscription(

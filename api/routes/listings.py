@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from directory import areas, history, listings, locations, services
+from directory import areas, history, locations, services
 from directory.access import Principal, Role
 from directory.schemas import (
     AreaCreate,
@@ -25,11 +25,13 @@ from directory.schemas import (
     ServicePatch,
 )
 
+from ..audit import Entry
 from ..auth import Allow, AllowWrites
 from ..db import ReaderDep, SessionDep
-from ..errors import InvalidParameter, problem_responses
+from ..errors import problem_responses
 from ..etags import etag, if_match
-from ..pagination import next_link
+from ..links import absolute
+from ..pagination import Pagination
 from ..params import Cursor, Limit
 from ..responses import GEOJSON, GeoJSONText, JSONText
 from ..schemas import AreaOut, HistoryPage, LocationOut, ServiceFeature
@@ -53,10 +55,10 @@ def _request_id(request: Request) -> str | None:
 async def _service(
     conn: ReaderDep, service_id: uuid.UUID, principal: Principal, *, status: int = 200, location: bool = False
 ) -> GeoJSONText:
-    body, version = await services.get(conn, service_id, viewer=principal, now=datetime.now(UTC))
+    body, version, _ = await services.get(conn, service_id, viewer=principal, now=datetime.now(UTC))
     headers = {"ETag": etag(version)}
     if location:
-        headers["Location"] = f"/v1/services/{service_id}"
+        headers["Location"] = absolute(f"/v1/services/{service_id}")
     return GeoJSONText(body, status_code=status, headers=headers)
 
 
@@ -68,7 +70,7 @@ async def create_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: ServiceCreate
 ) -> GeoJSONText:
     """Create a service of your organisation (admins: of the organisation given)."""
-    service = await listings.create_service(session, body, actor=principal, request_id=_request_id(request))
+    service = await services.create(session, body, actor=principal, request_id=_request_id(request))
     await session.commit()
     return await _service(conn, service.id, principal, status=201, location=True)
 
@@ -89,7 +91,7 @@ async def update_service(
     body: ServicePatch,
 ) -> GeoJSONText:
     """Change some fields of a service (JSON Merge Patch). Needs If-Match."""
-    await listings.update_service(
+    await services.update(
         session, service_id, body, expected_version=versions, actor=principal, request_id=_request_id(request)
     )
     await session.commit()
@@ -101,7 +103,7 @@ async def archive_service(
     request: Request, session: SessionDep, principal: Writer, service_id: ServiceId, versions: Versions
 ) -> Response:
     """Archive a service: it leaves search, and stays in its history. Needs If-Match."""
-    await listings.archive_service(
+    await services.archive(
         session, service_id, expected_version=versions, actor=principal, request_id=_request_id(request)
     )
     await session.commit()
@@ -119,7 +121,7 @@ async def set_capacity(
     body: CapacityUpdate,
 ) -> GeoJSONText:
     """Say how many places are free now: available, limited, full or waitlist. Needs If-Match."""
-    await listings.set_capacity(
+    await services.set_capacity(
         session, service_id, body, expected_version=versions, actor=principal, request_id=_request_id(request)
     )
     await session.commit()
@@ -136,7 +138,7 @@ async def close_service(
     body: ClosureCreate,
 ) -> GeoJSONText:
     """Close a service temporarily, from now or a given time, until a date or until reopened."""
-    await listings.close_temporarily(session, service_id, body, actor=principal, request_id=_request_id(request))
+    await services.close_temporarily(session, service_id, body, actor=principal, request_id=_request_id(request))
     await session.commit()
     return await _service(conn, service_id, principal)
 
@@ -146,7 +148,7 @@ async def reopen_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
 ) -> GeoJSONText:
     """End a temporary closure now."""
-    await listings.reopen(session, service_id, actor=principal, request_id=_request_id(request))
+    await services.reopen(session, service_id, actor=principal, request_id=_request_id(request))
     await session.commit()
     return await _service(conn, service_id, principal)
 
@@ -156,7 +158,7 @@ async def verify_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
 ) -> GeoJSONText:
     """Confirm the listing is still true: it stays fresh for 180 more days."""
-    await listings.verify(session, service_id, actor=principal, request_id=_request_id(request))
+    await services.verify(session, service_id, actor=principal, request_id=_request_id(request))
     await session.commit()
     return await _service(conn, service_id, principal)
 
@@ -173,14 +175,10 @@ async def service_history(
     cursor: Cursor = None,
 ) -> JSONText:
     """Every change to a service and its areas, oldest first: who, when, which fields, before and after."""
-    scope = f"history:{service_id}"
-    after = request.app.state.cursors.decode(scope, cursor)
-    if after is not None and not isinstance(after, int):
-        raise InvalidParameter("cursor", "malformed cursor")
-    rows, more = await history.service_history(conn, service_id, viewer=principal, after=after, limit=limit)
-    links = []
-    if more:
-        links.append({"rel": "next", "href": next_link(request, request.app.state.cursors.encode(scope, rows[-1][0]))})
+    page = Pagination(request, f"history:{service_id}", int, limit=limit, cursor=cursor)
+    # The domain fetches one row more itself and says whether there was one.
+    rows, more = await history.service_history(conn, service_id, viewer=principal, after=page.after, limit=limit)
+    links = page.links_after(rows[-1][0] if more else None)
     return JSONText('{"items":[' + ",".join(row[1] for row in rows) + '],"links":' + json.dumps(links) + "}")
 
 
@@ -191,14 +189,35 @@ async def _location(conn: ReaderDep, location_id: uuid.UUID, principal: Principa
     body, version = await locations.get(conn, location_id, viewer=principal)
     headers = {"ETag": etag(version)}
     if status == 201:
-        headers["Location"] = f"/v1/locations/{location_id}"
+        headers["Location"] = absolute(f"/v1/locations/{location_id}")
     return JSONText(body, status_code=status, headers=headers)
 
 
 @router.get("/locations/{location_id}", response_model=LocationOut, responses=problem_responses(401, 403, 404, 422))
 async def get_location(conn: ReaderDep, principal: Manager, location_id: Annotated[uuid.UUID, Path()]) -> JSONText:
-    """A location of your organisation, with its ETag."""
+    """A location of your organisation, with its ETag. Admins see a confidential one at its commune,
+    without its address, like everyone but its organisation."""
     return await _location(conn, location_id, principal)
+
+
+@router.get(
+    "/locations/{location_id}/history", response_model=HistoryPage, responses=problem_responses(401, 403, 404, 422)
+)
+async def location_history(
+    request: Request,
+    conn: ReaderDep,
+    principal: Manager,
+    location_id: Annotated[uuid.UUID, Path()],
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> JSONText:
+    """Every change to a location, oldest first: who, when, which fields, before and after. Former
+    points and addresses of a location that is or was confidential are shown to its organisation only;
+    others read `{"redacted": true}` for them."""
+    page = Pagination(request, f"location-history:{location_id}", int, limit=limit, cursor=cursor)
+    rows, more = await locations.history(conn, location_id, viewer=principal, after=page.after, limit=limit)
+    links = page.links_after(rows[-1][0] if more else None)
+    return JSONText('{"items":[' + ",".join(row[1] for row in rows) + '],"links":' + json.dumps(links) + "}")
 
 
 @router.post("/locations", status_code=201, response_model=LocationOut, responses=_WRITE)
@@ -206,8 +225,10 @@ async def create_location(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: LocationCreate
 ) -> JSONText:
     """Create a location: a GeoJSON point inside France, in (or within 2 km of) the commune given.
-    A confidential location (safe house) needs a front-door phone or e-mail."""
-    location = await listings.create_location(session, body, actor=principal, request_id=_request_id(request))
+    A confidential location (safe house) needs a front-door phone or e-mail, and only its own
+    organisation creates one: admins create public locations (`visibility: confidential` from an admin
+    is a 422 naming the field)."""
+    location = await locations.create(session, body, actor=principal, request_id=_request_id(request))
     await session.commit()
     return await _location(conn, location.id, principal, status=201)
 
@@ -227,10 +248,17 @@ async def update_location(
     versions: Versions,
     body: LocationPatch,
 ) -> JSONText:
-    """Change some fields of a location (JSON Merge Patch). Needs If-Match."""
-    await listings.update_location(
+    """Change some fields of a location (JSON Merge Patch). Needs If-Match.
+
+    Only the location's own organisation changes its `visibility`, and the place (`point`, `address`,
+    `commune_code`) of a confidential one: from anyone else (admins) such a body is a 422 naming the
+    field, answered after the If-Match check and before anything reads the stored place. A change of
+    visibility is recorded in the history (action `visibility`) and in the audit journal."""
+    _, changes = await locations.update(
         session, location_id, body, expected_version=versions, actor=principal, request_id=_request_id(request)
     )
+    if "visibility" in changes:  # publishing or hiding a location: the owner's act, journalled
+        Entry(request, principal, "location.visibility", "location", location_id).in_transaction(session)
     await session.commit()
     return await _location(conn, location_id, principal)
 
@@ -244,7 +272,7 @@ async def archive_location(
     versions: Versions,
 ) -> Response:
     """Archive a location no service uses any more. Needs If-Match."""
-    await listings.archive_location(
+    await locations.archive(
         session, location_id, expected_version=versions, actor=principal, request_id=_request_id(request)
     )
     await session.commit()
@@ -258,7 +286,7 @@ async def _area(conn: ReaderDep, area_id: uuid.UUID, principal: Principal, *, st
     body, version = await areas.get(conn, area_id, viewer=principal)
     headers = {"ETag": etag(version)}
     if status == 201:
-        headers["Location"] = f"/v1/service-areas/{area_id}"
+        headers["Location"] = absolute(f"/v1/service-areas/{area_id}")
     return JSONText(body, status_code=status, headers=headers)
 
 
@@ -274,7 +302,7 @@ async def create_area(
 ) -> JSONText:
     """Add an area a service takes people from: communes, départements, collectivités, régions, a radius
     around its location, or France as a whole."""
-    area = await listings.create_area(session, body, actor=principal, request_id=_request_id(request))
+    area = await areas.create(session, body, actor=principal, request_id=_request_id(request))
     await session.commit()
     return await _area(conn, area.id, principal, status=201)
 
@@ -295,7 +323,7 @@ async def update_area(
     body: AreaPatch,
 ) -> JSONText:
     """Change a service area (JSON Merge Patch). Needs If-Match."""
-    await listings.update_area(
+    await areas.update(
         session, area_id, body, expected_version=versions, actor=principal, request_id=_request_id(request)
     )
     await session.commit()
@@ -311,8 +339,6 @@ async def archive_area(
     versions: Versions,
 ) -> Response:
     """Remove a service area. Needs If-Match."""
-    await listings.archive_area(
-        session, area_id, expected_version=versions, actor=principal, request_id=_request_id(request)
-    )
+    await areas.archive(session, area_id, expected_version=versions, actor=principal, request_id=_request_id(request))
     await session.commit()
     return Response(status_code=204)

@@ -1,12 +1,13 @@
 """Organisations and the specialism taxonomy."""
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from directory import history, organisations
+from directory import areas, history, locations, organisations
 from directory.access import Principal, Role
 from directory.models import OrganisationKind
 from directory.schemas import OrganisationCreate, OrganisationPatch, VerificationUpdate
@@ -14,12 +15,13 @@ from directory.taxonomy import SPECIALISMS, VERSION
 
 from ..auth import Allow, AllowWrites, AnyRole
 from ..db import ReaderDep, SessionDep
-from ..errors import InvalidParameter, problem_responses
+from ..errors import problem_responses
 from ..etags import etag, if_match
-from ..pagination import next_link
+from ..links import absolute
+from ..pagination import Pagination
 from ..params import Cursor, Limit
 from ..responses import JSONText
-from ..schemas import Freshness, OrganisationDetail, OrganisationList, Taxonomy
+from ..schemas import AreaPage, Freshness, LocationPage, OrganisationDetail, OrganisationList, Taxonomy
 
 router = APIRouter(prefix="/v1", tags=["organisations"])
 
@@ -40,24 +42,18 @@ async def list_organisations(
     cursor: Cursor = None,
 ) -> JSONText:
     """Organisations by name: associations, CRIPs, public services…"""
-    after = request.app.state.cursors.decode("organisations", cursor)
-    if after is not None and (not isinstance(after, list) or len(after) != 2):
-        raise InvalidParameter("cursor", "malformed cursor")
+    page = Pagination(request, "organisations", 2, limit=limit, cursor=cursor)
     rows = await organisations.list_(
         conn,
         viewer=principal,
         kind=kind,
         collective=collective,
         collectivite=collectivite,
-        after=(after[0], after[1]) if after else None,
-        limit=limit + 1,
+        after=page.after,
+        limit=page.fetch,
     )
-    links = ""
-    if len(rows) > limit:
-        rows = rows[:limit]
-        href = next_link(request, request.app.state.cursors.encode("organisations", [rows[-1][0], rows[-1][1]]))
-        links = '{"rel":"next","href":"' + href + '"}'
-    return JSONText('{"items":[' + ",".join(row[2] for row in rows) + '],"links":[' + links + "]}")
+    rows, links = page.finish(rows, key=lambda row: [row[0], row[1]])
+    return JSONText('{"items":[' + ",".join(row[2] for row in rows) + '],"links":' + json.dumps(links) + "}")
 
 
 @router.get(
@@ -86,7 +82,7 @@ async def _organisation(
     body, version = await organisations.get(conn, organisation_id, viewer=principal)
     headers = {"ETag": etag(version)}
     if status == 201:
-        headers["Location"] = f"/v1/organisations/{organisation_id}"
+        headers["Location"] = absolute(f"/v1/organisations/{organisation_id}")
     return JSONText(body, status_code=status, headers=headers)
 
 
@@ -170,6 +166,51 @@ async def freshness(
     return JSONText(
         await history.freshness(conn, organisation_id, viewer=principal, within_days=within_days, now=datetime.now(UTC))
     )
+
+
+Manager = Annotated[Principal, Depends(Allow(Role.partner, Role.admin))]
+
+
+@router.get(
+    "/organisations/{organisation_id}/locations",
+    response_model=LocationPage,
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_locations(
+    request: Request,
+    conn: ReaderDep,
+    principal: Manager,
+    organisation_id: OrganisationId,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> JSONText:
+    """Your organisation's current locations, oldest first, with their ids (admins: any organisation's,
+    confidential ones at their commune)."""
+    page = Pagination(request, f"locations:{organisation_id}", 2, limit=limit, cursor=cursor)
+    rows = await locations.of_organisation(conn, organisation_id, viewer=principal, after=page.after, limit=page.fetch)
+    rows, links = page.finish(rows, key=lambda row: [row[0], row[1]])
+    return JSONText('{"items":[' + ",".join(row[2] for row in rows) + '],"links":' + json.dumps(links) + "}")
+
+
+@router.get(
+    "/organisations/{organisation_id}/service-areas",
+    response_model=AreaPage,
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def list_service_areas(
+    request: Request,
+    conn: ReaderDep,
+    principal: Manager,
+    organisation_id: OrganisationId,
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> JSONText:
+    """The current areas of your organisation's current services, oldest first, with their ids and
+    their service's (admins: any organisation's)."""
+    page = Pagination(request, f"service-areas:{organisation_id}", 2, limit=limit, cursor=cursor)
+    rows = await areas.of_organisation(conn, organisation_id, viewer=principal, after=page.after, limit=page.fetch)
+    rows, links = page.finish(rows, key=lambda row: [row[0], row[1]])
+    return JSONText('{"items":[' + ",".join(row[2] for row in rows) + '],"links":' + json.dumps(links) + "}")
 
 
 @router.get("/specialisms", response_model=Taxonomy, responses=problem_responses(401, 403))

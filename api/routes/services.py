@@ -13,11 +13,12 @@ from directory.models import Audience, Channel, Gender
 from directory.taxonomy import SLUGS
 from geo import territories
 
+from ..audit import journal_exact_reads
 from ..auth import AnyRole
 from ..db import ReaderDep
 from ..errors import InvalidParameter, problem_responses
 from ..etags import etag
-from ..pagination import next_link
+from ..pagination import Pagination
 from ..params import LATITUDE, LONGITUDE, Cursor, Limit, Text
 from ..responses import GEOJSON, GeoJSONText, feature_collection
 from ..schemas import ServiceCollection, ServiceFeature
@@ -133,9 +134,7 @@ async def search_query(
         raise InvalidParameter("open_at", "give a time zone offset, e.g. 2026-12-24T22:00:00+01:00")
     box = _bbox(bbox) if bbox is not None else None
     origin = await _origin(conn, lat, lon, commune, postal_code)
-    after = request.app.state.cursors.decode(_fingerprint(request), cursor)
-    if after is not None and (not isinstance(after, list) or len(after) != (1 if box else 3)):
-        raise InvalidParameter("cursor", "malformed cursor")
+    page = Pagination(request, _fingerprint(request), 1 if box else 3, limit=limit, cursor=cursor)
     filters = search.Filters(
         specialisms=tuple(sorted(set(specialism or ()))),
         match_all=match == "all",
@@ -157,7 +156,7 @@ async def search_query(
         include_covering=include_covering,
         filters=filters,
         limit=limit,
-        after=tuple(after) if after else None,
+        after=page.after,
     )
 
 
@@ -176,22 +175,28 @@ async def search_services(
     """
     now = datetime.now(UTC)
     page = await search.search(conn, query, now=now)
+    if page.exact_confidential:
+        await journal_exact_reads(request, conn, query.viewer, page.exact_confidential)
     if not page.features and query.after is None and query.origin is not None:
         # An unmet need, for the départements' statistics: counted per commune, never the point.
         await stats.record_empty_search(
             conn, lon=query.origin.lon, lat=query.origin.lat, specialisms=query.filters.specialisms, now=now
         )
-    next_url = None
-    if page.last_key is not None:
-        next_url = next_link(request, request.app.state.cursors.encode(_fingerprint(request), list(page.last_key)))
-    return feature_collection(page.features, next_url=next_url, extra={"empty_reason": page.empty_reason})
+    # The domain trims the page itself and gives the last key when another page follows.
+    pagination = Pagination(request, _fingerprint(request), 1 if query.bbox else 3, limit=query.limit, cursor=None)
+    pagination.links_after(page.last_key)
+    return feature_collection(page.features, next_url=pagination.next_url, extra={"empty_reason": page.empty_reason})
 
 
 @router.get(
     "/services/{service_id}", response_model=ServiceFeature, responses={**_GEO, **problem_responses(401, 403, 404, 422)}
 )
-async def get_service(conn: ReaderDep, principal: AnyRole, service_id: Annotated[uuid.UUID, Path()]) -> GeoJSONText:
+async def get_service(
+    request: Request, conn: ReaderDep, principal: AnyRole, service_id: Annotated[uuid.UUID, Path()]
+) -> GeoJSONText:
     """One service with its location (subject to confidentiality), areas, hours and capacity. The ETag
     is what a PATCH, PUT or DELETE of the service sends back in If-Match."""
-    body, version = await services.get(conn, service_id, viewer=principal, now=datetime.now(UTC))
+    body, version, exact = await services.get(conn, service_id, viewer=principal, now=datetime.now(UTC))
+    if exact is not None:
+        await journal_exact_reads(request, conn, principal, [exact])
     return GeoJSONText(body, headers={"ETag": etag(version)})
