@@ -12,22 +12,47 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from psycopg import AsyncConnection
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from directory.access import Principal, Role
-from directory.pathway_models import AuditEvent
+from geo.columns import created_at
 
-from .auth import Allow, _bearer_scheme, authenticate
+from .auth import Allow, _bearer_scheme
 from .db import ReaderDep
 from .errors import RoleNotAllowed, Unauthenticated, status_for
 
 log = structlog.get_logger("maillage.audit")
+
+
+class AuditEvent(SQLModel, table=True):
+    """Journalisation (CNIL): who read or wrote what case data, when, with which outcome. The
+    application's database role may only insert and read these rows."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (sa.Index("ix_audit_event__at", "at"), sa.Index("ix_audit_event__case_id", "case_id"))
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
+    at: datetime = created_at()
+    actor_subject: str = Field(max_length=200)
+    actor_role: str | None = Field(default=None, max_length=32)
+    actor_organisation_id: uuid.UUID | None = None
+    action: str = Field(max_length=64)
+    object_type: str = Field(max_length=32)
+    object_id: uuid.UUID | None = None
+    case_id: uuid.UUID | None = None
+    outcome: str = Field(max_length=16)
+    status_code: int = Field(sa_type=sa.SmallInteger)
+    request_id: str | None = Field(default=None, max_length=64)
+
 
 _INSERT = """INSERT INTO audit_event (actor_subject, actor_role, actor_organisation_id, action, object_type, object_id,
                                       case_id, outcome, status_code, request_id)
@@ -124,7 +149,7 @@ class AuditedAllow(Allow):
         super().__init__(*roles)
         self.action, self.object_type = action, object_type
 
-    async def __call__(  # type: ignore[override]
+    async def __call__(
         self,
         request: Request,
         _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
@@ -132,11 +157,18 @@ class AuditedAllow(Allow):
     ) -> Principal:
         principal = None
         try:
-            principal = authenticate(request)
-            if principal.role not in self.roles:
-                raise RoleNotAllowed(f"the {principal.role} role may not call this operation")
-            return principal
+            return await super().__call__(request, _, conn)
         except (Unauthenticated, RoleNotAllowed) as exc:
+            principal = getattr(request.state, "principal", None)
             entry = Entry(request, principal, self.action, self.object_type, _path_id(request))
             await record(conn, entry, status_for(exc) or 403)
             raise
+
+
+async def journal_exact_reads(
+    request: Request, conn: AsyncConnection, principal: Principal, location_ids: list[uuid.UUID]
+) -> None:
+    """Each safe house a specialist was shown exactly (need-to-know: they work the case of an open
+    handoff to it) leaves a journal row, so the unit can tell who saw where a child is placed."""
+    for location_id in location_ids:
+        await record(conn, Entry(request, principal, "location.exact.read", "location", location_id), 200)

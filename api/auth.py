@@ -5,13 +5,18 @@ token and rejects other roles with 403. `app.assert_policies` refuses to build a
 route lacks one, and a test enumerates the routes against a checked-in table.
 """
 
+import dataclasses
+import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg import AsyncConnection
+from starlette.datastructures import Headers
 
 from directory import clients
 from directory.access import Principal, Role
+from directory.seeding import HOTLINE_SEED_KEY
 
 from .db import ReaderDep
 from .errors import RoleNotAllowed, Unauthenticated
@@ -22,8 +27,8 @@ from .tokens import InvalidToken, TokenService
 _bearer_scheme = HTTPBearer(auto_error=False, bearerFormat="JWT")
 
 
-def _bearer_token(request: Request) -> str:
-    values = request.headers.getlist("authorization")
+def _bearer_token(headers: Headers) -> str:
+    values = headers.getlist("authorization")
     if not values:
         raise Unauthenticated("a bearer token is required", token_presented=False)
     if len(values) > 1:
@@ -34,16 +39,44 @@ def _bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate(request: Request) -> Principal:
-    tokens: TokenService = request.app.state.tokens
+def verify_bearer(tokens: TokenService, headers: Headers) -> Principal:
+    """The principal of a request's bearer token, or Unauthenticated saying why not."""
     try:
-        return tokens.verify(_bearer_token(request))
+        return tokens.verify(_bearer_token(headers))
     except InvalidToken as exc:
         raise Unauthenticated(str(exc)) from exc
 
 
+# The request-state key under which `api.middleware.Authentication` leaves its verdict (a Principal
+# or the Unauthenticated error), so that a token is verified once per request.
+AUTHENTICATION = "authentication"
+
+
+def authenticate(request: Request) -> Principal:
+    verdict = request.scope.get("state", {}).get(AUTHENTICATION)
+    if isinstance(verdict, Unauthenticated):
+        raise verdict
+    if isinstance(verdict, Principal):
+        return verdict
+    return verify_bearer(request.app.state.tokens, request.headers)
+
+
+async def hotline_id(request: Request, conn: AsyncConnection) -> uuid.UUID:
+    """The 119 unit's organisation, which specialists act for (looked up once per process)."""
+    cached = getattr(request.app.state, "hotline_id", None)
+    if cached is None:
+        row = await (
+            await conn.execute("SELECT id FROM organisation WHERE seed_key = %s", (HOTLINE_SEED_KEY,))
+        ).fetchone()
+        if row is None:
+            raise RuntimeError("the 119 unit's organisation is missing: run `maillage seed`")
+        cached = request.app.state.hotline_id = uuid.UUID(str(row[0]))
+    return uuid.UUID(str(cached))
+
+
 class Allow:
-    """Dependency: the authenticated principal, provided its role is one of `roles`."""
+    """Dependency: the authenticated principal, provided its role is one of `roles`, with the
+    organisation it acts for resolved (specialists act for the 119 unit)."""
 
     def __init__(self, *roles: Role) -> None:
         if not roles:
@@ -51,11 +84,16 @@ class Allow:
         self.roles = frozenset(roles)
 
     async def __call__(
-        self, request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
+        self,
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
+        conn: ReaderDep,
     ) -> Principal:
-        principal = authenticate(request)
+        principal = request.state.principal = authenticate(request)
         if principal.role not in self.roles:
             raise RoleNotAllowed(f"the {principal.role} role may not call this operation")
+        if principal.role is Role.specialist:
+            principal = dataclasses.replace(principal, organisation_id=await hotline_id(request, conn))
         return principal
 
     def __repr__(self) -> str:
@@ -66,16 +104,16 @@ class AllowWrites(Allow):
     """A policy for listing writes: the roles, plus a per-subject rate limit, plus a live check that
     an API client has not been revoked since its token was issued."""
 
-    async def __call__(  # type: ignore[override]
+    async def __call__(
         self,
         request: Request,
         _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
         conn: ReaderDep,
     ) -> Principal:
-        principal = await super().__call__(request, _)
+        principal = await super().__call__(request, _, conn)
         if principal.client_id is not None and not await clients.is_active(conn, principal.client_id):
             raise Unauthenticated("this API client has been revoked")
-        await request.app.state.write_limiter.hit(principal.subject)
+        await request.app.state.write_limiter.hit(principal.key)
         return principal
 
 

@@ -89,8 +89,9 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     PreconditionRequired: 428,
     RateLimited: 429,
     IdempotencyKeyRequired: 400,
+    directory_errors.NotWorking: 403,
     directory_errors.StaleVersion: 412,
-    directory_errors.InvalidListing: 422,
+    directory_errors.InvalidInput: 422,
     directory_errors.InvalidTransition: 409,
     directory_errors.IdempotencyConflict: 422,
     sync_errors.InvalidWebhookUrl: 422,
@@ -167,9 +168,18 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         getattr(exc, "code", "error"),
         getattr(exc, "detail", str(exc)),
         headers=getattr(exc, "headers", None),
-        errors=getattr(exc, "errors", None),
+        errors=_errors_of(exc),
         extra=getattr(exc, "extra", None),
     )
+
+
+def _errors_of(exc: Exception) -> list[dict[str, Any]] | None:
+    """The `errors` member: domain errors name a body field, HTTP ones carry their own entries."""
+    field = getattr(exc, "field", None)
+    if isinstance(field, str):
+        pointer = "/" + field.replace("~", "~0").replace("/", "~1")
+        return [{"in": "body", "pointer": pointer, "message": getattr(exc, "message", str(exc))}]
+    return getattr(exc, "errors", None)
 
 
 def _location(loc: Sequence[Any]) -> dict[str, str]:

@@ -12,17 +12,45 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import Request
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from directory.access import Principal
 from directory.errors import IdempotencyConflict
-from directory.listings import sql
+from geo.columns import created_at
 
 from .errors import IdempotencyKeyRequired
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """The first response to a keyed creation, replayed for the same principal, key and body."""
+
+    __tablename__ = "idempotency_key"
+
+    # A digest of the whole principal (issuer, subject, role, organisation, collectivité): a key is
+    # never shared by two principals that happen to have the same subject.
+    principal: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=255)
+    fingerprint: str = Field(max_length=64)
+    status_code: int | None = Field(default=None, sa_type=sa.SmallInteger)
+    response: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSONB))
+    created_at: datetime = created_at()
+
+
+def _principal(principal: Principal) -> str:
+    return hashlib.sha256(principal.key.encode()).hexdigest()
+
+
+async def _sql(session: AsyncSession, statement: str, params: dict[str, Any]) -> Any:
+    return await (await session.connection()).execute(sa.text(statement), params)
 
 
 @dataclass(frozen=True)
@@ -46,24 +74,25 @@ def fingerprint(request: Request, body: dict[str, Any]) -> str:
     return hashlib.sha256(f"{request.method} {request.url.path} {canonical}".encode()).hexdigest()
 
 
-async def claim(session: AsyncSession, *, subject: str, key: str, fingerprint: str) -> Stored | None:
+async def claim(session: AsyncSession, *, principal: Principal, key: str, fingerprint: str) -> Stored | None:
     """None: the key is ours, go ahead. Otherwise the response stored for it."""
+    who = _principal(principal)
     inserted = (
-        await sql(
+        await _sql(
             session,
-            """INSERT INTO idempotency_key (subject, key, fingerprint)
-                                      VALUES (:subject, :key, :fingerprint) ON CONFLICT DO NOTHING RETURNING 1""",
-            {"subject": subject, "key": key, "fingerprint": fingerprint},
+            """INSERT INTO idempotency_key (principal, key, fingerprint)
+                    VALUES (:principal, :key, :fingerprint) ON CONFLICT DO NOTHING RETURNING 1""",
+            {"principal": who, "key": key, "fingerprint": fingerprint},
         )
     ).first()
     if inserted is not None:
         return None
     row = (
-        await sql(
+        await _sql(
             session,
             """SELECT fingerprint, status_code, response FROM idempotency_key
-                                  WHERE subject = :subject AND key = :key""",
-            {"subject": subject, "key": key},
+                WHERE principal = :principal AND key = :key""",
+            {"principal": who, "key": key},
         )
     ).first()
     assert row is not None, "the conflicting row committed before our insert returned"
@@ -73,11 +102,16 @@ async def claim(session: AsyncSession, *, subject: str, key: str, fingerprint: s
 
 
 async def store(
-    session: AsyncSession, *, subject: str, key: str, status: int, body: str, headers: dict[str, str]
+    session: AsyncSession, *, principal: Principal, key: str, status: int, body: str, headers: dict[str, str]
 ) -> None:
-    await sql(
+    await _sql(
         session,
         """UPDATE idempotency_key SET status_code = :status, response = CAST(:response AS jsonb)
-                           WHERE subject = :subject AND key = :key""",
-        {"subject": subject, "key": key, "status": status, "response": json.dumps({"body": body, "headers": headers})},
+            WHERE principal = :principal AND key = :key""",
+        {
+            "principal": _principal(principal),
+            "key": key,
+            "status": status,
+            "response": json.dumps({"body": body, "headers": headers}),
+        },
     )

@@ -95,6 +95,14 @@ class OrganisationRef(BaseModel):
     kind: str
 
 
+class LocationSummary(BaseModel):
+    id: uuid.UUID
+    name: str | None
+    visibility: Literal["public", "confidential"]
+    commune_code: str
+    archived_at: str | None
+
+
 class ServiceProperties(BaseModel):
     name: str
     organisation: OrganisationRef
@@ -120,6 +128,12 @@ class ServiceProperties(BaseModel):
     last_verified_at: str | None
     stale: bool = Field(description="Not verified for 180 days.")
     demo: bool
+    location_id: uuid.UUID | None = Field(
+        default=None, description="For the service's organisation and admins only (GET of one service)."
+    )
+    location: LocationSummary | None = Field(
+        default=None, description="For the service's organisation and admins only (GET of one service)."
+    )
 
 
 class ServiceFeature(BaseModel):
@@ -196,6 +210,11 @@ class LocationOut(BaseModel):
     version: int
 
 
+class LocationPage(BaseModel):
+    items: list[LocationOut]
+    links: list[dict[str, str]]
+
+
 class AreaOut(BaseModel):
     id: uuid.UUID
     service_id: uuid.UUID
@@ -209,13 +228,21 @@ class AreaOut(BaseModel):
     version: int
 
 
+class AreaPage(BaseModel):
+    items: list[AreaOut]
+    links: list[dict[str, str]]
+
+
 class Revision(BaseModel):
     id: int
     at: str
     entity: Literal["organisation", "service", "location", "service_area"]
     entity_id: uuid.UUID
     action: str
-    changes: dict[str, dict[str, Any]] = Field(description="field → {old, new}")
+    changes: dict[str, dict[str, Any]] = Field(
+        description='field → {old, new}; `{"redacted": true}` for a confidential location\'s former point '
+        "or address, read by anyone but its organisation"
+    )
     actor: dict[str, Any]
 
 
@@ -332,6 +359,15 @@ class PathwayItem(BaseModel):
     model_config = {"extra": "allow"}
 
 
+class AssigneeOut(BaseModel):
+    """A specialist working a case through a handoff (besides its sender)."""
+
+    issuer: str
+    subject: str
+    added_at: datetime
+    added_by: str
+
+
 class SubscriptionOut(BaseModel):
     id: uuid.UUID
     url: str
@@ -375,6 +411,9 @@ class AuditPage(BaseModel):
 
 
 class StatsCell(BaseModel):
+    """One combination of the grouping's values: every one is listed, whether or not anything happened
+    there. Its figures are null when it is suppressed."""
+
     model_config = {"extra": "allow"}  # the grouping dimensions asked for
 
     handoffs: int | None
@@ -389,8 +428,14 @@ class StatsCell(BaseModel):
     p90_hours_to_acknowledgement: float | None
     median_hours_to_acceptance: float | None
     p90_hours_to_acceptance: float | None
-    masked: list[str] = Field(description="Measures hidden because they counted between 1 and k-1.")
-    suppressed: bool
+    masked: list[str] = Field(
+        description="Counts hidden (with the rates made from them) because they counted fewer than k, zero "
+        "included, or would give such a count away."
+    )
+    suppressed: bool = Field(
+        description="No figure: fewer than k distinct cases (none at all included), or a neighbour's "
+        "complementary suppression."
+    )
 
 
 class StatsOut(BaseModel):
@@ -403,13 +448,17 @@ class StatsOut(BaseModel):
 
 
 class NeedsCell(BaseModel):
+    """A (collectivité, specialism) with at least one signal to publish; the others are not listed."""
+
     collectivite: str
     specialism: str | None
     empty_searches: int | None
     declined_no_capacity: int | None
     declined_out_of_territory: int | None
     expired: int | None
-    suppressed: list[str]
+    suppressed: list[str] = Field(
+        description="The signals with nothing to publish (null): no month of theirs reached k, or none had any."
+    )
 
 
 class NeedsOut(BaseModel):

@@ -233,6 +233,13 @@ def _check_role_claims(claims: dict[str, Any]) -> Principal:
         raise InvalidToken("a partner token needs an org claim")
     if role is Role.department and collectivite is None:
         raise InvalidToken("a department token needs a collectivite claim")
+    if role is not Role.partner:
+        organisation_id = None  # only partners act for an organisation named by their token
     return Principal(
-        subject=subject, role=role, organisation_id=organisation_id, collectivite_code=collectivite, client_id=client_id
+        subject=subject,
+        role=role,
+        organisation_id=organisation_id,
+        collectivite_code=collectivite,
+        client_id=client_id,
+        issuer=str(claims.get("iss", "")),
     )

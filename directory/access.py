@@ -1,8 +1,18 @@
-"""Who is calling, and what they may see. Every scoped read starts from this module."""
+"""Who is calling, and what they may see. Every scoped read and write starts from this module.
+
+Each resource's visibility rule is written here once, in the form its callers need: an SQLAlchemy
+condition for the ORM paths and an SQL fragment (with the parameters of `sql_params`) for the paths
+that build their JSON in PostgreSQL. Nothing else re-derives who may see what.
+"""
+
+from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 class Role(StrEnum):
@@ -14,9 +24,226 @@ class Role(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """A verified caller.
+
+    `organisation_id` is the organisation the caller acts for: a partner's own organisation, the 119
+    unit for specialists (resolved at authentication, never taken from the token), None for departments
+    and admins. `issuer` and `subject` together name one person or system: identity providers other
+    than ours will come, and two of them may well use the same subject."""
+
     subject: str
     role: Role
     organisation_id: uuid.UUID | None = None
     collectivite_code: str | None = None
     # Set when the token came from an API client (client-credentials grant): writes re-check it.
     client_id: uuid.UUID | None = None
+    issuer: str = ""
+
+    @property
+    def key(self) -> str:
+        """The whole principal as one string: what idempotency keys, rate limits and caches are keyed
+        by, so that two principals sharing a subject never share an entry."""
+        return "\x1f".join(
+            (self.issuer, self.subject, self.role.value, str(self.organisation_id or ""), self.collectivite_code or "")
+        )
+
+    @property
+    def person(self) -> str:
+        """Issuer and subject: who, across identity providers (handoff senders and assignees)."""
+        return f"{self.issuer}\x1f{self.subject}"
+
+
+# --- the parameters every SQL fragment below reads -------------------------------------------------
+
+# Statuses of a handoff that is still under way: its sides still need the case.
+ACTIVE_HANDOFF_STATUSES = ("sent", "acknowledged", "accepted", "in_progress", "on_hold")
+_ACTIVE = "(" + ", ".join(f"'{status}'" for status in ACTIVE_HANDOFF_STATUSES) + ")"
+
+
+def sql_params(viewer: Principal) -> dict[str, Any]:
+    """Who is looking, as the named parameters of this module's SQL fragments."""
+    return {
+        "viewer_specialist": viewer.role is Role.specialist,
+        "viewer_partner_org": viewer.organisation_id if viewer.role is Role.partner else None,
+        "viewer_acting_org": viewer.organisation_id,
+        "viewer_issuer": viewer.issuer if viewer.role is Role.specialist else None,
+        "viewer_subject": viewer.subject if viewer.role is Role.specialist else None,
+    }
+
+
+# --- exact place of a confidential location (a safe house) ------------------------------------------
+
+# The handoffs through which a specialist works a case: those the specialist sent, and those the
+# sender (or another assignee) assigned the specialist to — identified by issuer and subject.
+_WORKED_BY_VIEWER = """(h.sender_organisation_id = %(viewer_acting_org)s::uuid
+       AND ((h.created_by_issuer = %(viewer_issuer)s AND h.created_by = %(viewer_subject)s)
+            OR EXISTS (SELECT 1 FROM handoff_assignee ha WHERE ha.handoff_id = h.id AND ha.removed_at IS NULL
+                          AND ha.issuer = %(viewer_issuer)s AND ha.subject = %(viewer_subject)s)))"""
+
+# Locations the viewing specialist may see exactly: a service there receives an open handoff of a
+# case the specialist works (the child is being placed there). Other specialists of the 119 do not.
+PLACED_BY_VIEWER = f"""SELECT hs.location_id FROM handoff h JOIN service hs ON hs.id = h.receiver_service_id
+     WHERE %(viewer_specialist)s AND h.status IN {_ACTIVE} AND {_WORKED_BY_VIEWER}"""
+
+# Who sees a location's exact point, address and metre distance (alias `l` for location): everyone
+# for a public one; for a confidential one its own organisation (a partner) and the specialists
+# placing a child there. Admins, departments and other partners never do. Never NULL: three-valued
+# logic must not turn "not visible" into "unknown".
+EXACT_LOCATION = f"""(l.visibility = 'public' OR coalesce(l.organisation_id = %(viewer_partner_org)s::uuid, false)
+    OR (%(viewer_specialist)s AND l.id IN ({PLACED_BY_VIEWER})))"""
+
+
+# --- care pathways: handoffs, cases, pathway events ------------------------------------------------
+# Specialists act for the 119 unit and read every case and handoff. A partner reads the handoffs it
+# sent or received (its own records, whatever their status), but a case — its fields, competence,
+# pathway, events — only while one of those handoffs is still under way: once they are all over it
+# sees nothing of the case and can no longer act on it. Departments and admins read no case.
+
+# The handoff (alias `h`) is the viewer's: specialists, or the partner that sent or received it.
+HANDOFF_VISIBLE = """(%(viewer_specialist)s OR h.sender_organisation_id = %(viewer_partner_org)s::uuid
+    OR h.receiver_organisation_id = %(viewer_partner_org)s::uuid)"""
+
+# The partner has a handoff under way on the case whose id is `{case_id}`.
+_ACTIVE_SIDE = f"""EXISTS (SELECT 1 FROM handoff ah WHERE ah.case_id = {{case_id}} AND ah.status IN {_ACTIVE}
+    AND (ah.sender_organisation_id = %(viewer_partner_org)s::uuid
+         OR ah.receiver_organisation_id = %(viewer_partner_org)s::uuid))"""
+
+
+def case_visible(case_id: str = "c.id") -> str:
+    """SQL condition: the viewer may read the case whose id is the expression `case_id`."""
+    return f"(%(viewer_specialist)s OR {_ACTIVE_SIDE.format(case_id=case_id)})"
+
+
+# A note (free text on a pathway event or a handoff move, alias `e` with `actor_organisation_id`) reaches
+# a partner only when the partner wrote it: the 119's notes never do.
+def note_visible(alias: str) -> str:
+    return f"(%(viewer_specialist)s OR {alias}.actor_organisation_id = %(viewer_partner_org)s::uuid)"
+
+
+async def _exists(session: AsyncSession, statement: str, params: dict[str, Any]) -> bool:
+    connection = await session.connection()
+    return (await connection.exec_driver_sql(statement, params)).first() is not None
+
+
+async def can_read_case(session: AsyncSession, case_id: uuid.UUID, viewer: Principal) -> bool:
+    """The same rule as `case_visible`, for the ORM paths (writes that act on a case)."""
+    return await _exists(
+        session,
+        f"SELECT 1 FROM case_record c WHERE c.id = %(id)s AND {case_visible()}",
+        {"id": case_id, **sql_params(viewer)},
+    )
+
+
+async def lock_visible_handoff(session: AsyncSession, handoff_id: uuid.UUID, viewer: Principal) -> bool:
+    """Locks the handoff for an update when the viewer may read it; a handoff it may not read is never
+    touched, so neither the answer nor its timing depends on it."""
+    return await _exists(
+        session,
+        f"SELECT 1 FROM handoff h WHERE h.id = %(id)s AND {HANDOFF_VISIBLE} FOR UPDATE",
+        {"id": handoff_id, **sql_params(viewer)},
+    )
+
+
+# --- listings: organisations, services, locations, service areas --------------------------------
+#
+# A partner reaches only its own organisation's listings, admins every listing; anything else is
+# NotFound, exactly like a row that does not exist (a body naming one: the InvalidInput of a missing
+# one). The rule in its three forms: a statement for the ORM writes, an SQL fragment for the reads
+# that build their JSON in PostgreSQL, and the organisation a new listing goes to.
+# (errors, models and sqlmodel are imported inside the functions: directory.models imports this module.)
+
+
+def listing_organisation(actor: Principal) -> uuid.UUID | None:
+    """The organisation whose listings a caller manages; None for admins (every organisation)."""
+    from .errors import NotFound
+
+    if actor.role is Role.admin:
+        return None
+    if actor.role is Role.partner and actor.organisation_id is not None:
+        return actor.organisation_id
+    raise NotFound("nothing to manage here")  # other roles never get here (route policies)
+
+
+def owns_listing(actor: Principal, organisation_id: uuid.UUID) -> bool:
+    """Whether the caller acts for the organisation a listing belongs to: the owner's acts (publishing
+    or hiding a location, moving a safe house) and its exact place are its alone — not the admins'."""
+    return actor.role is Role.partner and actor.organisation_id == organisation_id
+
+
+def manageable(model: Any, row_id: uuid.UUID, actor: Principal, *, archived: bool = False) -> Any:
+    """SELECT of one listing row (Organisation, Service, Location or ServiceArea) the caller manages,
+    archived rows excluded unless asked for. No row: missing or not the caller's, the same NotFound."""
+    from sqlmodel import select
+
+    from .models import Organisation, Service, ServiceArea
+
+    own = listing_organisation(actor)
+    statement: Any = select(model).where(model.id == row_id)
+    if not archived and model is not Organisation:
+        statement = statement.where(model.archived_at.is_(None))
+    if model is ServiceArea:
+        statement = statement.join(Service, Service.id == ServiceArea.service_id)
+        owner = Service.organisation_id
+    else:
+        owner = model.id if model is Organisation else model.organisation_id
+    return statement if own is None else statement.where(owner == own)
+
+
+async def load_listing(session: AsyncSession, model: Any, row_id: uuid.UUID, actor: Principal) -> Any:
+    """The listing row, for a write; NotFound when missing, archived or not the caller's."""
+    from .errors import NotFound
+
+    row = (await session.exec(manageable(model, row_id, actor))).first()
+    if row is None:
+        raise NotFound(f"no such {str(model.__tablename__).replace('_', ' ')}")
+    return row
+
+
+async def organisation_for_new(session: AsyncSession, actor: Principal, requested: uuid.UUID | None) -> uuid.UUID:
+    """The organisation a new listing belongs to: a partner's own (a body naming another one is
+    answered like one naming a missing organisation), the one an admin names."""
+    from .errors import InvalidInput
+    from .models import Organisation
+
+    own = listing_organisation(actor)
+    target = requested or own
+    if target is None:
+        raise InvalidInput("organisation_id", "admins must say which organisation the listing belongs to")
+    organisation = await session.get(Organisation, target) if own is None or target == own else None
+    if organisation is None or organisation.deactivated_at is not None:
+        raise InvalidInput("organisation_id", "no such organisation")
+    return target
+
+
+def listing_params(viewer: Principal) -> dict[str, Any]:
+    """`sql_params` plus what LISTING_SCOPE reads."""
+    return {**sql_params(viewer), "viewer_admin": viewer.role is Role.admin}
+
+
+def listing_scope(organisation_column: str) -> str:
+    """SQL: the row whose organisation is in `organisation_column` is one the viewer manages (with the
+    parameters of `listing_params`). Never NULL."""
+    return f"(%(viewer_admin)s OR coalesce({organisation_column} = %(viewer_partner_org)s::uuid, false))"
+
+
+# A location's history carries its former points and addresses. Its own organisation reads them; anyone
+# else only for a location that is public and has never been confidential: a safe house's former
+# address stays as hidden as its current one (alias `l` for the location; `sql_params`).
+PLACE_HISTORY_VISIBLE = """(coalesce(l.organisation_id = %(viewer_partner_org)s::uuid, false)
+    OR (l.visibility = 'public' AND NOT EXISTS (
+            SELECT 1 FROM listing_revision pr WHERE pr.entity = 'location' AND pr.entity_id = l.id
+               AND 'confidential' IN (pr.changes->'visibility'->>'old', pr.changes->'visibility'->>'new'))))"""
+
+
+async def check_managed_organisation(conn: Any, organisation_id: uuid.UUID, viewer: Principal) -> None:
+    """NotFound unless the organisation exists and the viewer manages its listings (psycopg `conn`)."""
+    from .errors import NotFound
+
+    row = await (
+        await conn.execute(
+            f"SELECT 1 FROM organisation o WHERE o.id = %(id)s AND {listing_scope('o.id')}",
+            {"id": organisation_id, **listing_params(viewer)},
+        )
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such organisation")

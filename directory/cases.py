@@ -1,7 +1,8 @@
 """Pseudonymous cases and their pathway: competence, events, timeline.
 
-A partner reads a case only when it sent or received one of its handoffs, and then only what its
-handoffs need: age, needs, contact-safety flags, and its own handoffs — never another partner's.
+A partner reads a case only while one of the handoffs it sent or received is under way, and then only
+what its handoffs need: age, needs, contact-safety flags, its own handoffs — never another partner's,
+never the 119's notes (directory/access.py holds the rules).
 """
 
 from __future__ import annotations
@@ -15,14 +16,25 @@ from psycopg import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from geo.codes import commune_of
+from geo.territories import TerritoryKind, unknown_codes
 
-from .access import Principal, Role
-from .errors import InvalidListing, NotFound
-from .handoffs import HANDOFF_FROM, HANDOFF_JSON, case_visible_sql, scope_params
-from .listings import conditional_update, sql
+from .access import (
+    ACTIVE_HANDOFF_STATUSES,
+    HANDOFF_VISIBLE,
+    Principal,
+    Role,
+    can_read_case,
+    case_visible,
+    note_visible,
+    sql_params,
+)
+from .errors import InvalidInput, NotFound
+from .handoffs import HANDOFF_FROM, HANDOFF_JSON
 from .pathway_models import Case, CaseEvent, CaseStatus, Tristate
 from .pathway_schemas import CaseCreate, CasePatch, PathwayEventIn
+from .revisions import conditional_update, driver, sql
 
+_ACTIVE = "(" + ", ".join(f"'{status}'" for status in ACTIVE_HANDOFF_STATUSES) + ")"
 _REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud on the phone
 
 
@@ -33,16 +45,15 @@ def new_reference() -> str:
 
 
 async def _check_territories(session: AsyncSession, collectivite: str | None, commune: str | None) -> str | None:
-    if (
-        collectivite is not None
-        and (await sql(session, "SELECT 1 FROM collectivite WHERE code = :c", {"c": collectivite})).first() is None
-    ):
-        raise InvalidListing("residence_collectivite", f"no collectivité with code {collectivite!r}")
+    """The canonical commune code (an arrondissement counts for its commune), once both codes exist."""
+    conn = await driver(session)
+    if collectivite is not None and await unknown_codes(conn, TerritoryKind.collectivite, [collectivite]):
+        raise InvalidInput("residence_collectivite", "no collectivité with this code")
     if commune is None:
         return None
     code = commune_of(commune)
-    if (await sql(session, "SELECT 1 FROM commune WHERE code = :c", {"c": code})).first() is None:
-        raise InvalidListing("found_in_commune", f"no commune with INSEE code {commune!r}")
+    if await unknown_codes(conn, TerritoryKind.commune, [code]):
+        raise InvalidInput("found_in_commune", "no commune with this INSEE code")
     return code
 
 
@@ -70,21 +81,9 @@ async def create(session: AsyncSession, data: CaseCreate, *, actor: Principal) -
 
 
 async def load(session: AsyncSession, case_id: uuid.UUID, actor: Principal) -> Case:
-    """A case its viewer may read (partners: only through their handoffs), else NotFound."""
-    case = await session.get(Case, case_id)
+    """A case its viewer may read (partners: only through a handoff under way), else NotFound."""
+    case = await session.get(Case, case_id) if await can_read_case(session, case_id, actor) else None
     if case is None:
-        raise NotFound("no such case")
-    if actor.role is Role.specialist:
-        return case
-    visible = (
-        await sql(
-            session,
-            """SELECT 1 FROM handoff WHERE case_id = :case AND
-                                       (sender_organisation_id = :org OR receiver_organisation_id = :org)""",
-            {"case": case_id, "org": actor.organisation_id},
-        )
-    ).first()
-    if actor.role is not Role.partner or visible is None:
         raise NotFound("no such case")
     return case
 
@@ -96,7 +95,7 @@ async def update(
     given = set(patch.model_fields_set)
     for required in ("age", "residence_collectivite", "intake_channel", "caller", "known_to_child_welfare"):
         if required in given and getattr(patch, required) is None:
-            raise InvalidListing(required, "cannot be cleared")
+            raise InvalidInput(required, "cannot be cleared")
     commune = await _check_territories(session, patch.residence_collectivite, patch.found_in_commune)
     renamed = {"residence_collectivite": "collectivite_code", "found_in_commune": "found_in_commune_code"}
     values: dict[str, Any] = {}
@@ -122,9 +121,7 @@ async def close(session: AsyncSession, case_id: uuid.UUID, *, actor: Principal) 
     return case
 
 
-async def add_event(
-    session: AsyncSession, case_id: uuid.UUID, data: PathwayEventIn, *, actor: Principal, hotline_id: uuid.UUID
-) -> CaseEvent:
+async def add_event(session: AsyncSession, case_id: uuid.UUID, data: PathwayEventIn, *, actor: Principal) -> CaseEvent:
     case = await load(session, case_id, actor)
     event = CaseEvent(
         case_id=case.id,
@@ -134,7 +131,7 @@ async def add_event(
         note=data.note,
         actor_subject=actor.subject,
         actor_role=actor.role,
-        actor_organisation_id=hotline_id if actor.role is Role.specialist else actor.organisation_id,
+        actor_organisation_id=actor.organisation_id,
     )
     session.add(event)
     await session.flush()
@@ -147,14 +144,11 @@ async def partners_to_warn(
     """Organisations with an active handoff on the case (as sender or receiver): told of a runaway."""
     rows = await sql(
         session,
-        """
+        f"""
         SELECT DISTINCT organisation_id FROM (
             SELECT receiver_organisation_id AS organisation_id FROM handoff
-             WHERE case_id = :case AND status NOT IN
-                   ('declined', 'completed', 'failed', 'cancelled', 'expired', 'entered_in_error')
-            UNION SELECT sender_organisation_id FROM handoff
-             WHERE case_id = :case AND status NOT IN
-                   ('declined', 'completed', 'failed', 'cancelled', 'expired', 'entered_in_error')) o
+             WHERE case_id = :case AND status IN {_ACTIVE}
+            UNION SELECT sender_organisation_id FROM handoff WHERE case_id = :case AND status IN {_ACTIVE}) o
         WHERE organisation_id IS DISTINCT FROM :skip""",
         {"case": case_id, "skip": except_organisation},
     )
@@ -191,12 +185,11 @@ async def view(conn: AsyncConnection, case_id: uuid.UUID, *, actor: Principal, n
         await conn.execute(
             f"""SELECT (({body})::jsonb || jsonb_build_object('handoffs', coalesce((
                    SELECT jsonb_agg(({HANDOFF_JSON})::jsonb ORDER BY h.created_at, h.id) {HANDOFF_FROM}
-                    WHERE h.case_id = c.id AND (%(specialist)s OR h.sender_organisation_id = %(own)s::uuid
-                                                OR h.receiver_organisation_id = %(own)s::uuid)), '[]')))::text,
+                    WHERE h.case_id = c.id AND {HANDOFF_VISIBLE}), '[]')))::text,
                    c.version
               FROM case_record c JOIN collectivite k ON k.code = c.collectivite_code
-             WHERE c.id = %(id)s AND {case_visible_sql()}""",
-            {"id": case_id, "now": now, **scope_params(actor)},
+             WHERE c.id = %(id)s AND {case_visible()}""",
+            {"id": case_id, "now": now, **sql_params(actor)},
         )
     ).fetchone()
     if row is None:
@@ -226,9 +219,9 @@ async def competent_crips(conn: AsyncConnection, case_id: uuid.UUID, *, actor: P
                    WHERE fc.code = c.found_in_commune_code AND fc.collectivite_code <> c.collectivite_code) x
               JOIN collectivite k ON k.code = x.code
               JOIN organisation o ON o.kind = 'crip' AND o.collectivite_code = x.code
-             WHERE c.id = %(id)s AND {case_visible_sql()}
+             WHERE c.id = %(id)s AND {case_visible()}
              GROUP BY c.id""",
-            {"id": case_id, **scope_params(actor)},
+            {"id": case_id, **sql_params(actor)},
         )
     ).fetchone()
     if row is None:
@@ -238,31 +231,31 @@ async def competent_crips(conn: AsyncConnection, case_id: uuid.UUID, *, actor: P
 
 async def pathway(conn: AsyncConnection, case_id: uuid.UUID, *, actor: Principal) -> str:
     """The case's timeline: handoffs created and moved, and pathway events, oldest first. A partner sees
-    the events of its own handoffs and the case's pathway events (a runaway concerns everyone), but not
-    the 119's notes."""
+    the moves of its own handoffs and the case's pathway events (a runaway concerns everyone), but no
+    note it did not write: neither the 119's notes on events of any kind nor the reasons it gave."""
     row = await (
         await conn.execute(
             f"""SELECT coalesce(json_agg(t.item ORDER BY t.at, t.ord, t.id), '[]')::text FROM (
                 SELECT e.at, 1 AS ord, e.id, json_build_object(
                            'type', CASE WHEN e.from_status IS NULL THEN 'handoff_created' ELSE 'handoff_moved' END,
                            'at', e.at, 'handoff_id', e.handoff_id, 'kind', h.kind, 'from', e.from_status,
-                           'to', e.to_status, 'reason_code', e.reason_code, 'reason', e.reason,
+                           'to', e.to_status, 'reason_code', e.reason_code,
+                           'reason', CASE WHEN {note_visible("e")} THEN e.reason END,
                            'by', json_build_object('role', e.actor_role, 'organisation_id', e.actor_organisation_id))
                            AS item
                   FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
-                 WHERE e.case_id = %(id)s AND (%(specialist)s OR h.sender_organisation_id = %(own)s::uuid
-                                              OR h.receiver_organisation_id = %(own)s::uuid)
+                 WHERE e.case_id = %(id)s AND {HANDOFF_VISIBLE}
                 UNION ALL
                 SELECT ce.occurred_at, 2, ce.id, json_build_object(
-                           'type', 'event', 'at', ce.occurred_at, 'kind', ce.kind, 'note', ce.note,
+                           'type', 'event', 'at', ce.occurred_at, 'kind', ce.kind,
+                           'note', CASE WHEN {note_visible("ce")} THEN ce.note END,
                            'recorded_at', ce.recorded_at,
                            'by', json_build_object('role', ce.actor_role, 'organisation_id', ce.actor_organisation_id))
                   FROM case_event ce
-                 WHERE ce.case_id = %(id)s
-                   AND (%(specialist)s OR ce.kind <> 'note' OR ce.actor_organisation_id = %(own)s::uuid)
+                 WHERE ce.case_id = %(id)s AND (ce.kind <> 'note' OR {note_visible("ce")})
             ) t
-            HAVING EXISTS (SELECT 1 FROM case_record c WHERE c.id = %(id)s AND {case_visible_sql()})""",
-            {"id": case_id, **scope_params(actor)},
+            HAVING EXISTS (SELECT 1 FROM case_record c WHERE c.id = %(id)s AND {case_visible()})""",
+            {"id": case_id, **sql_params(actor)},
         )
     ).fetchone()
     if row is None:

@@ -17,20 +17,29 @@ class NotFound(DirectoryError):
     code = "not_found"
 
 
+class NotWorking(DirectoryError):
+    """The caller may read the record but is not one of the people working it (need-to-know)."""
+
+    code = "not_working_this_case"
+
+
 class StaleVersion(DirectoryError):
     """The row changed since the version the caller read (If-Match no longer matches)."""
 
     code = "stale_version"
 
 
-class InvalidListing(DirectoryError):
-    """Input that is well-formed but contradicts the data (a point outside France, an unknown code…)."""
+class InvalidInput(DirectoryError):
+    """Input that is well-formed but contradicts the data (a point outside France, an unknown code, a
+    closed case…). `field` names the body member at fault; api/errors.py turns it into a JSON pointer.
+    The detail never echoes the value."""
 
     code = "invalid_request"
 
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(f"{field}: {detail}")
-        self.errors = [{"in": "body", "pointer": f"/{field}", "message": detail}]
+        self.field = field
+        self.message = detail
 
 
 class InvalidTransition(DirectoryError):

@@ -12,15 +12,31 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from psycopg import AsyncConnection
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from .access import Principal, Role
-from .errors import InvalidListing, InvalidTransition, NotFound
+from .access import (
+    ACTIVE_HANDOFF_STATUSES,
+    HANDOFF_VISIBLE,
+    Principal,
+    Role,
+    can_read_case,
+    lock_visible_handoff,
+    sql_params,
+)
+from .errors import InvalidInput, InvalidTransition, NotFound, NotWorking
 from .models import Organisation, OrganisationKind, Service
-from .pathway_models import Case, CaseStatus, Handoff, HandoffEvent, HandoffKind, HandoffStatus, Urgency
+from .pathway_models import (
+    Case,
+    CaseStatus,
+    Handoff,
+    HandoffAssignee,
+    HandoffEvent,
+    HandoffKind,
+    HandoffStatus,
+    Urgency,
+)
 from .pathway_schemas import HandoffCreate, TransitionIn
 
 S = HandoffStatus
@@ -44,6 +60,7 @@ SENDER_MOVES = frozenset({S.cancelled, S.entered_in_error})
 SYSTEM_MOVES = frozenset({S.expired})
 TERMINAL = frozenset(status for status, moves in TRANSITIONS.items() if not moves)
 ACTIVE = frozenset(HandoffStatus) - TERMINAL
+assert {status.value for status in ACTIVE} == set(ACTIVE_HANDOFF_STATUSES), "access.py and the machine disagree"
 REASON_CODES: dict[HandoffStatus, frozenset[str]] = {
     S.declined: frozenset({"no_capacity", "out_of_criteria", "out_of_territory", "refused_by_young_person", "other"}),
     S.failed: frozenset({"unreachable", "runaway", "refused", "other"}),
@@ -70,59 +87,22 @@ def allowed_moves(status: HandoffStatus, side: set[str]) -> list[HandoffStatus]:
     return sorted(moves & permitted, key=list(HandoffStatus).index)
 
 
-def sides(handoff: Handoff, actor: Principal, hotline_id: uuid.UUID) -> set[str]:
-    """An actor's sides of a handoff. Specialists act for the 119 unit."""
-    organisation = hotline_id if actor.role is Role.specialist else actor.organisation_id
+def sides(handoff: Handoff, actor: Principal) -> set[str]:
+    """An actor's sides of a handoff: the organisation it acts for sent or received it."""
     result = set()
-    if organisation == handoff.sender_organisation_id:
+    if actor.organisation_id == handoff.sender_organisation_id:
         result.add("sender")
-    if organisation == handoff.receiver_organisation_id:
+    if actor.organisation_id == handoff.receiver_organisation_id:
         result.add("receiver")
     return result
 
 
-# --- scope ---------------------------------------------------------------------------------------
-
-
-def readable_handoffs(actor: Principal, hotline_id: uuid.UUID) -> Any:
-    """Specialists read every handoff; a partner only those it sent or received; nobody else any."""
-    statement = select(Handoff)
-    if actor.role is Role.specialist:
-        return statement
-    if actor.role is Role.partner and actor.organisation_id is not None:
-        return statement.where(
-            sa.or_(
-                sa.column("sender_organisation_id") == actor.organisation_id,
-                sa.column("receiver_organisation_id") == actor.organisation_id,
-            )
-        )
-    return statement.where(sa.false())
-
-
-async def load(
-    session: AsyncSession, handoff_id: uuid.UUID, actor: Principal, hotline_id: uuid.UUID, *, for_update: bool = False
-) -> Handoff:
-    statement = readable_handoffs(actor, hotline_id).where(Handoff.id == handoff_id)
-    if for_update:
-        statement = statement.with_for_update()
-    handoff = (await session.exec(statement)).first()
+async def load(session: AsyncSession, handoff_id: uuid.UUID, actor: Principal) -> Handoff:
+    """A handoff the actor may read, locked for an update; else NotFound."""
+    handoff = await session.get(Handoff, handoff_id) if await lock_visible_handoff(session, handoff_id, actor) else None
     if handoff is None:
         raise NotFound("no such handoff")
     return handoff
-
-
-def case_visible_sql(alias: str = "c") -> str:
-    """SQL condition: the viewer may read this case (%(specialist)s, %(own)s parameters)."""
-    return f"""(%(specialist)s OR EXISTS (
-        SELECT 1 FROM handoff h WHERE h.case_id = {alias}.id
-           AND (h.sender_organisation_id = %(own)s::uuid OR h.receiver_organisation_id = %(own)s::uuid)))"""
-
-
-def scope_params(actor: Principal) -> dict[str, Any]:
-    return {
-        "specialist": actor.role is Role.specialist,
-        "own": actor.organisation_id if actor.role is Role.partner else None,
-    }
 
 
 # --- creation -------------------------------------------------------------------------------------
@@ -133,21 +113,20 @@ async def create(
     data: HandoffCreate,
     *,
     actor: Principal,
-    hotline_id: uuid.UUID,
     acknowledge_within: dict[Urgency, timedelta],
     now: datetime | None = None,
 ) -> Handoff:
     now = now or datetime.now(UTC)
-    case = await session.get(Case, data.case_id)
-    sender = hotline_id if actor.role is Role.specialist else actor.organisation_id
-    if case is None or not await _case_visible(session, case.id, actor):
-        raise InvalidListing("case_id", "no such case")
+    sender = actor.organisation_id
+    case = await session.get(Case, data.case_id) if await can_read_case(session, data.case_id, actor) else None
+    if case is None or sender is None:
+        raise InvalidInput("case_id", "no such case")
     if case.status is CaseStatus.closed:
-        raise InvalidListing("case_id", "the case is closed: reopen it or open a new one")
+        raise InvalidInput("case_id", "the case is closed: reopen it or open a new one")
     receiver_id = data.to_organisation_id
     if receiver_id is None:
         if data.kind is not HandoffKind.information_preoccupante:
-            raise InvalidListing(
+            raise InvalidInput(
                 "to_organisation_id",
                 "say who receives it (only an information préoccupante is routed to the competent CRIP by itself)",
             )
@@ -159,17 +138,16 @@ async def create(
             )
         ).first()
         if receiver_id is None:
-            raise InvalidListing("to_organisation_id", f"no CRIP for collectivité {case.collectivite_code}")
+            raise InvalidInput("to_organisation_id", f"no CRIP for collectivité {case.collectivite_code}")
     receiver = await session.get(Organisation, receiver_id)
     if receiver is None or receiver.deactivated_at is not None:
-        raise InvalidListing("to_organisation_id", "no such organisation")
+        raise InvalidInput("to_organisation_id", "no such organisation")
     if receiver.id == sender:
-        raise InvalidListing("to_organisation_id", "a handoff goes to another organisation")
+        raise InvalidInput("to_organisation_id", "a handoff goes to another organisation")
     if data.to_service_id is not None:
         service = await session.get(Service, data.to_service_id)
         if service is None or service.organisation_id != receiver.id or service.archived_at is not None:
-            raise InvalidListing("to_service_id", "no such service at the receiving organisation")
-    assert sender is not None
+            raise InvalidInput("to_service_id", "no such service at the receiving organisation")
     handoff = Handoff(
         case_id=case.id,
         collectivite_code=case.collectivite_code,
@@ -183,6 +161,7 @@ async def create(
         reason=data.reason,
         acknowledge_by=now + acknowledge_within[data.urgency],
         created_by=actor.subject,
+        created_by_issuer=actor.issuer,
         created_at=now,
     )
     session.add(handoff)
@@ -190,25 +169,6 @@ async def create(
     session.add(_event(handoff, None, S.sent, actor=actor, organisation=sender, at=now))
     await session.flush()
     return handoff
-
-
-async def _case_visible(session: AsyncSession, case_id: uuid.UUID, actor: Principal) -> bool:
-    if actor.role is Role.specialist:
-        return True
-    if actor.role is not Role.partner:
-        return False
-    found = (
-        await session.exec(
-            select(Handoff.id).where(
-                Handoff.case_id == case_id,
-                sa.or_(
-                    sa.column("sender_organisation_id") == actor.organisation_id,
-                    sa.column("receiver_organisation_id") == actor.organisation_id,
-                ),
-            )
-        )
-    ).first()
-    return found is not None
 
 
 def _event(
@@ -246,12 +206,11 @@ async def transition(
     move: TransitionIn,
     *,
     actor: Principal,
-    hotline_id: uuid.UUID,
     now: datetime | None = None,
 ) -> Handoff:
     now = now or datetime.now(UTC)
-    handoff = await load(session, handoff_id, actor, hotline_id, for_update=True)
-    actor_sides = sides(handoff, actor, hotline_id)
+    handoff = await load(session, handoff_id, actor)
+    actor_sides = sides(handoff, actor)
     allowed = allowed_moves(handoff.status, actor_sides)
     if move.expected is not None and move.expected != handoff.status:
         raise InvalidTransition(
@@ -271,7 +230,7 @@ async def transition(
         handoff,
         move.to,
         actor=actor,
-        organisation=(hotline_id if actor.role is Role.specialist else actor.organisation_id),
+        organisation=actor.organisation_id,
         at=now,
         reason_code=move.reason_code,
         reason=move.reason,
@@ -282,12 +241,12 @@ def _check_reason(move: TransitionIn) -> None:
     codes = REASON_CODES.get(move.to)
     if codes is None:
         if move.reason_code is not None:
-            raise InvalidListing("reason_code", f"a move to {move.to} takes no reason code")
+            raise InvalidInput("reason_code", f"a move to {move.to} takes no reason code")
         return
     if move.reason_code not in codes:
-        raise InvalidListing("reason_code", f"a move to {move.to} needs one of: {', '.join(sorted(codes))}")
+        raise InvalidInput("reason_code", f"a move to {move.to} needs one of: {', '.join(sorted(codes))}")
     if move.reason_code == "other" and not move.reason:
-        raise InvalidListing("reason", "say why in a few words when the reason is 'other'")
+        raise InvalidInput("reason", "say why in a few words when the reason is 'other'")
 
 
 async def _apply(
@@ -390,17 +349,11 @@ HANDOFF_FROM = """
 """
 
 
-def _handoff_scope_sql() -> str:
-    return (
-        """(%(specialist)s OR h.sender_organisation_id = %(own)s::uuid OR h.receiver_organisation_id = %(own)s::uuid)"""
-    )
-
-
 async def get(conn: AsyncConnection, handoff_id: uuid.UUID, *, actor: Principal, now: datetime) -> tuple[str, int]:
     row = await (
         await conn.execute(
-            f"SELECT {HANDOFF_JSON}::text, h.version {HANDOFF_FROM} WHERE h.id = %(id)s AND {_handoff_scope_sql()}",
-            {"id": handoff_id, "now": now, **scope_params(actor)},
+            f"SELECT {HANDOFF_JSON}::text, h.version {HANDOFF_FROM} WHERE h.id = %(id)s AND {HANDOFF_VISIBLE}",
+            {"id": handoff_id, "now": now, **sql_params(actor)},
         )
     ).fetchone()
     if row is None:
@@ -414,7 +367,6 @@ async def list_(
     actor: Principal,
     now: datetime,
     box: str | None,
-    box_org: uuid.UUID | None,
     statuses: list[str] | None,
     urgency: str | None,
     overdue: bool | None,
@@ -425,9 +377,9 @@ async def list_(
     what it received, its outbox what it sent."""
     params: dict[str, Any] = {
         "now": now,
-        **scope_params(actor),
+        **sql_params(actor),
         "box": box,
-        "box_org": box_org,
+        "box_org": actor.organisation_id,
         "statuses": statuses,
         "urgency": urgency,
         "overdue": overdue,
@@ -438,7 +390,7 @@ async def list_(
     rows = await (
         await conn.execute(
             f"""SELECT h.created_at::text, h.id::text, {HANDOFF_JSON}::text {HANDOFF_FROM}
-             WHERE {_handoff_scope_sql()}
+             WHERE {HANDOFF_VISIBLE}
                AND (%(box)s::text IS NULL
                     OR (%(box)s = 'inbox' AND h.receiver_organisation_id = %(box_org)s::uuid)
                     OR (%(box)s = 'outbox' AND h.sender_organisation_id = %(box_org)s::uuid))
@@ -453,3 +405,75 @@ async def list_(
         )
     ).fetchall()
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+# --- the specialists working a handoff (need-to-know) ----------------------------------------------
+
+
+async def _working(session: AsyncSession, handoff: Handoff, actor: Principal) -> bool:
+    """The actor sent the handoff (for the 119) or is one of its assignees."""
+    if actor.role is not Role.specialist or handoff.sender_organisation_id != actor.organisation_id:
+        return False
+    if (handoff.created_by_issuer, handoff.created_by) == (actor.issuer, actor.subject):
+        return True
+    assignee = await session.get(HandoffAssignee, (handoff.id, actor.issuer, actor.subject))
+    return assignee is not None and assignee.removed_at is None
+
+
+async def assignees(session: AsyncSession, handoff_id: uuid.UUID, *, actor: Principal) -> list[HandoffAssignee]:
+    """The current assignees of a handoff the 119 sent, oldest first."""
+    handoff = await load(session, handoff_id, actor)
+    rows = await session.exec(
+        select(HandoffAssignee)
+        .where(HandoffAssignee.handoff_id == handoff.id, HandoffAssignee.removed_at.is_(None))  # type: ignore[union-attr]
+        .order_by(HandoffAssignee.added_at, HandoffAssignee.issuer, HandoffAssignee.subject)  # type: ignore[arg-type]
+    )
+    return list(rows.all())
+
+
+async def set_assignees(
+    session: AsyncSession,
+    handoff_id: uuid.UUID,
+    people: list[tuple[str, str]],
+    *,
+    actor: Principal,
+    now: datetime | None = None,
+) -> list[HandoffAssignee]:
+    """Replace the assignees (issuer, subject) of a handoff. Only the people working it — its sender
+    and its assignees — may, while it is under way: they are the ones who may see where the child is
+    being placed."""
+    now = now or datetime.now(UTC)
+    handoff = await load(session, handoff_id, actor)
+    if not await _working(session, handoff, actor):
+        raise NotWorking("only the specialist who sent this handoff and its assignees may change who works it")
+    if handoff.status in TERMINAL:
+        raise InvalidInput("assignees", f"the handoff is {handoff.status}: nobody works it any more")
+    wanted = set(people)
+    current = {
+        (row.issuer, row.subject): row
+        for row in (await session.exec(select(HandoffAssignee).where(HandoffAssignee.handoff_id == handoff.id))).all()
+    }
+    for person, row in current.items():
+        if person not in wanted and row.removed_at is None:
+            row.removed_at = now
+            session.add(row)
+    for issuer, subject in wanted:
+        existing = current.get((issuer, subject))
+        if existing is None:
+            session.add(
+                HandoffAssignee(
+                    collectivite_code=handoff.collectivite_code,
+                    handoff_id=handoff.id,
+                    issuer=issuer,
+                    subject=subject,
+                    added_at=now,
+                    added_by_issuer=actor.issuer,
+                    added_by=actor.subject,
+                )
+            )
+        elif existing.removed_at is not None:
+            existing.removed_at, existing.added_at = None, now
+            existing.added_by_issuer, existing.added_by = actor.issuer, actor.subject
+            session.add(existing)
+    await session.flush()
+    return await assignees(session, handoff.id, actor=actor)

@@ -10,7 +10,8 @@ from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
 from sqlmodel import Field, SQLModel
 
-from geo.models import created_at, enum_column, geometry
+import geo.models  # noqa: F401 - declares the territory tables these foreign keys refer to
+from geo.columns import created_at, enum_column, geometry, text_array, updated_at, version_column
 
 from .access import Role
 
@@ -28,19 +29,6 @@ class OrganisationKind(StrEnum):
 class Verification(StrEnum):
     unverified = "unverified"
     verified = "verified"
-
-
-def version_column() -> Any:
-    """Row version for optimistic concurrency: the ETag, checked by a conditional UPDATE."""
-    return Field(default=1, sa_column_kwargs={"server_default": "1", "nullable": False})
-
-
-def updated_at() -> Any:
-    return Field(
-        default=None,
-        sa_type=sa.DateTime(timezone=True),
-        sa_column_kwargs={"server_default": sa.func.now(), "onupdate": sa.func.now(), "nullable": False},
-    )
 
 
 class Organisation(SQLModel, table=True):
@@ -126,13 +114,6 @@ class Channel(StrEnum):
     phone = "phone"
     online = "online"
     outreach = "outreach"
-
-
-def text_array(length: int) -> Any:
-    return Field(
-        default_factory=list,
-        sa_column=sa.Column(ARRAY(sa.String(length)), nullable=False, server_default="{}"),
-    )
 
 
 class Specialism(SQLModel, table=True):

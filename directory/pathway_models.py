@@ -11,27 +11,19 @@ collectivité (Citus) without a schema rewrite. Changing a case's residence casc
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
-from geo.models import created_at, enum_column
+from geo.columns import created_at, enum_column, text_array, timestamp, updated_at, version_column
 
 from .access import Role
-from .models import text_array, updated_at, version_column
+from .models import Gender
 
 
 class CaseStatus(StrEnum):
     open = "open"
     closed = "closed"
-
-
-class CaseGender(StrEnum):
-    female = "female"
-    male = "male"
-    other = "other"
 
 
 class IntakeChannel(StrEnum):
@@ -106,10 +98,6 @@ class PathwayEventKind(StrEnum):
     note = "note"
 
 
-def _timestamp(**kwargs: Any) -> Any:
-    return Field(default=None, sa_type=sa.DateTime(timezone=True), **kwargs)
-
-
 class Case(SQLModel, table=True):
     # "case" is an SQL keyword: the table is case_record.
     __tablename__ = "case_record"
@@ -129,7 +117,7 @@ class Case(SQLModel, table=True):
     )
     found_in_commune_code: str | None = Field(default=None, foreign_key="commune.code", max_length=5)
     age: int = Field(sa_type=sa.SmallInteger)
-    gender: CaseGender | None = enum_column(CaseGender, default=None, nullable=True)
+    gender: Gender | None = enum_column(Gender, constraint="casegender", default=None, nullable=True)
     intake_channel: IntakeChannel = enum_column(IntakeChannel)
     caller: Caller = enum_column(Caller)
     known_to_child_welfare: Tristate = enum_column(Tristate, default=Tristate.unknown)
@@ -139,7 +127,7 @@ class Case(SQLModel, table=True):
     safe_contact: str | None = Field(default=None, max_length=200)
     status: CaseStatus = enum_column(CaseStatus, default=CaseStatus.open, server_default=CaseStatus.open)
     opened_at: datetime = created_at()
-    closed_at: datetime | None = _timestamp()
+    closed_at: datetime | None = timestamp()
     created_by: str = Field(max_length=200)
     version: int = version_column()
     updated_at: datetime = updated_at()
@@ -166,6 +154,13 @@ class Handoff(SQLModel, table=True):
         sa.Index(
             "ix_handoff__stats", "collectivite_code", "created_month", "kind", postgresql_include=["case_id", "status"]
         ),
+        # Need-to-know: the open handoffs a specialist sent (exact places of safe houses).
+        sa.Index(
+            "ix_handoff__sender_person_open",
+            "created_by_issuer",
+            "created_by",
+            postgresql_where=sa.text("status IN ('sent', 'acknowledged', 'accepted', 'in_progress', 'on_hold')"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -181,10 +176,10 @@ class Handoff(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=500)
     status: HandoffStatus = enum_column(HandoffStatus, default=HandoffStatus.sent, server_default=HandoffStatus.sent)
     acknowledge_by: datetime = Field(sa_type=sa.DateTime(timezone=True))
-    overdue_at: datetime | None = _timestamp()
-    acknowledged_at: datetime | None = _timestamp()
-    accepted_at: datetime | None = _timestamp()
-    closed_at: datetime | None = _timestamp()
+    overdue_at: datetime | None = timestamp()
+    acknowledged_at: datetime | None = timestamp()
+    accepted_at: datetime | None = timestamp()
+    closed_at: datetime | None = timestamp()
     decline_reason: str | None = Field(default=None, max_length=32)
     created_at: datetime = created_at()
     # The Paris month of creation, the unit of every statistic (stored: computing it per row is most of
@@ -193,7 +188,35 @@ class Handoff(SQLModel, table=True):
         default=None, sa_column=sa.Column(sa.Date, sa.Computed(CREATED_MONTH, persisted=True), nullable=False)
     )
     created_by: str = Field(max_length=200)
+    # With created_by (the subject), the sender as one person across identity providers.
+    created_by_issuer: str = Field(default="", max_length=300, sa_column_kwargs={"server_default": ""})
     version: int = version_column()
+
+
+class HandoffAssignee(SQLModel, table=True):
+    """A specialist the sender adds to a handoff: with the sender, the people working the child's case
+    through it (they may see the receiving safe house exactly while it is open). Removal sets
+    `removed_at`: the application's role never deletes."""
+
+    __tablename__ = "handoff_assignee"
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["collectivite_code", "handoff_id"],
+            ["handoff.collectivite_code", "handoff.id"],
+            onupdate="CASCADE",
+            name="fk_handoff_assignee__handoff",
+        ),
+        sa.Index("ix_handoff_assignee__person", "issuer", "subject", postgresql_where=sa.text("removed_at IS NULL")),
+    )
+
+    collectivite_code: str = Field(max_length=4)
+    handoff_id: uuid.UUID = Field(primary_key=True)
+    issuer: str = Field(primary_key=True, max_length=300)
+    subject: str = Field(primary_key=True, max_length=200)
+    added_at: datetime = created_at()
+    added_by_issuer: str = Field(max_length=300)
+    added_by: str = Field(max_length=200)
+    removed_at: datetime | None = timestamp()
 
 
 class HandoffEvent(SQLModel, table=True):
@@ -248,62 +271,3 @@ class CaseEvent(SQLModel, table=True):
     actor_subject: str = Field(max_length=200)
     actor_role: Role = enum_column(Role)
     actor_organisation_id: uuid.UUID | None = None
-
-
-class AuditEvent(SQLModel, table=True):
-    """Journalisation (CNIL): who read or wrote what case data, when, with which outcome. The
-    application's database role may only insert and read these rows."""
-
-    __tablename__ = "audit_event"
-    __table_args__ = (sa.Index("ix_audit_event__at", "at"), sa.Index("ix_audit_event__case_id", "case_id"))
-
-    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
-    at: datetime = created_at()
-    actor_subject: str = Field(max_length=200)
-    actor_role: str | None = Field(default=None, max_length=32)
-    actor_organisation_id: uuid.UUID | None = None
-    action: str = Field(max_length=64)
-    object_type: str = Field(max_length=32)
-    object_id: uuid.UUID | None = None
-    case_id: uuid.UUID | None = None
-    outcome: str = Field(max_length=16)
-    status_code: int = Field(sa_type=sa.SmallInteger)
-    request_id: str | None = Field(default=None, max_length=64)
-
-
-class IdempotencyKey(SQLModel, table=True):
-    """The first response to a keyed creation, replayed for the same key and body."""
-
-    __tablename__ = "idempotency_key"
-
-    subject: str = Field(primary_key=True, max_length=200)
-    key: str = Field(primary_key=True, max_length=255)
-    fingerprint: str = Field(max_length=64)
-    status_code: int | None = Field(default=None, sa_type=sa.SmallInteger)
-    response: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(JSONB))
-    created_at: datetime = created_at()
-
-
-class HandoffArchive(SQLModel, table=True):
-    """What retention keeps of deleted cases: anonymous monthly counts, for long-run statistics."""
-
-    __tablename__ = "handoff_archive"
-
-    collectivite_code: str = Field(primary_key=True, max_length=4)
-    month: date = Field(primary_key=True)
-    kind: str = Field(primary_key=True, max_length=32)
-    status: str = Field(primary_key=True, max_length=32)
-    handoffs: int
-
-
-class EmptySearch(SQLModel, table=True):
-    """Searches that found nothing, counted per month, commune and specialism — never the point searched:
-    an unmet-need signal for départements."""
-
-    __tablename__ = "empty_search"
-
-    month: date = Field(primary_key=True)
-    commune_code: str = Field(primary_key=True, foreign_key="commune.code", max_length=5)
-    specialism: str = Field(primary_key=True, max_length=64)  # "" when the search named none
-    collectivite_code: str = Field(foreign_key="collectivite.code", max_length=4, index=True)
-    searches: int

@@ -1,4 +1,8 @@
-"""What callers may write about cases, handoffs and pathway events (no identity, short free text)."""
+"""What callers may write about cases, handoffs and pathway events (no identity, short free text).
+
+Every free-text field here is one of the annotated types below, and each refuses what looks like a
+phone number, an e-mail, a street address or a date of birth (directory/free_text.py).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, Strict, model_validator
 
+from .free_text import no_identifying_data
+from .models import Gender
 from .pathway_models import (
     Beneficiary,
     Caller,
-    CaseGender,
     HandoffKind,
     HandoffStatus,
     IntakeChannel,
@@ -21,14 +26,22 @@ from .pathway_models import (
 )
 from .schemas import CollectiviteCode, CommuneCode, Input, SpecialismSlug, _one_line, _unique, printable
 
-ShortText = Annotated[str, Field(max_length=500), AfterValidator(printable)]
-SafeContact = Annotated[str, Field(max_length=200), AfterValidator(printable), AfterValidator(_one_line)]
+_NO_IDENTITY = "Refused when it looks like a phone number, an e-mail, a street address or a date of birth."
+ShortText = Annotated[str, Field(max_length=500), AfterValidator(printable), AfterValidator(no_identifying_data)]
+SafeContact = Annotated[
+    str,
+    Field(max_length=200),
+    AfterValidator(printable),
+    AfterValidator(_one_line),
+    AfterValidator(no_identifying_data),
+]
+EventNote = Annotated[str, Field(max_length=280), AfterValidator(printable), AfterValidator(no_identifying_data)]
 Needs = Annotated[list[SpecialismSlug], Field(max_length=16), AfterValidator(_unique)]
 
 
 class CaseFields(Input):
     age: Annotated[int, Strict(), Field(ge=0, le=25, description="Age in years at intake.")] | None = None
-    gender: CaseGender | None = None
+    gender: Gender | None = None
     residence_collectivite: CollectiviteCode | None = None
     found_in_commune: CommuneCode | None = Field(default=None, description="Commune level only, never a point.")
     intake_channel: IntakeChannel | None = None
@@ -37,7 +50,9 @@ class CaseFields(Input):
     needs: Needs | None = None
     do_not_contact_minor_directly: bool | None = None
     do_not_contact_parents: bool | None = None
-    safe_contact: SafeContact | None = Field(default=None, description="Safe channel or time; short, no identity.")
+    safe_contact: SafeContact | None = Field(
+        default=None, description=f"Safe channel or time; short, no identity. {_NO_IDENTITY}"
+    )
 
 
 class CaseCreate(CaseFields):
@@ -63,7 +78,7 @@ class HandoffCreate(Input):
     beneficiary: Beneficiary
     urgency: Urgency
     legal_basis: LegalBasis
-    reason: ShortText | None = None
+    reason: ShortText | None = Field(default=None, description=f"Why, in a few words. {_NO_IDENTITY}")
 
 
 class TransitionIn(Input):
@@ -71,7 +86,7 @@ class TransitionIn(Input):
 
     to: HandoffStatus
     reason_code: Annotated[str, Field(max_length=32)] | None = None
-    reason: ShortText | None = None
+    reason: ShortText | None = Field(default=None, description=f"Why, in a few words. {_NO_IDENTITY}")
     expected: HandoffStatus | None = Field(
         default=None,
         alias="from",
@@ -83,10 +98,29 @@ class TransitionIn(Input):
 class PathwayEventIn(Input):
     kind: PathwayEventKind
     occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
-    note: Annotated[str, Field(max_length=280), AfterValidator(printable)] | None = None
+    note: EventNote | None = Field(default=None, description=f"Free text. {_NO_IDENTITY}")
 
     @model_validator(mode="after")
     def _note_only_for_notes(self) -> PathwayEventIn:
         if self.kind == PathwayEventKind.note and not self.note:
             raise ValueError("a note event needs a note")
         return self
+
+
+class Assignee(Input):
+    """A specialist who works the case through this handoff, named as their identity provider names
+    them. `issuer` defaults to the caller's own."""
+
+    issuer: Annotated[str, Field(min_length=1, max_length=300), AfterValidator(printable)] | None = None
+    subject: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(printable)]
+
+
+def _each_once(assignees: list[Assignee]) -> list[Assignee]:
+    people = [(a.issuer, a.subject) for a in assignees]
+    if len(set(people)) != len(people):
+        raise ValueError("name each assignee once")
+    return assignees
+
+
+class AssigneesIn(Input):
+    assignees: Annotated[list[Assignee], Field(max_length=20), AfterValidator(_each_once)]

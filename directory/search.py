@@ -21,7 +21,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from .access import Principal, Role
+from .access import EXACT_LOCATION, PLACED_BY_VIEWER, Principal, Role, sql_params
 
 STALE_AFTER_DAYS = 180
 
@@ -116,6 +116,8 @@ class Page:
     features: list[str]
     last_key: tuple[Any, ...] | None  # set when there is a next page
     empty_reason: dict[str, Any] | None
+    # Safe houses this page shows a specialist exactly (location ids): each such read is journalled.
+    exact_confidential: list[uuid.UUID] = field(default_factory=list)
 
 
 # A service with what its feature shows: organisation, location, commune, and the département whose
@@ -134,14 +136,10 @@ _OPEN_NOW = f"service_is_open(s.schedule, s.status, s.closed_from, s.closed_unti
 _NEXT = f"service_next_opening(s.schedule, s.status, s.closed_from, s.closed_until, {_TZ}, %(now)s)"
 _ORIGIN = "ST_SetSRID(ST_MakePoint(%(lon)s::float8, %(lat)s::float8), 4326)"
 _ENVELOPE = "ST_MakeEnvelope(%(min_lon)s, %(min_lat)s, %(max_lon)s, %(max_lat)s, 4326)"
-# Who may see a confidential location's exact point and address: its own organisation, and the 119's
-# specialists while the 119 has an open handoff to a service there (the child is being placed).
-# Never NULL: three-valued logic must not turn "not visible" into "unknown".
-_PLACED_BY_119 = """SELECT hs.location_id FROM handoff h JOIN service hs ON hs.id = h.receiver_service_id
-     WHERE h.status IN ('sent', 'acknowledged', 'accepted', 'in_progress', 'on_hold')
-       AND h.sender_organisation_id = (SELECT id FROM organisation WHERE seed_key = 'hotline:119')"""
-VISIBLE = f"""(l.visibility = 'public' OR coalesce(l.organisation_id = %(viewer_org)s::uuid, false)
-    OR (%(viewer_specialist)s AND l.id IN ({_PLACED_BY_119})))"""
+VISIBLE = EXACT_LOCATION
+# The safe house a row shows a specialist exactly, if any (its owner's own reads are not journalled).
+EXACT_CONFIDENTIAL = f"""CASE WHEN %(viewer_specialist)s AND l.visibility = 'confidential' AND {EXACT_LOCATION}
+                           THEN l.id END"""
 _STALE = f"(s.last_verified_at IS NULL OR s.last_verified_at < %(now)s - interval '{STALE_AFTER_DAYS} days')"
 
 
@@ -201,12 +199,13 @@ def _geographic_branches(query: Query, *, radius: str = "%(radius)s") -> list[st
         # commune: the bound does not hold for them, so they keep the full radius (a handful of rows).
         if query.viewer.role is Role.partner:
             branches.append(
-                f"SELECT s.id {_FROM} WHERE l.organisation_id = %(viewer_org)s AND l.visibility = 'confidential'"
+                f"SELECT s.id {_FROM} WHERE l.organisation_id = %(viewer_partner_org)s"
+                " AND l.visibility = 'confidential'"
                 f" AND ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s)"
             )
         elif query.viewer.role is Role.specialist:
             branches.append(
-                f"SELECT s.id {_FROM} WHERE l.id IN ({_PLACED_BY_119}) AND l.visibility = 'confidential'"
+                f"SELECT s.id {_FROM} WHERE l.id IN ({PLACED_BY_VIEWER}) AND l.visibility = 'confidential'"
                 f" AND ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s)"
             )
     if query.include_covering:
@@ -235,18 +234,10 @@ _BOUND = f"""bound AS (
 )"""
 
 
-def viewer_params(viewer: Principal) -> dict[str, Any]:
-    """The parameters VISIBLE reads: who is looking."""
-    return {
-        "viewer_org": viewer.organisation_id if viewer.role is Role.partner else None,
-        "viewer_specialist": viewer.role is Role.specialist,
-    }
-
-
 def _params(query: Query, now: datetime) -> dict[str, Any]:
     params: dict[str, Any] = {
         **query.filters.params(),
-        **viewer_params(query.viewer),
+        **sql_params(query.viewer),
         "now": now,
         "radius": query.radius_m,
         "limit": query.limit + 1,
@@ -287,7 +278,7 @@ async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
             params.update(after_id=query.after[0])
     statement = f"""
         WITH {_BOUND.format(where=where) + "," if bounded else ""} candidate AS ({candidates})
-        SELECT {feature_sql(with_origin=query.origin is not None)}::text, {key_columns}
+        SELECT {feature_sql(with_origin=query.origin is not None)}::text, {EXACT_CONFIDENTIAL}, {key_columns}
           FROM candidate c JOIN service s ON s.id = c.id {JOINS}
           CROSS JOIN LATERAL ({sort}) sort
          WHERE {keyset if query.after else "true"}
@@ -300,11 +291,16 @@ async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
     rows = await (await conn.execute(statement, params, prepare=prepare)).fetchall()
     has_next = len(rows) > query.limit
     rows = rows[: query.limit]
-    last_key = _key(rows[-1][1:]) if has_next and rows else None
+    last_key = _key(rows[-1][2:]) if has_next and rows else None
     empty_reason = None
     if not rows and query.after is None:
         empty_reason = await _explain_empty(conn, query, filters, params)
-    return Page(features=[row[0] for row in rows], last_key=last_key, empty_reason=empty_reason)
+    return Page(
+        features=[row[0] for row in rows],
+        last_key=last_key,
+        empty_reason=empty_reason,
+        exact_confidential=[row[1] for row in rows if row[1] is not None],
+    )
 
 
 def _key(values: tuple[Any, ...]) -> tuple[Any, ...]:

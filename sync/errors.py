@@ -18,4 +18,5 @@ class InvalidWebhookUrl(SyncError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(f"url: {detail}")
-        self.errors = [{"in": "body", "pointer": "/url", "message": detail}]
+        self.field = "url"
+        self.message = detail

@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from directory.models import text_array
-from geo.models import created_at, enum_column
+from geo.columns import created_at, enum_column
 
 
 class DeliveryStatus(StrEnum):

@@ -5,8 +5,12 @@ from geoalchemy2 import alembic_helpers
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
+import api.audit  # noqa: F401 - registers the tables
+import api.idempotency  # noqa: F401 - registers the tables
 import directory.models  # noqa: F401 - registers the tables
 import directory.pathway_models  # noqa: F401 - registers the tables
+import directory.retention  # noqa: F401 - registers the tables
+import directory.stats  # noqa: F401 - registers the tables
 import geo.models  # noqa: F401 - registers the tables
 import sync.models  # noqa: F401 - registers the tables
 

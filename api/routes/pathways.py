@@ -11,25 +11,23 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from psycopg import AsyncConnection
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from directory import cases, handoffs
+from directory import cases, handoffs, revisions
 from directory.access import Principal, Role
-from directory.pathway_models import HandoffStatus, PathwayEventKind, Urgency
-from directory.pathway_schemas import CaseCreate, CasePatch, HandoffCreate, PathwayEventIn, TransitionIn
-from directory.seeding import HOTLINE_SEED_KEY
-from sync import outbound
+from directory.pathway_models import HandoffAssignee, HandoffStatus, Urgency
+from directory.pathway_schemas import AssigneesIn, CaseCreate, CasePatch, HandoffCreate, PathwayEventIn, TransitionIn
+from sync import notify
 
-from .. import idempotency
 from ..audit import AuditedAllow, trail
 from ..db import ReaderDep, SessionDep
-from ..errors import InvalidParameter, problem_responses
+from ..errors import problem_responses
 from ..etags import etag, if_match
-from ..pagination import next_link
+from ..handoff_creation import create_handoff as _create_handoff
+from ..links import absolute
+from ..pagination import Pagination
 from ..params import Cursor, Limit
 from ..responses import JSONText
-from ..schemas import CaseOut, CompetentCrip, HandoffOut, HandoffPage, PathwayItem
+from ..schemas import AssigneeOut, CaseOut, CompetentCrip, HandoffOut, HandoffPage, PathwayItem
 
 router = APIRouter(prefix="/v1", tags=["care pathways"])
 
@@ -54,28 +52,6 @@ HandoffReader = Annotated[Principal, Depends(AuditedAllow("handoff.read", "hando
 HandoffMover = Annotated[Principal, Depends(AuditedAllow("handoff.transition", "handoff", S, P))]
 
 
-async def hotline_id(request: Request, conn: ReaderDep) -> uuid.UUID:
-    """The 119 unit's organisation: the sender of the handoffs specialists make."""
-    cached = getattr(request.app.state, "hotline_id", None)
-    if cached is None:
-        row = await (
-            await conn.execute("SELECT id FROM organisation WHERE seed_key = %s", (HOTLINE_SEED_KEY,))
-        ).fetchone()
-        if row is None:
-            raise RuntimeError("the 119 unit's organisation is missing: run `maillage seed`")
-        cached = request.app.state.hotline_id = row[0]
-    return uuid.UUID(str(cached))
-
-
-Hotline = Annotated[uuid.UUID, Depends(hotline_id)]
-
-
-async def _driver(session: AsyncSession) -> AsyncConnection:
-    """The psycopg connection under the session: SQL-built reads inside the write's transaction."""
-    raw = await (await session.connection()).get_raw_connection()
-    return raw.driver_connection  # type: ignore[return-value]
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -97,9 +73,11 @@ async def create_case(
         case = await cases.create(session, body, actor=principal)
         entry.object_id = entry.case_id = case.id
         entry.in_transaction(session, status=201)
-        view, version = await cases.view(await _driver(session), case.id, actor=principal, now=_now())
+        view, version = await cases.view(await revisions.driver(session), case.id, actor=principal, now=_now())
         await session.commit()
-    return JSONText(view, status_code=201, headers={"ETag": etag(version), "Location": f"/v1/cases/{case.id}"})
+    return JSONText(
+        view, status_code=201, headers={"ETag": etag(version), "Location": absolute(f"/v1/cases/{case.id}")}
+    )
 
 
 @router.get("/cases/{case_id}", response_model=CaseOut, responses=_READ)
@@ -134,7 +112,7 @@ async def update_case(
     async with trail(request, conn, principal, action="case.update", object_type="case", case_id=case_id) as entry:
         await cases.update(session, case_id, body, expected_version=versions, actor=principal)
         entry.in_transaction(session)
-        view, version = await cases.view(await _driver(session), case_id, actor=principal, now=_now())
+        view, version = await cases.view(await revisions.driver(session), case_id, actor=principal, now=_now())
         await session.commit()
     return JSONText(view, headers={"ETag": etag(version)})
 
@@ -151,7 +129,7 @@ async def close_case(
     async with trail(request, conn, principal, action="case.close", object_type="case", case_id=case_id) as entry:
         await cases.close(session, case_id, actor=principal)
         entry.in_transaction(session)
-        view, version = await cases.view(await _driver(session), case_id, actor=principal, now=_now())
+        view, version = await cases.view(await revisions.driver(session), case_id, actor=principal, now=_now())
         await session.commit()
     return JSONText(view, headers={"ETag": etag(version)})
 
@@ -187,7 +165,6 @@ async def add_case_event(
     request: Request,
     session: SessionDep,
     conn: ReaderDep,
-    hotline: Hotline,
     case_id: CaseId,
     body: PathwayEventIn,
     principal: EventRecorder,
@@ -196,16 +173,8 @@ async def add_case_event(
     async with trail(
         request, conn, principal, action="case.event.create", object_type="case_event", case_id=case_id
     ) as entry:
-        event = await cases.add_event(session, case_id, body, actor=principal, hotline_id=hotline)
-        queued = None
-        if event.kind is PathwayEventKind.runaway_started:
-            partners = await cases.partners_to_warn(session, case_id, except_organisation=event.actor_organisation_id)
-            queued = await outbound.enqueue(
-                session,
-                type="case.runaway_started",
-                data={"case_id": case_id, "event_id": event.id},
-                organisation_ids=partners,
-            )
+        event = await cases.add_event(session, case_id, body, actor=principal)
+        queued = await notify.case_event(session, event)
         entry.in_transaction(session, status=201)
         await session.commit()
     if queued is not None:
@@ -239,49 +208,19 @@ async def create_handoff(
     request: Request,
     session: SessionDep,
     conn: ReaderDep,
-    hotline: Hotline,
     body: HandoffCreate,
     principal: HandoffCreator,
 ) -> JSONText:
     """Hand a case over: an information préoccupante (to the competent CRIP when no receiver is given),
     an orientation, a contact, a signalement, a shelter request. Needs an Idempotency-Key: a retry
     with the same key and body returns the first response; another body with that key is a 422."""
-    key = idempotency.key_of(request)
-    async with trail(
-        request, conn, principal, action="handoff.create", object_type="handoff", case_id=body.case_id
-    ) as entry:
-        stored = await idempotency.claim(
-            session,
-            subject=principal.subject,
-            key=key,
-            fingerprint=idempotency.fingerprint(request, body.model_dump(mode="json")),
-        )
-        if stored is not None:
-            await session.rollback()
-            return JSONText(stored.body, status_code=stored.status, headers=stored.headers)
-        within = {Urgency(k): v for k, v in request.app.state.settings.acknowledge_within().items()}
-        handoff = await handoffs.create(session, body, actor=principal, hotline_id=hotline, acknowledge_within=within)
-        entry.object_id = handoff.id
-        await outbound.enqueue(
-            session,
-            type="handoff.created",
-            data={"handoff_id": handoff.id},
-            organisation_ids=[handoff.receiver_organisation_id],
-        )
-        view, version = await handoffs.get(await _driver(session), handoff.id, actor=principal, now=_now())
-        headers = {"ETag": etag(version), "Location": f"/v1/handoffs/{handoff.id}"}
-        await idempotency.store(session, subject=principal.subject, key=key, status=201, body=view, headers=headers)
-        entry.in_transaction(session, status=201)
-        await session.commit()
-    request.app.state.outbox_signal.set()
-    return JSONText(view, status_code=201, headers=headers)
+    return await _create_handoff(request, session, conn, principal, body)
 
 
 @router.get("/handoffs", response_model=HandoffPage, responses=_READ)
 async def list_handoffs(
     request: Request,
     conn: ReaderDep,
-    hotline: Hotline,
     principal: HandoffLister,
     box: Annotated[Literal["inbox", "outbox"] | None, Query(description="What you received, or what you sent.")] = None,
     status: Annotated[list[HandoffStatus] | None, Query(max_length=11)] = None,
@@ -291,31 +230,20 @@ async def list_handoffs(
     cursor: Cursor = None,
 ) -> JSONText:
     """Your handoffs, newest first: a partner's inbox and outbox; specialists see them all."""
-    after = request.app.state.cursors.decode("handoffs", cursor)
-    if after is not None and (not isinstance(after, list) or len(after) != 2):
-        raise InvalidParameter("cursor", "malformed cursor")
+    page = Pagination(request, "handoffs", 2, limit=limit, cursor=cursor)
     async with trail(request, conn, principal, action="handoff.list", object_type="handoff"):
         rows = await handoffs.list_(
             conn,
             actor=principal,
             now=_now(),
             box=box,
-            box_org=hotline if principal.role is Role.specialist else principal.organisation_id,
             statuses=[s.value for s in status] if status else None,
             urgency=urgency,
             overdue=overdue,
-            after=(after[0], after[1]) if after else None,
-            limit=limit + 1,
+            after=page.after,
+            limit=page.fetch,
         )
-    links = []
-    if len(rows) > limit:
-        rows = rows[:limit]
-        links.append(
-            {
-                "rel": "next",
-                "href": next_link(request, request.app.state.cursors.encode("handoffs", [rows[-1][0], rows[-1][1]])),
-            }
-        )
+    rows, links = page.finish(rows, key=lambda row: [row[0], row[1]])
     return JSONText('{"items":[' + ",".join(row[2] for row in rows) + '],"links":' + json.dumps(links) + "}")
 
 
@@ -341,7 +269,6 @@ async def transition_handoff(
     request: Request,
     session: SessionDep,
     conn: ReaderDep,
-    hotline: Hotline,
     handoff_id: HandoffId,
     body: TransitionIn,
     principal: HandoffMover,
@@ -351,19 +278,65 @@ async def transition_handoff(
     An illegal move is a 409 listing the allowed ones; give `from` (the status you saw) so that a move
     made meanwhile by someone else refuses yours instead of being overridden."""
     async with trail(request, conn, principal, action="handoff.transition", object_type="handoff") as entry:
-        handoff = await handoffs.transition(session, handoff_id, body, actor=principal, hotline_id=hotline)
+        handoff = await handoffs.transition(session, handoff_id, body, actor=principal)
         entry.case_id = handoff.case_id
-        actor_org = hotline if principal.role is Role.specialist else principal.organisation_id
-        await outbound.enqueue(
-            session,
-            type="handoff.transitioned",
-            data={"handoff_id": handoff.id, "status": handoff.status},
-            organisation_ids=[
-                o for o in (handoff.sender_organisation_id, handoff.receiver_organisation_id) if o != actor_org
-            ],
-        )
-        view, version = await handoffs.get(await _driver(session), handoff.id, actor=principal, now=_now())
+        await notify.handoff_moved(session, handoff, by=principal.organisation_id)
+        view, version = await handoffs.get(await revisions.driver(session), handoff.id, actor=principal, now=_now())
         entry.in_transaction(session)
         await session.commit()
     request.app.state.outbox_signal.set()
     return JSONText(view, headers={"ETag": etag(version)})
+
+
+# --- who works a handoff (need-to-know) ------------------------------------------------------------
+
+AssigneeReader = Annotated[Principal, Depends(AuditedAllow("handoff.assignees.read", "handoff", S))]
+AssigneeEditor = Annotated[Principal, Depends(AuditedAllow("handoff.assignees.update", "handoff", S))]
+
+
+def _assignees_json(rows: list[HandoffAssignee]) -> str:
+    return json.dumps(
+        [
+            {"issuer": a.issuer, "subject": a.subject, "added_at": a.added_at.isoformat(), "added_by": a.added_by}
+            for a in rows
+        ]
+    )
+
+
+@router.get("/handoffs/{handoff_id}/assignees", response_model=list[AssigneeOut], responses=_READ)
+async def get_assignees(
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    handoff_id: HandoffId,
+    principal: AssigneeReader,
+) -> JSONText:
+    """The specialists the sender added to a handoff: with the sender, they work the child's case and
+    see the receiving safe house's exact place while the handoff is under way."""
+    async with trail(request, conn, principal, action="handoff.assignees.read", object_type="handoff") as entry:
+        rows = await handoffs.assignees(session, handoff_id, actor=principal)
+        entry.object_id = handoff_id
+    return JSONText(_assignees_json(rows))
+
+
+@router.put(
+    "/handoffs/{handoff_id}/assignees",
+    response_model=list[AssigneeOut],
+    responses=problem_responses(401, 403, 404, 413, 422),
+)
+async def put_assignees(
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    handoff_id: HandoffId,
+    body: AssigneesIn,
+    principal: AssigneeEditor,
+) -> JSONText:
+    """Replace the list of specialists working the case through this handoff. Only its sender and its
+    current assignees may, while it is under way. `issuer` defaults to yours."""
+    people = [(a.issuer or principal.issuer, a.subject) for a in body.assignees]
+    async with trail(request, conn, principal, action="handoff.assignees.update", object_type="handoff") as entry:
+        rows = await handoffs.set_assignees(session, handoff_id, people, actor=principal)
+        entry.in_transaction(session)
+        await session.commit()
+    return JSONText(_assignees_json(rows))

@@ -13,6 +13,7 @@ from psycopg import AsyncConnection
 from api.app import assert_policies, route_policies
 from directory.access import Role
 from tests.api.test_authorization_matrix import MATRIX_ROUTES
+from tests.api.test_own_listings import OWN_LISTING_ROUTES
 from tests.api.test_pathways import PATHWAY_ROUTES
 
 ALL = frozenset(Role)
@@ -60,6 +61,10 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("PATCH", "/v1/service-areas/{area_id}"): WRITERS,
     ("DELETE", "/v1/service-areas/{area_id}"): WRITERS,
     ("GET", "/v1/organisations/{organisation_id}/freshness"): WRITERS,
+    # An organisation's own listings (tests/api/test_own_listings.py walks them per role and object).
+    ("GET", "/v1/organisations/{organisation_id}/locations"): WRITERS,
+    ("GET", "/v1/organisations/{organisation_id}/service-areas"): WRITERS,
+    ("GET", "/v1/locations/{location_id}/history"): WRITERS,
     # Administration.
     ("POST", "/v1/organisations"): ADMIN,
     ("PATCH", "/v1/organisations/{organisation_id}"): ADMIN,
@@ -83,6 +88,9 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/v1/handoffs"): CASE_READERS,
     ("GET", "/v1/handoffs/{handoff_id}"): CASE_READERS,
     ("POST", "/v1/handoffs/{handoff_id}/transitions"): CASE_READERS,
+    # Need-to-know: the specialists working a case through a handoff (tests/api/test_need_to_know.py).
+    ("GET", "/v1/handoffs/{handoff_id}/assignees"): SPECIALIST,
+    ("PUT", "/v1/handoffs/{handoff_id}/assignees"): SPECIALIST,
     ("POST", "/v1/webhook-subscriptions"): PARTNER,
     ("GET", "/v1/webhook-subscriptions"): PARTNER,
     ("DELETE", "/v1/webhook-subscriptions/{subscription_id}"): PARTNER,
@@ -133,6 +141,7 @@ def test_every_route_matches_the_checked_in_policy(app: FastAPI) -> None:
 def test_every_v1_route_is_exercised_per_role(app: FastAPI) -> None:
     """Reads by EXAMPLES here, listing routes by the authorization matrix, the rest by ADMIN_ONLY tests."""
     covered = set(EXAMPLES) | MATRIX_ROUTES | set(ADMIN_ONLY) | {("POST", "/v1/auth/token")} | PATHWAY_ROUTES
+    covered |= OWN_LISTING_ROUTES
     assert {key for key in POLICY if key[1].startswith("/v1")} == covered
 
 
