@@ -30,6 +30,7 @@ from .middleware import Authentication, BodySizeLimit, PublicOrigin, RequestCont
 from .pagination import Cursors
 from .ratelimit import RateLimiter
 from .routes import (
+    audit,
     clients,
     health,
     listings,
@@ -222,6 +223,7 @@ def create_app(
         clients.router,
         pathways.router,
         webhooks.router,
+        audit.router,
         stats.router,
     ):
         v1 = router.prefix.startswith("/v1")

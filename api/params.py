@@ -3,9 +3,9 @@
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import Field, Strict
 
-from directory.schemas import Text
+from directory.schemas import Input, Text
 
 LATITUDE = Query(ge=-90, le=90, allow_inf_nan=False, description="Latitude in decimal degrees (WGS 84).")
 LONGITUDE = Query(ge=-180, le=180, allow_inf_nan=False, description="Longitude in decimal degrees (WGS 84).")
@@ -18,16 +18,10 @@ Cursor = Annotated[
 ]
 
 
-class StrictModel(BaseModel):
-    """Request bodies: unknown fields are errors (mass assignment), NaN and Infinity are refused."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=2000)
-
-
 # JSON numbers only: "45" or true is not a coordinate (no silent coercion).
 Number = Annotated[float, Strict()]
 
 
-class PointIn(StrictModel):
+class PointIn(Input):
     lat: Number = Field(ge=-90, le=90, description="Latitude in decimal degrees (WGS 84).")
     lon: Number = Field(ge=-180, le=180, description="Longitude in decimal degrees (WGS 84).")

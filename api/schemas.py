@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .params import PointIn, StrictModel
+from directory.schemas import Input
+
+from .params import PointIn
 
 
 class CodeName(BaseModel):
@@ -31,7 +33,7 @@ class Resolution(BaseModel):
     )
 
 
-class ResolveBatchIn(StrictModel):
+class ResolveBatchIn(Input):
     points: list[PointIn] = Field(min_length=1, max_length=1000)
 
 
@@ -128,12 +130,6 @@ class ServiceProperties(BaseModel):
     last_verified_at: str | None
     stale: bool = Field(description="Not verified for 180 days.")
     demo: bool
-    location_id: uuid.UUID | None = Field(
-        default=None, description="For the service's organisation and admins only (GET of one service)."
-    )
-    location: LocationSummary | None = Field(
-        default=None, description="For the service's organisation and admins only (GET of one service)."
-    )
 
 
 class ServiceFeature(BaseModel):
@@ -141,6 +137,36 @@ class ServiceFeature(BaseModel):
     id: uuid.UUID
     geometry: dict[str, Any] | None
     properties: ServiceProperties
+
+
+class AreaSummary(BaseModel):
+    id: uuid.UUID
+    communes: list[str]
+    departements: list[str]
+    collectivites: list[str]
+    regions: list[str]
+    radius_km: float | None
+    national: bool
+
+
+class ServiceDetailProperties(ServiceProperties):
+    description: str | None
+    schedule: dict[str, Any]
+    areas: list[AreaSummary]
+    archived_at: str | None = Field(description="Archived services are read by their organisation and admins only.")
+    location_id: uuid.UUID | None = Field(default=None, description="For the service's organisation and admins only.")
+    location: LocationSummary | None = Field(
+        default=None, description="For the service's organisation and admins only."
+    )
+
+
+class ServiceDetail(BaseModel):
+    """One service: its search feature, plus what a detail page and its managers need."""
+
+    type: Literal["Feature"]
+    id: uuid.UUID
+    geometry: dict[str, Any] | None
+    properties: ServiceDetailProperties
 
 
 class EmptyReason(BaseModel):
@@ -282,7 +308,7 @@ class ClientSecret(ClientOut):
     client_secret: str = Field(description="Shown once: store it now; only its hash is kept.")
 
 
-class ClientCreate(StrictModel):
+class ClientCreate(Input):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["partner", "department", "specialist", "admin"]
     organisation_id: uuid.UUID | None = None

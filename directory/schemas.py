@@ -97,7 +97,11 @@ Age = Annotated[int, Strict(), Field(ge=0, le=99)]
 
 
 class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True)
+    """The one base of every request body, in every package: unknown fields are errors (mass
+    assignment: organisation, status, author… are never writable by naming them), NaN and Infinity
+    are refused, strings are stripped and capped."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True, str_max_length=2000)
 
 
 # --- opening hours ----------------------------------------------------------------------------

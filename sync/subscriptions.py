@@ -6,13 +6,20 @@ import uuid
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from pydantic import Field
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from directory.errors import InvalidInput, NotFound
+from directory.schemas import Input
 
 from .models import WebhookDelivery, WebhookSubscription
 from .webhooks import EVENT_TYPES, Resolver, SecretBox, check_url, new_secret
+
+
+class SubscriptionIn(Input):
+    url: str = Field(min_length=8, max_length=500, description="https endpoint on a public address.")
+    event_types: list[str] = Field(min_length=1, max_length=10, description="e.g. handoff.created")
 
 
 async def create(

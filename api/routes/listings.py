@@ -34,7 +34,7 @@ from ..links import absolute
 from ..pagination import Pagination
 from ..params import Cursor, Limit
 from ..responses import GEOJSON, GeoJSONText, JSONText
-from ..schemas import AreaOut, HistoryPage, LocationOut, ServiceFeature
+from ..schemas import AreaOut, HistoryPage, LocationOut, ServiceDetail
 
 router = APIRouter(prefix="/v1", tags=["listings"])
 
@@ -65,7 +65,7 @@ async def _service(
 # --- services ----------------------------------------------------------------------------------
 
 
-@router.post("/services", status_code=201, response_model=ServiceFeature, responses={**_GEO, **_WRITE})
+@router.post("/services", status_code=201, response_model=ServiceDetail, responses={**_GEO, **_WRITE})
 async def create_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: ServiceCreate
 ) -> GeoJSONText:
@@ -77,7 +77,7 @@ async def create_service(
 
 @router.patch(
     "/services/{service_id}",
-    response_model=ServiceFeature,
+    response_model=ServiceDetail,
     responses={**_GEO, **_CONDITIONAL},
     openapi_extra={"requestBody": MERGE_PATCH},
 )
@@ -110,7 +110,7 @@ async def archive_service(
     return Response(status_code=204)
 
 
-@router.put("/services/{service_id}/capacity", response_model=ServiceFeature, responses={**_GEO, **_CONDITIONAL})
+@router.put("/services/{service_id}/capacity", response_model=ServiceDetail, responses={**_GEO, **_CONDITIONAL})
 async def set_capacity(
     request: Request,
     session: SessionDep,
@@ -128,7 +128,7 @@ async def set_capacity(
     return await _service(conn, service_id, principal)
 
 
-@router.post("/services/{service_id}/closures", response_model=ServiceFeature, responses={**_GEO, **_WRITE})
+@router.post("/services/{service_id}/closures", response_model=ServiceDetail, responses={**_GEO, **_WRITE})
 async def close_service(
     request: Request,
     session: SessionDep,
@@ -143,7 +143,7 @@ async def close_service(
     return await _service(conn, service_id, principal)
 
 
-@router.post("/services/{service_id}/reopen", response_model=ServiceFeature, responses={**_GEO, **_WRITE})
+@router.post("/services/{service_id}/reopen", response_model=ServiceDetail, responses={**_GEO, **_WRITE})
 async def reopen_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
 ) -> GeoJSONText:
@@ -153,7 +153,7 @@ async def reopen_service(
     return await _service(conn, service_id, principal)
 
 
-@router.post("/services/{service_id}/verify", response_model=ServiceFeature, responses={**_GEO, **_WRITE})
+@router.post("/services/{service_id}/verify", response_model=ServiceDetail, responses={**_GEO, **_WRITE})
 async def verify_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
 ) -> GeoJSONText:

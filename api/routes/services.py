@@ -21,7 +21,7 @@ from ..etags import etag
 from ..pagination import Pagination
 from ..params import LATITUDE, LONGITUDE, Cursor, Limit, Text
 from ..responses import GEOJSON, GeoJSONText, feature_collection
-from ..schemas import ServiceCollection, ServiceFeature
+from ..schemas import ServiceCollection, ServiceDetail
 
 router = APIRouter(prefix="/v1", tags=["services"])
 
@@ -189,7 +189,7 @@ async def search_services(
 
 
 @router.get(
-    "/services/{service_id}", response_model=ServiceFeature, responses={**_GEO, **problem_responses(401, 403, 404, 422)}
+    "/services/{service_id}", response_model=ServiceDetail, responses={**_GEO, **problem_responses(401, 403, 404, 422)}
 )
 async def get_service(
     request: Request, conn: ReaderDep, principal: AnyRole, service_id: Annotated[uuid.UUID, Path()]

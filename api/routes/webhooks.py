@@ -1,24 +1,20 @@
-"""Partners' webhook subscriptions and the delivery log; the audit trail for admins."""
+"""Partners' webhook subscriptions and their delivery log."""
 
-import json
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import Field
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from directory.access import Principal, Role
 from sync import subscriptions
 from sync.models import WebhookDelivery, WebhookSubscription
+from sync.subscriptions import SubscriptionIn
 
 from ..auth import Allow, AllowWrites
-from ..db import ReaderDep, SessionDep
+from ..db import SessionDep
 from ..errors import problem_responses
-from ..pagination import Pagination
-from ..params import Cursor, Limit, StrictModel
-from ..responses import JSONText
-from ..schemas import AuditPage, DeliveryOut, SubscriptionOut, SubscriptionSecret
+from ..params import Limit
+from ..schemas import DeliveryOut, SubscriptionOut, SubscriptionSecret
 from .clients import NO_STORE
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
@@ -26,11 +22,6 @@ router = APIRouter(prefix="/v1", tags=["webhooks"])
 Partner = Annotated[Principal, Depends(Allow(Role.partner))]
 PartnerWriter = Annotated[Principal, Depends(AllowWrites(Role.partner))]
 SubscriptionId = Annotated[uuid.UUID, Path()]
-
-
-class SubscriptionIn(StrictModel):
-    url: str = Field(min_length=8, max_length=500, description="https endpoint on a public address.")
-    event_types: list[str] = Field(min_length=1, max_length=10, description="e.g. handoff.created")
 
 
 def _out(subscription: WebhookSubscription, secret: str | None = None) -> dict[str, Any]:
@@ -121,53 +112,3 @@ async def list_deliveries(
         }
         for d in rows
     ]
-
-
-@router.get("/audit", response_model=AuditPage, responses=problem_responses(401, 403, 422))
-async def list_audit(
-    request: Request,
-    conn: ReaderDep,
-    _: Annotated[Principal, Depends(Allow(Role.admin))],
-    actor: Annotated[str | None, Query(max_length=200)] = None,
-    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
-    case_id: uuid.UUID | None = None,
-    object_id: uuid.UUID | None = None,
-    outcome: Annotated[str | None, Query(pattern=r"^(allowed|denied|not_found|conflict|invalid|error)$")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: Limit = 20,
-    cursor: Cursor = None,
-) -> JSONText:
-    """The journal of case data access (admins), newest first, with filters."""
-    page = Pagination(request, "audit", int, limit=limit, cursor=cursor)
-    rows = await (
-        await conn.execute(
-            """SELECT id, json_build_object('id', id, 'at', at, 'actor', json_build_object(
-                      'subject', actor_subject, 'role', actor_role, 'organisation_id', actor_organisation_id),
-                   'action', action, 'object_type', object_type, 'object_id', object_id, 'case_id', case_id,
-                   'outcome', outcome, 'status_code', status_code, 'request_id', request_id)::text
-             FROM audit_event
-            WHERE (%(actor)s::text IS NULL OR actor_subject = %(actor)s)
-              AND (%(action)s::text IS NULL OR action = %(action)s)
-              AND (%(case_id)s::uuid IS NULL OR case_id = %(case_id)s)
-              AND (%(object_id)s::uuid IS NULL OR object_id = %(object_id)s)
-              AND (%(outcome)s::text IS NULL OR outcome = %(outcome)s)
-              AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)
-              AND (%(until)s::timestamptz IS NULL OR at < %(until)s)
-              AND (%(after)s::bigint IS NULL OR id < %(after)s)
-            ORDER BY id DESC LIMIT %(limit)s""",
-            {
-                "actor": actor,
-                "action": action,
-                "case_id": case_id,
-                "object_id": object_id,
-                "outcome": outcome,
-                "since": since,
-                "until": until,
-                "after": page.after,
-                "limit": page.fetch,
-            },
-        )
-    ).fetchall()
-    rows, links = page.finish(rows, key=lambda row: row[0])
-    return JSONText('{"items":[' + ",".join(row[1] for row in rows) + '],"links":' + json.dumps(links) + "}")
