@@ -14,6 +14,10 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from geo.territories import TerritoryKind, unknown_codes
+
+from .errors import InvalidInput, NotFound
+
 
 class Role(StrEnum):
     specialist = "specialist"  # the 119 unit's specialists
@@ -144,6 +148,26 @@ async def lock_visible_handoff(session: AsyncSession, handoff_id: uuid.UUID, vie
     )
 
 
+# --- statistics ------------------------------------------------------------------------------------
+
+
+async def statistics_scope(conn: Any, viewer: Principal, asked: str | None) -> list[str] | None:
+    """The collectivités whose aggregates the viewer reads (psycopg `conn`): a department its own only —
+    naming another is NotFound, whether or not that code exists; the 119 and admins the one asked for
+    (NotFound when it does not exist) or the whole country (None)."""
+    if viewer.role is Role.department:
+        if asked is not None and asked != viewer.collectivite_code:
+            raise NotFound("no such collectivité in your scope")
+        return [str(viewer.collectivite_code)]
+    if viewer.role not in (Role.specialist, Role.admin):
+        raise NotFound("no statistics in your scope")
+    if asked is None:
+        return None
+    if await unknown_codes(conn, TerritoryKind.collectivite, [asked]):
+        raise NotFound("no collectivité with this code")
+    return [asked]
+
+
 # --- listings: organisations, services, locations, service areas --------------------------------
 #
 # A partner reaches only its own organisation's listings, admins every listing; anything else is
@@ -155,8 +179,6 @@ async def lock_visible_handoff(session: AsyncSession, handoff_id: uuid.UUID, vie
 
 def listing_organisation(actor: Principal) -> uuid.UUID | None:
     """The organisation whose listings a caller manages; None for admins (every organisation)."""
-    from .errors import NotFound
-
     if actor.role is Role.admin:
         return None
     if actor.role is Role.partner and actor.organisation_id is not None:
@@ -191,8 +213,6 @@ def manageable(model: Any, row_id: uuid.UUID, actor: Principal, *, archived: boo
 
 async def load_listing(session: AsyncSession, model: Any, row_id: uuid.UUID, actor: Principal) -> Any:
     """The listing row, for a write; NotFound when missing, archived or not the caller's."""
-    from .errors import NotFound
-
     row = (await session.exec(manageable(model, row_id, actor))).first()
     if row is None:
         raise NotFound(f"no such {str(model.__tablename__).replace('_', ' ')}")
@@ -202,7 +222,6 @@ async def load_listing(session: AsyncSession, model: Any, row_id: uuid.UUID, act
 async def organisation_for_new(session: AsyncSession, actor: Principal, requested: uuid.UUID | None) -> uuid.UUID:
     """The organisation a new listing belongs to: a partner's own (a body naming another one is
     answered like one naming a missing organisation), the one an admin names."""
-    from .errors import InvalidInput
     from .models import Organisation
 
     own = listing_organisation(actor)
@@ -237,8 +256,6 @@ PLACE_HISTORY_VISIBLE = """(coalesce(l.organisation_id = %(viewer_partner_org)s:
 
 async def check_managed_organisation(conn: Any, organisation_id: uuid.UUID, viewer: Principal) -> None:
     """NotFound unless the organisation exists and the viewer manages its listings (psycopg `conn`)."""
-    from .errors import NotFound
-
     row = await (
         await conn.execute(
             f"SELECT 1 FROM organisation o WHERE o.id = %(id)s AND {listing_scope('o.id')}",

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from geo.codes import commune_of
 from geo.territories import TerritoryKind, unknown_codes
 
+from . import revisions
 from .access import (
     ACTIVE_HANDOFF_STATUSES,
     HANDOFF_VISIBLE,
@@ -93,9 +94,9 @@ async def update(
 ) -> Case:
     case = await load(session, case_id, actor)
     given = set(patch.model_fields_set)
-    for required in ("age", "residence_collectivite", "intake_channel", "caller", "known_to_child_welfare"):
-        if required in given and getattr(patch, required) is None:
-            raise InvalidInput(required, "cannot be cleared")
+    revisions.refuse_clearing(
+        patch, ("age", "residence_collectivite", "intake_channel", "caller", "known_to_child_welfare")
+    )
     commune = await _check_territories(session, patch.residence_collectivite, patch.found_in_commune)
     renamed = {"residence_collectivite": "collectivite_code", "found_in_commune": "found_in_commune_code"}
     values: dict[str, Any] = {}

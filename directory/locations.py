@@ -227,9 +227,7 @@ async def update(
     revisions.check_version(location, expected_version)
     given = set(patch.model_fields_set)
     _check_owner_fields(actor, location.organisation_id, given, stored=location, visibility=patch.visibility)
-    for required in ("commune_code", "point", "visibility"):
-        if required in given and getattr(patch, required) is None:
-            raise InvalidInput(required, "cannot be cleared")
+    revisions.refuse_clearing(patch, ("commune_code", "point", "visibility"))
     values: dict[str, Any] = {
         field: getattr(patch, field) for field in given if field not in ("point", "front_door_email")
     }

@@ -155,9 +155,7 @@ async def update(
     organisation = await load_listing(session, Organisation, organisation_id, actor)
     revisions.check_version(organisation, expected_version)
     given = set(patch.model_fields_set)
-    for required in ("name", "kind"):
-        if required in given and getattr(patch, required) is None:
-            raise InvalidInput(required, "cannot be cleared")
+    revisions.refuse_clearing(patch, ("name", "kind"))
     if patch.kind == OrganisationKind.crip or (organisation.kind == OrganisationKind.crip and "kind" in given):
         raise InvalidInput("kind", "CRIPs are seeded, one per collectivité")
     await _check_territory(session, "collectivite_code", TerritoryKind.collectivite, patch.collectivite_code)

@@ -23,7 +23,7 @@ from psycopg import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .access import Principal
-from .errors import StaleVersion
+from .errors import InvalidInput, StaleVersion
 from .models import Entity, ListingRevision, Location, Organisation, Service, ServiceArea
 
 
@@ -109,6 +109,13 @@ async def record_creation(
     """The 'create' revision of a new row: each field given, from nothing to its stored value."""
     changes = {field: {"old": None, "new": jsonable(getattr(row, field))} for field in fields}
     await record(session, row, action="create", changes=changes, actor=actor, request_id=request_id)
+
+
+def refuse_clearing(patch: Any, required: tuple[str, ...]) -> None:
+    """JSON Merge Patch: `null` removes a member, which a required field cannot lose."""
+    for field in required:
+        if field in patch.model_fields_set and getattr(patch, field) is None:
+            raise InvalidInput(field, "cannot be cleared")
 
 
 def check_version(row: Any, expected_version: set[int] | None) -> None:

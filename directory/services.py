@@ -122,9 +122,7 @@ async def update(
     service = await load_listing(session, Service, service_id, actor)
     revisions.check_version(service, expected_version)
     given = set(patch.model_fields_set)
-    for required in ("name", "specialisms"):
-        if required in given and getattr(patch, required) is None:
-            raise InvalidInput(required, "cannot be cleared")
+    revisions.refuse_clearing(patch, ("name", "specialisms"))
     values = _values(patch, given)
     age_min = values.get("age_min", service.age_min)
     age_max = values.get("age_max", service.age_max)

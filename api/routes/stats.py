@@ -21,9 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from directory import stats
+from directory import access, stats
 from directory.access import Principal, Role
-from directory.errors import NotFound
 from directory.models import OrganisationKind
 from directory.pathway_models import Beneficiary, HandoffKind, Urgency
 from directory.taxonomy import SLUGS
@@ -113,16 +112,7 @@ async def _territory(
     admins the one asked for, or the whole country (None). Solved before the other parameters are
     validated: a department naming another collectivité gets the same 404 whatever else it sends, and
     never learns whether that code exists."""
-    if principal.role is Role.department:
-        if collectivite is not None and collectivite != principal.collectivite_code:
-            raise NotFound("no such collectivité in your scope")
-        return [str(principal.collectivite_code)]
-    if collectivite is None:
-        return None
-    known = await (await conn.execute("SELECT 1 FROM collectivite WHERE code = %s", (collectivite,))).fetchone()
-    if known is None:
-        raise NotFound(f"no collectivité with code {collectivite!r}")
-    return [collectivite]
+    return await access.statistics_scope(conn, principal, collectivite)
 
 
 Territory = Annotated[list[str] | None, Depends(_territory)]
