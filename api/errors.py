@@ -7,6 +7,7 @@ be a child's whereabouts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -66,10 +67,6 @@ class InvalidParameter(ApiError):
         self.errors = [{"in": location, "name": name, "message": detail}]
 
 
-class PreconditionRequired(ApiError):
-    code = "precondition_required"
-
-
 class RateLimited(ApiError):
     code = "rate_limited"
 
@@ -86,7 +83,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     Unauthenticated: 401,
     RoleNotAllowed: 403,
     InvalidParameter: 422,
-    PreconditionRequired: 428,
+    directory_errors.PreconditionRequired: 428,
     RateLimited: 429,
     IdempotencyKeyRequired: 400,
     directory_errors.NotWorking: 403,
@@ -182,9 +179,26 @@ def _errors_of(exc: Exception) -> list[dict[str, Any]] | None:
     return getattr(exc, "errors", None)
 
 
+# A member name is echoed only when it looks like one of ours (an identifier): a caller's own text —
+# a name, a phone number typed as a key — never comes back in a problem (DESIGN §3, minimisation).
+_MEMBER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+def _named(loc: Sequence[Any]) -> tuple[list[str], bool]:
+    """The path of an error up to the first part that is not an identifier or an index; and whether
+    the path was cut there."""
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int) or _MEMBER.match(str(part)):
+            parts.append(str(part))
+        else:
+            return parts, True
+    return parts, False
+
+
 def _location(loc: Sequence[Any]) -> dict[str, str]:
     where = str(loc[0]) if loc else "request"
-    rest = [str(part) for part in loc[1:]]
+    rest, _ = _named(loc[1:])
     if where == "body":
         return {"in": "body", "pointer": "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in rest)}
     return {"in": where, "name": ".".join(rest) or where}
@@ -193,10 +207,13 @@ def _location(loc: Sequence[Any]) -> dict[str, str]:
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = []
     for error in exc.errors():
-        entry = _location(error.get("loc", ()))
+        loc = error.get("loc", ())
+        entry = _location(loc)
         message = str(error.get("msg", "invalid"))
         if error.get("type") == "json_invalid":
             message = "the body is not valid JSON"
+        elif _named(loc[1:])[1]:
+            message = "an unexpected member (its name is not repeated here)"
         entry["message"] = message
         errors.append(entry)
     first = errors[0] if errors else {"message": "invalid request"}

@@ -68,7 +68,7 @@ class RequestContext:
     """A request id on every response and log line, and one access-log line per request.
 
     The access log records the path but never the query string: search and resolve parameters can
-    be a child's whereabouts (DESIGN §3)."""
+    be a child's whereabouts (DESIGN §3). /v1 answers are marked `Cache-Control: no-store`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -86,12 +86,17 @@ class RequestContext:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        # Every /v1 answer is about a child or scoped to its caller: no shared or browser cache keeps it.
+        private = scope["path"].startswith("/v1/")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                if private and not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -84,10 +84,12 @@ _WORKED_BY_VIEWER = """(h.sender_organisation_id = %(viewer_acting_org)s::uuid
             OR EXISTS (SELECT 1 FROM handoff_assignee ha WHERE ha.handoff_id = h.id AND ha.removed_at IS NULL
                           AND ha.issuer = %(viewer_issuer)s AND ha.subject = %(viewer_subject)s)))"""
 
-# Locations the viewing specialist may see exactly: a service there receives an open handoff of a
-# case the specialist works (the child is being placed there). Other specialists of the 119 do not.
+# Locations the viewing specialist may see exactly: a service there has accepted a handoff of a case
+# the specialist works, and the placement is under way (accepted, in progress, on hold). A request
+# the safe house has not accepted gives nothing: sending one is not a way to learn an address.
+# Other specialists of the 119 never do.
 PLACED_BY_VIEWER = f"""SELECT hs.location_id FROM handoff h JOIN service hs ON hs.id = h.receiver_service_id
-     WHERE %(viewer_specialist)s AND h.status IN {_ACTIVE} AND {_WORKED_BY_VIEWER}"""
+     WHERE %(viewer_specialist)s AND h.status IN ('accepted', 'in_progress', 'on_hold') AND {_WORKED_BY_VIEWER}"""
 
 # Who sees a location's exact point, address and metre distance (alias `l` for location): everyone
 # for a public one; for a confidential one its own organisation (a partner) and the specialists
@@ -122,6 +124,19 @@ def case_visible(case_id: str = "c.id") -> str:
 # a partner only when the partner wrote it: the 119's notes never do.
 def note_visible(alias: str) -> str:
     return f"(%(viewer_specialist)s OR {alias}.actor_organisation_id = %(viewer_partner_org)s::uuid)"
+
+
+# Who made a move or recorded an event: a partner learns it for its own handoffs' sides (the sender and
+# the receiver, which it knows already) and its own events. Another partner's event on the case ("a
+# placement", "a runaway") shows no organisation: with it, the kind of event alone would say where
+# the child is.
+def author_visible(alias: str) -> str:
+    return f"""(%(viewer_specialist)s OR {alias}.actor_organisation_id = %(viewer_partner_org)s::uuid
+        OR {alias}.actor_organisation_id IS NULL
+        OR EXISTS (SELECT 1 FROM handoff ah WHERE ah.case_id = {alias}.case_id
+                      AND (ah.sender_organisation_id = %(viewer_partner_org)s::uuid
+                           OR ah.receiver_organisation_id = %(viewer_partner_org)s::uuid)
+                      AND {alias}.actor_organisation_id IN (ah.sender_organisation_id, ah.receiver_organisation_id)))"""
 
 
 async def _exists(session: AsyncSession, statement: str, params: dict[str, Any]) -> bool:

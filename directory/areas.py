@@ -172,7 +172,7 @@ async def update(
     area_id: uuid.UUID,
     patch: AreaPatch,
     *,
-    expected_version: set[int] | None,
+    expected_version: revisions.Expected | None,
     actor: Principal,
     request_id: str | None,
 ) -> ServiceArea:
@@ -204,7 +204,7 @@ async def archive(
     session: AsyncSession,
     area_id: uuid.UUID,
     *,
-    expected_version: set[int] | None,
+    expected_version: revisions.Expected | None,
     actor: Principal,
     request_id: str | None,
 ) -> None:

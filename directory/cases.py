@@ -24,6 +24,7 @@ from .access import (
     HANDOFF_VISIBLE,
     Principal,
     Role,
+    author_visible,
     can_read_case,
     case_visible,
     note_visible,
@@ -90,9 +91,15 @@ async def load(session: AsyncSession, case_id: uuid.UUID, actor: Principal) -> C
 
 
 async def update(
-    session: AsyncSession, case_id: uuid.UUID, patch: CasePatch, *, expected_version: set[int] | None, actor: Principal
+    session: AsyncSession,
+    case_id: uuid.UUID,
+    patch: CasePatch,
+    *,
+    expected_version: revisions.Expected | None,
+    actor: Principal,
 ) -> Case:
     case = await load(session, case_id, actor)
+    revisions.check_version(case, expected_version)
     given = set(patch.model_fields_set)
     revisions.refuse_clearing(
         patch, ("age", "residence_collectivite", "intake_channel", "caller", "known_to_child_welfare")
@@ -242,7 +249,8 @@ async def pathway(conn: AsyncConnection, case_id: uuid.UUID, *, actor: Principal
                            'at', e.at, 'handoff_id', e.handoff_id, 'kind', h.kind, 'from', e.from_status,
                            'to', e.to_status, 'reason_code', e.reason_code,
                            'reason', CASE WHEN {note_visible("e")} THEN e.reason END,
-                           'by', json_build_object('role', e.actor_role, 'organisation_id', e.actor_organisation_id))
+                           'by', json_build_object('role', e.actor_role, 'organisation_id',
+                                                   CASE WHEN {author_visible("e")} THEN e.actor_organisation_id END))
                            AS item
                   FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
                  WHERE e.case_id = %(id)s AND {HANDOFF_VISIBLE}
@@ -251,7 +259,8 @@ async def pathway(conn: AsyncConnection, case_id: uuid.UUID, *, actor: Principal
                            'type', 'event', 'at', ce.occurred_at, 'kind', ce.kind,
                            'note', CASE WHEN {note_visible("ce")} THEN ce.note END,
                            'recorded_at', ce.recorded_at,
-                           'by', json_build_object('role', ce.actor_role, 'organisation_id', ce.actor_organisation_id))
+                           'by', json_build_object('role', ce.actor_role, 'organisation_id',
+                                                   CASE WHEN {author_visible("ce")} THEN ce.actor_organisation_id END))
                   FROM case_event ce
                  WHERE ce.case_id = %(id)s AND (ce.kind <> 'note' OR {note_visible("ce")})
             ) t

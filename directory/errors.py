@@ -23,6 +23,12 @@ class NotWorking(DirectoryError):
     code = "not_working_this_case"
 
 
+class PreconditionRequired(DirectoryError):
+    """A write on a shared record without the version the caller read (no If-Match)."""
+
+    code = "precondition_required"
+
+
 class StaleVersion(DirectoryError):
     """The row changed since the version the caller read (If-Match no longer matches)."""
 

@@ -211,7 +211,11 @@ async def transition(
     now = now or datetime.now(UTC)
     handoff = await load(session, handoff_id, actor)
     actor_sides = sides(handoff, actor)
-    allowed = allowed_moves(handoff.status, actor_sides)
+    # A partner whose part in the case is over (no handoff of its own under way) reads its records
+    # but moves nothing: not even an "entered in error", which would still write on the pathway and
+    # change the statistics.
+    over = actor.role is Role.partner and not await can_read_case(session, handoff.case_id, actor)
+    allowed = [] if over else allowed_moves(handoff.status, actor_sides)
     if move.expected is not None and move.expected != handoff.status:
         raise InvalidTransition(
             f"the handoff is now {handoff.status}, not {move.expected}",

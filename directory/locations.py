@@ -218,7 +218,7 @@ async def update(
     location_id: uuid.UUID,
     patch: LocationPatch,
     *,
-    expected_version: set[int] | None,
+    expected_version: revisions.Expected | None,
     actor: Principal,
     request_id: str | None,
 ) -> tuple[Location, dict[str, Any]]:
@@ -265,7 +265,7 @@ async def archive(
     session: AsyncSession,
     location_id: uuid.UUID,
     *,
-    expected_version: set[int] | None,
+    expected_version: revisions.Expected | None,
     actor: Principal,
     request_id: str | None,
 ) -> None:

@@ -148,7 +148,7 @@ async def update(
     organisation_id: uuid.UUID,
     patch: OrganisationPatch,
     *,
-    expected_version: set[int] | None,
+    expected_version: revisions.Expected | None,
     actor: Principal,
     request_id: str | None,
 ) -> Organisation:

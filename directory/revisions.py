@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from psycopg import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .access import Principal
-from .errors import InvalidInput, StaleVersion
+from .errors import DirectoryError, InvalidInput, StaleVersion
 from .models import Entity, ListingRevision, Location, Organisation, Service, ServiceArea
 
 
@@ -118,10 +119,24 @@ def refuse_clearing(patch: Any, required: tuple[str, ...]) -> None:
             raise InvalidInput(field, "cannot be cleared")
 
 
-def check_version(row: Any, expected_version: set[int] | None) -> None:
-    """The precondition (412): the row is at one of the versions the caller holds (its If-Match ETags;
-    None for `If-Match: *`). Call it right after loading the row, before validating anything."""
-    if expected_version is not None and row.version not in expected_version:
+@dataclass(frozen=True)
+class Expected:
+    """What a write's If-Match said: the versions the caller holds (None for `*`), or why it holds
+    none. Judged by `check_version` only once the row is found in the caller's scope, so that "not
+    yours" is a 404 before any 428 or 412 (DESIGN §3: scope, then preconditions)."""
+
+    versions: frozenset[int] | None
+    refusal: DirectoryError | None = None
+
+
+def check_version(row: Any, expected: Expected | None) -> None:
+    """The precondition (428/412): the row is at one of the versions the caller holds (None: the
+    domain's own writes, which need none). Call it right after loading the row, before validating."""
+    if expected is None:
+        return
+    if expected.refusal is not None:
+        raise expected.refusal
+    if expected.versions is not None and row.version not in expected.versions:
         raise StaleVersion(f"this record is now at version {row.version}: read it again")
 
 
@@ -129,7 +144,7 @@ async def conditional_update(
     session: AsyncSession,
     row: Any,
     *,
-    expected_version: set[int] | None,
+    expected_version: Expected | None,
     values: Mapping[str, Any],
     refresh: bool = True,
 ) -> None:
@@ -157,7 +172,7 @@ async def update_row(
     session: AsyncSession,
     row: Any,
     *,
-    expected_version: set[int] | None,
+    expected_version: Expected | None,
     values: Mapping[str, Any],
     action: str,
     actor: Principal,

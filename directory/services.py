@@ -115,7 +115,7 @@ async def update(
     service_id: uuid.UUID,
     patch: ServicePatch,
     *,
-    expected_version: set[int] | None,
+    expected_version: revisions.Expected | None,
     actor: Principal,
     request_id: str | None,
 ) -> Service:
@@ -148,7 +148,7 @@ async def archive(
     session: AsyncSession,
     service_id: uuid.UUID,
     *,
-    expected_version: set[int] | None,
+    expected_version: revisions.Expected | None,
     actor: Principal,
     request_id: str | None,
 ) -> None:
@@ -170,7 +170,7 @@ async def set_capacity(
     service_id: uuid.UUID,
     data: CapacityUpdate,
     *,
-    expected_version: set[int] | None,
+    expected_version: revisions.Expected | None,
     actor: Principal,
     request_id: str | None,
 ) -> Service:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from directory import areas, history, locations, services
 from directory.access import Principal, Role
+from directory.revisions import Expected
 from directory.schemas import (
     AreaCreate,
     AreaPatch,
@@ -41,7 +42,7 @@ router = APIRouter(prefix="/v1", tags=["listings"])
 Writer = Annotated[Principal, Depends(AllowWrites(Role.partner, Role.admin))]
 Manager = Annotated[Principal, Depends(Allow(Role.partner, Role.admin))]
 ServiceId = Annotated[uuid.UUID, Path()]
-Versions = Annotated[set[int] | None, Depends(if_match)]
+Versions = Annotated[Expected, Depends(if_match)]
 MERGE_PATCH: dict[str, Any] = {"content": {"application/merge-patch+json": {}}}
 _GEO: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}}}}
 _WRITE = problem_responses(401, 403, 404, 413, 422, 429)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from directory import areas, history, locations, organisations
 from directory.access import Principal, Role
 from directory.models import OrganisationKind
+from directory.revisions import Expected
 from directory.schemas import OrganisationCreate, OrganisationPatch, VerificationUpdate
 from directory.taxonomy import SPECIALISMS, VERSION
 
@@ -112,7 +113,7 @@ async def update_organisation(
     conn: ReaderDep,
     principal: Admin,
     organisation_id: OrganisationId,
-    versions: Annotated[set[int] | None, Depends(if_match)],
+    versions: Annotated[Expected, Depends(if_match)],
     body: OrganisationPatch,
 ) -> JSONText:
     """Change an organisation (admins; JSON Merge Patch). Needs If-Match."""

@@ -16,6 +16,7 @@ from directory import cases, handoffs, revisions
 from directory.access import Principal, Role
 from directory.pathway_models import HandoffAssignee, HandoffStatus, Urgency
 from directory.pathway_schemas import AssigneesIn, CaseCreate, CasePatch, HandoffCreate, PathwayEventIn, TransitionIn
+from directory.revisions import Expected
 from sync import notify
 
 from ..audit import AuditedAllow, trail
@@ -105,7 +106,7 @@ async def update_case(
     conn: ReaderDep,
     case_id: CaseId,
     body: CasePatch,
-    versions: Annotated[set[int] | None, Depends(if_match)],
+    versions: Annotated[Expected, Depends(if_match)],
     principal: CaseEditor,
 ) -> JSONText:
     """Correct a case (JSON Merge Patch). Needs If-Match."""

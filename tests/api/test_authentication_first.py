@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 
 from api.app import public_operations, route_policies
 from api.settings import Settings
+from tests import factories
 
 # Path parameters that are not UUIDs, by route: valid codes (a wrong one must not matter either).
 _CODES = {"/v1/departements/{code}": "93", "/v1/collectivites/{code}": "93D", "/v1/collectivites/{code}/crip": "93D"}
@@ -105,9 +106,22 @@ async def test_the_refusal_is_still_journalled_on_case_data(client: httpx.AsyncC
 async def test_an_authenticated_caller_still_gets_the_precondition_and_validation_errors(
     client: httpx.AsyncClient, specialist: dict[str, str]
 ) -> None:
-    url = f"/v1/cases/{uuid.uuid4()}"
-    missing_if_match = await client.patch(url, headers=specialist, json={"age": 12})
+    # Scope before preconditions: a case that is not there is a 404 whatever the headers say.
+    nowhere = await client.patch(f"/v1/cases/{uuid.uuid4()}", headers=specialist, json={"age": 12})
+    assert nowhere.status_code == 404
+    case = await factories.case(client, specialist)
+    missing_if_match = await client.patch(f"/v1/cases/{case['id']}", headers=specialist, json={"age": 12})
     assert missing_if_match.status_code == 428
+    stale_and_invalid = await client.patch(
+        f"/v1/cases/{case['id']}", headers={**specialist, "If-Match": '"99"'}, json={"age": "douze"}
+    )
+    assert stale_and_invalid.status_code == 422  # the body is parsed by the framework, before any row
+    stale = await client.patch(
+        f"/v1/cases/{case['id']}",
+        headers={**specialist, "If-Match": '"99"'},
+        json={"residence_collectivite": "99Z"},
+    )
+    assert stale.status_code == 412  # the precondition before the data-dependent validation
     garbage = await client.post("/v1/territories/resolve", headers=specialist, content=b"{,", params={})
     assert garbage.status_code == 422
     too_large = await client.post(

@@ -132,3 +132,34 @@ async def test_every_response_carries_a_request_id(client: httpx.AsyncClient) ->
     assert echoed.headers["x-request-id"] == "abc-123-def-456"
     refused = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
     assert refused.headers["x-request-id"] != "bad id\twith spaces"
+
+
+async def test_an_unknown_member_whose_name_is_free_text_is_not_echoed(
+    client: httpx.AsyncClient,
+    specialist: dict,  # type: ignore[type-arg]
+) -> None:
+    """A key is the caller's text too: a name, a phone number or a birth date typed as a member name
+    never comes back; a member that looks like a field name is still named, to help the caller."""
+    case = await client.post(
+        "/v1/cases",
+        headers=specialist,
+        json={"age": 15, "residence_collectivite": "93D", "intake_channel": "phone", "caller": "parent"},
+    )
+    assert case.status_code == 201, case.text
+    url = f"/v1/cases/{case.json()['id']}/events"
+    leaky = await client.post(
+        url, headers=specialist, json={"kind": "note", "note": "x", "Léa née le 03/04/2010 tel 0612345678": 1}
+    )
+    body = _assert_problem(leaky, 422, "invalid_request")
+    for fragment in ("0612345678", "03/04/2010", "03~104", "Léa", "L\\u00e9a"):
+        assert fragment not in leaky.text
+    assert body["errors"][0]["pointer"] == "/"
+    named = await client.post(url, headers=specialist, json={"kind": "note", "note": "x", "status": "closed"})
+    assert _assert_problem(named, 422, "invalid_request")["errors"][0]["pointer"] == "/status"
+
+
+async def test_v1_answers_are_never_cached(client: httpx.AsyncClient, specialist: dict) -> None:  # type: ignore[type-arg]
+    for url in ("/v1/services/search?commune=93008", "/v1/departements", "/v1/nothing-here"):
+        response = await client.get(url, headers=specialist)
+        assert response.headers["cache-control"] == "no-store", url
+    assert "cache-control" not in (await client.get("/healthz")).headers

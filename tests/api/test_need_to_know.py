@@ -114,6 +114,9 @@ async def test_only_the_sender_and_its_assignees_see_the_safe_house_exactly(
     auth,  # type: ignore[no-untyped-def]
 ) -> None:
     coarse = ("commune", None)
+    # A request the safe house has not accepted shows its sender nothing more than anyone else.
+    assert await _place(client, world.sender, world.house_service) == coarse
+    await factories.move(client, world.a, world.to_house, "accepted")
     assert (await _place(client, world.sender, world.house_service))[1] == HOUSE_ADDRESS
     assert await _place(client, world.colleague, world.house_service) == coarse
     assert (await _searched(client, world.colleague, world.house_service))["properties"]["address"] is None
@@ -139,8 +142,28 @@ async def test_only_the_sender_and_its_assignees_see_the_safe_house_exactly(
     assert await _place(client, world.colleague, world.house_service) == coarse
 
     # Once the handoff is over, nobody of the 119 sees it exactly any more.
-    await factories.move(client, world.a, world.to_house, "declined", reason_code="no_capacity")
+    await factories.move(client, world.a, world.to_house, "failed", reason_code="runaway")
     assert await _place(client, world.sender, world.house_service) == coarse
+
+
+async def test_sending_a_request_is_not_a_way_to_learn_an_address(
+    client: httpx.AsyncClient, world: World, reader: AsyncConnection
+) -> None:
+    """A specialist not working the case opens a case of its own and asks the safe house: until the
+    house accepts, the request shows nothing more."""
+    own_case = await factories.case(client, world.colleague)
+    probe = await factories.handoff(
+        client,
+        world.colleague,
+        case_id=own_case["id"],
+        kind="shelter_request",
+        to_organisation_id=str(world.a_org),
+        to_service_id=world.house_service,
+    )
+    assert await _place(client, world.colleague, world.house_service) == ("commune", None)
+    assert (await _searched(client, world.colleague, world.house_service))["properties"]["address"] is None
+    await factories.move(client, world.colleague, probe["id"], "cancelled")
+    assert await _place(client, world.colleague, world.house_service) == ("commune", None)
 
 
 async def test_each_exact_read_by_a_specialist_is_journalled(
@@ -164,6 +187,7 @@ async def test_each_exact_read_by_a_specialist_is_journalled(
     await _searched(client, world.colleague, world.house_service)
     await _place(client, world.a, world.house_service)  # its owner
     assert await journal() == []
+    await factories.move(client, world.a, world.to_house, "accepted")
     await _place(client, world.sender, world.house_service)
     await _searched(client, world.sender, world.house_service)
     assert await journal() == [("specialiste-1", house[0]), ("specialiste-1", house[0])]
@@ -277,6 +301,49 @@ async def test_the_119s_notes_never_reach_partners(client: httpx.AsyncClient, wo
     ]
     cancelled = [i for i in seen_by_119 if i["type"] == "handoff_moved" and i["to"] == "cancelled"]
     assert [i["reason"] for i in cancelled] == ["famille relogée ailleurs"]
+
+
+async def test_a_partner_never_learns_which_other_partner_recorded_an_event(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """Partner A (the safe house) records a placement; partner B, on the same case, must not learn
+    that A made it: the kind of event and its author together would say where the child is."""
+    events = f"/v1/cases/{world.case_id}/events"
+    assert (await client.post(events, headers=world.a, json={"kind": "placement"})).status_code == 201
+    assert (await client.post(events, headers=world.sender, json={"kind": "runaway_ended"})).status_code == 201
+    seen_by_b = (await client.get(f"/v1/cases/{world.case_id}/pathway", headers=world.b)).json()
+    [placement] = [i for i in seen_by_b if i["type"] == "event" and i["kind"] == "placement"]
+    assert placement["by"] == {"role": "partner", "organisation_id": None}
+    assert str(world.a_org) not in str(seen_by_b)
+    [returned] = [i for i in seen_by_b if i["type"] == "event" and i["kind"] == "runaway_ended"]
+    assert returned["by"]["organisation_id"] is not None  # the 119, which sent B its handoff
+    seen_by_a = (await client.get(f"/v1/cases/{world.case_id}/pathway", headers=world.a)).json()
+    [own] = [i for i in seen_by_a if i["type"] == "event" and i["kind"] == "placement"]
+    assert own["by"]["organisation_id"] == str(world.a_org)
+    seen_by_119 = (await client.get(f"/v1/cases/{world.case_id}/pathway", headers=world.sender)).json()
+    [placed] = [i for i in seen_by_119 if i["type"] == "event" and i["kind"] == "placement"]
+    assert placed["by"]["organisation_id"] == str(world.a_org)
+
+
+async def test_a_partner_whose_part_is_over_moves_nothing_more(
+    client: httpx.AsyncClient, world: World, reader: AsyncConnection
+) -> None:
+    """B accepts, hands the case on to A, then both handoffs end: B can no longer mark A's handoff
+    entered in error (that would write on the pathway and change the statistics)."""
+    await factories.move(client, world.b, world.to_b, "accepted")
+    onward = await factories.handoff(client, world.b, case_id=world.case_id, to_organisation_id=str(world.a_org))
+    for step in ("accepted", "in_progress", "completed"):
+        await factories.move(client, world.a, onward["id"], step)
+    for step in ("in_progress", "completed"):
+        await factories.move(client, world.b, world.to_b, step)
+    before = await _counts(reader)
+    refused = await client.post(
+        f"/v1/handoffs/{onward['id']}/transitions", headers=world.b, json={"to": "entered_in_error"}
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["allowed"] == []
+    assert await _counts(reader) == before
+    assert (await client.get(f"/v1/handoffs/{onward['id']}", headers=world.b)).json()["status"] == "completed"
 
 
 async def test_a_partner_never_reads_the_119s_reason_on_its_own_handoff(

@@ -12,7 +12,7 @@ import pytest
 from psycopg import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.schemas import AreaPage, LocationPage, ServiceFeature
+from api.schemas import AreaPage, LocationPage, ServiceDetail
 from directory.access import Role
 from directory.models import Visibility
 from tests import factories
@@ -126,7 +126,7 @@ async def test_the_owners_view_of_a_service_names_its_location_and_areas(
     own = orgs["own"]
     url = f"/v1/services/{own['service']}"
     mine = await client.get(url, headers=auth("partner", org=uuid.UUID(own["organisation"])))
-    props = ServiceFeature.model_validate(mine.json()).properties
+    props = ServiceDetail.model_validate(mine.json()).properties
     assert str(props.location_id) == own["safe"]
     assert props.location is not None
     assert (str(props.location.id), props.location.visibility, props.location.commune_code) == (

@@ -427,6 +427,13 @@ class TestConfidentiality:
             },
         )
         assert handoff.status_code == 201, handoff.text
+        assert await seen() == "commune"  # not before the safe house accepts the child
+        accepted = await client.post(
+            f"/v1/handoffs/{handoff.json()['id']}/transitions",
+            headers=auth("partner", org=world.a.id),
+            json={"to": "accepted"},
+        )
+        assert accepted.status_code == 200, accepted.text
         assert await seen() == "exact"
         body = await _search(client, specialist, **_near(world))
         shelter = next(f for f in body["features"] if f["id"] == s3)
