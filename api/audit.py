@@ -156,6 +156,7 @@ class AuditedAllow(Allow):
         conn: ReaderDep,
     ) -> Principal:
         principal = None
+        request.state.audit = (self.action, self.object_type)  # refusals further on are journalled too
         try:
             return await super().__call__(request, _, conn)
         except (Unauthenticated, RoleNotAllowed) as exc:

@@ -94,6 +94,7 @@ class Allow:
             raise RoleNotAllowed(f"the {principal.role} role may not call this operation")
         if principal.role is Role.specialist:
             principal = dataclasses.replace(principal, organisation_id=await hotline_id(request, conn))
+        request.state.principal = principal  # as resolved: what api/scoping.py checks against
         return principal
 
     def __repr__(self) -> str:

@@ -189,7 +189,7 @@ def _named(loc: Sequence[Any]) -> tuple[list[str], bool]:
     the path was cut there."""
     parts: list[str] = []
     for part in loc:
-        if isinstance(part, int) or _MEMBER.match(str(part)):
+        if isinstance(part, int) or part == "[key]" or _MEMBER.match(str(part)):  # [key]: pydantic's marker
             parts.append(str(part))
         else:
             return parts, True

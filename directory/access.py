@@ -163,6 +163,44 @@ async def lock_visible_handoff(session: AsyncSession, handoff_id: uuid.UUID, vie
     )
 
 
+# --- one check for "is this id in the caller's scope" ---------------------------------------------
+
+
+class Scoped(StrEnum):
+    """What a path's id may name, for `in_scope`."""
+
+    case = "case"
+    handoff = "handoff"
+    service = "service"
+    location = "location"
+    service_area = "service_area"
+    organisation = "organisation"
+
+
+def _scope_statements() -> dict[Scoped, str]:
+    return {
+        Scoped.case: f"SELECT 1 FROM case_record c WHERE c.id = %(id)s AND {case_visible()}",
+        Scoped.handoff: f"SELECT 1 FROM handoff h WHERE h.id = %(id)s AND {HANDOFF_VISIBLE}",
+        Scoped.service: f"""SELECT 1 FROM service s WHERE s.id = %(id)s AND s.archived_at IS NULL
+                               AND {listing_scope("s.organisation_id")}""",
+        Scoped.location: f"""SELECT 1 FROM location l WHERE l.id = %(id)s AND l.archived_at IS NULL
+                                AND {listing_scope("l.organisation_id")}""",
+        Scoped.service_area: f"""SELECT 1 FROM service_area a JOIN service s ON s.id = a.service_id
+                                  WHERE a.id = %(id)s AND a.archived_at IS NULL
+                                    AND {listing_scope("s.organisation_id")}""",
+        Scoped.organisation: f"SELECT 1 FROM organisation o WHERE o.id = %(id)s AND {listing_scope('o.id')}",
+    }
+
+
+async def in_scope(conn: Any, kind: Scoped, row_id: uuid.UUID, viewer: Principal) -> bool:
+    """Whether the viewer may act on this row (psycopg `conn`), by the same rules as every read and
+    write of it: a row out of scope and a missing one are the same False. Lets a route refuse "not
+    yours" (404) before it looks at a request's body or preconditions."""
+    statement = _scope_statements()[kind]
+    row = await (await conn.execute(statement, {"id": row_id, **listing_params(viewer)})).fetchone()
+    return row is not None
+
+
 # --- statistics ------------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from directory import areas, history, locations, services
-from directory.access import Principal, Role
+from directory.access import Principal, Role, Scoped
 from directory.revisions import Expected
 from directory.schemas import (
     AreaCreate,
@@ -36,6 +36,7 @@ from ..pagination import Pagination
 from ..params import Cursor, Limit
 from ..responses import GEOJSON, GeoJSONText, JSONText
 from ..schemas import AreaOut, HistoryPage, LocationOut, ServiceDetail
+from ..scoping import InScope
 
 router = APIRouter(prefix="/v1", tags=["listings"])
 
@@ -43,6 +44,10 @@ Writer = Annotated[Principal, Depends(AllowWrites(Role.partner, Role.admin))]
 Manager = Annotated[Principal, Depends(Allow(Role.partner, Role.admin))]
 ServiceId = Annotated[uuid.UUID, Path()]
 Versions = Annotated[Expected, Depends(if_match)]
+# Scope before the body (api/scoping.py): declared after the policy, before the body is looked at.
+ServiceInScope = Annotated[None, Depends(InScope(Scoped.service, "service_id"))]
+LocationInScope = Annotated[None, Depends(InScope(Scoped.location, "location_id"))]
+AreaInScope = Annotated[None, Depends(InScope(Scoped.service_area, "area_id"))]
 MERGE_PATCH: dict[str, Any] = {"content": {"application/merge-patch+json": {}}}
 _GEO: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}}}}
 _WRITE = problem_responses(401, 403, 404, 413, 422, 429)
@@ -88,6 +93,7 @@ async def update_service(
     conn: ReaderDep,
     principal: Writer,
     service_id: ServiceId,
+    in_scope: ServiceInScope,
     versions: Versions,
     body: ServicePatch,
 ) -> GeoJSONText:
@@ -118,6 +124,7 @@ async def set_capacity(
     conn: ReaderDep,
     principal: Writer,
     service_id: ServiceId,
+    in_scope: ServiceInScope,
     versions: Versions,
     body: CapacityUpdate,
 ) -> GeoJSONText:
@@ -136,6 +143,7 @@ async def close_service(
     conn: ReaderDep,
     principal: Writer,
     service_id: ServiceId,
+    in_scope: ServiceInScope,
     body: ClosureCreate,
 ) -> GeoJSONText:
     """Close a service temporarily, from now or a given time, until a date or until reopened."""
@@ -246,6 +254,7 @@ async def update_location(
     conn: ReaderDep,
     principal: Writer,
     location_id: Annotated[uuid.UUID, Path()],
+    in_scope: LocationInScope,
     versions: Versions,
     body: LocationPatch,
 ) -> JSONText:
@@ -320,6 +329,7 @@ async def update_area(
     conn: ReaderDep,
     principal: Writer,
     area_id: Annotated[uuid.UUID, Path()],
+    in_scope: AreaInScope,
     versions: Versions,
     body: AreaPatch,
 ) -> JSONText:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from directory import areas, history, locations, organisations
-from directory.access import Principal, Role
+from directory.access import Principal, Role, Scoped
 from directory.models import OrganisationKind
 from directory.revisions import Expected
 from directory.schemas import OrganisationCreate, OrganisationPatch, VerificationUpdate
@@ -23,6 +23,7 @@ from ..pagination import Pagination
 from ..params import Cursor, Limit
 from ..responses import JSONText
 from ..schemas import AreaPage, Freshness, LocationPage, OrganisationDetail, OrganisationList, Taxonomy
+from ..scoping import InScope
 
 router = APIRouter(prefix="/v1", tags=["organisations"])
 
@@ -74,6 +75,7 @@ async def get_organisation(
 
 Admin = Annotated[Principal, Depends(AllowWrites(Role.admin))]
 OrganisationId = Annotated[uuid.UUID, Path()]
+OrganisationInScope = Annotated[None, Depends(InScope(Scoped.organisation, "organisation_id"))]
 _ADMIN_WRITE = problem_responses(401, 403, 404, 413, 422, 429)
 
 
@@ -113,6 +115,7 @@ async def update_organisation(
     conn: ReaderDep,
     principal: Admin,
     organisation_id: OrganisationId,
+    in_scope: OrganisationInScope,
     versions: Annotated[Expected, Depends(if_match)],
     body: OrganisationPatch,
 ) -> JSONText:
@@ -141,6 +144,7 @@ async def set_verification(
     conn: ReaderDep,
     principal: Admin,
     organisation_id: OrganisationId,
+    in_scope: OrganisationInScope,
     body: VerificationUpdate,
 ) -> JSONText:
     """Mark an organisation verified, e.g. once its membership of the collective is confirmed (admins)."""

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from directory import cases, handoffs, revisions
-from directory.access import Principal, Role
+from directory.access import Principal, Role, Scoped
 from directory.pathway_models import HandoffAssignee, HandoffStatus, Urgency
 from directory.pathway_schemas import AssigneesIn, CaseCreate, CasePatch, HandoffCreate, PathwayEventIn, TransitionIn
 from directory.revisions import Expected
@@ -29,11 +29,15 @@ from ..pagination import Pagination
 from ..params import Cursor, Limit
 from ..responses import JSONText
 from ..schemas import AssigneeOut, CaseOut, CompetentCrip, HandoffOut, HandoffPage, PathwayItem
+from ..scoping import InScope
 
 router = APIRouter(prefix="/v1", tags=["care pathways"])
 
 CaseId = Annotated[uuid.UUID, Path()]
 HandoffId = Annotated[uuid.UUID, Path()]
+# Scope before the body (api/scoping.py): declared after the policy, before the body is looked at.
+CaseInScope = Annotated[None, Depends(InScope(Scoped.case, "case_id"))]
+HandoffInScope = Annotated[None, Depends(InScope(Scoped.handoff, "handoff_id"))]
 _READ = problem_responses(401, 403, 404, 422)
 _WRITE = problem_responses(401, 403, 404, 413, 422)
 
@@ -104,10 +108,11 @@ async def update_case(
     request: Request,
     session: SessionDep,
     conn: ReaderDep,
-    case_id: CaseId,
-    body: CasePatch,
-    versions: Annotated[Expected, Depends(if_match)],
     principal: CaseEditor,
+    case_id: CaseId,
+    in_scope: CaseInScope,
+    versions: Annotated[Expected, Depends(if_match)],
+    body: CasePatch,
 ) -> JSONText:
     """Correct a case (JSON Merge Patch). Needs If-Match."""
     async with trail(request, conn, principal, action="case.update", object_type="case", case_id=case_id) as entry:
@@ -166,9 +171,10 @@ async def add_case_event(
     request: Request,
     session: SessionDep,
     conn: ReaderDep,
-    case_id: CaseId,
-    body: PathwayEventIn,
     principal: EventRecorder,
+    case_id: CaseId,
+    in_scope: CaseInScope,
+    body: PathwayEventIn,
 ) -> JSONText:
     """Record a pathway event. A runaway is signalled to every partner with an active handoff."""
     async with trail(
@@ -270,9 +276,10 @@ async def transition_handoff(
     request: Request,
     session: SessionDep,
     conn: ReaderDep,
-    handoff_id: HandoffId,
-    body: TransitionIn,
     principal: HandoffMover,
+    handoff_id: HandoffId,
+    in_scope: HandoffInScope,
+    body: TransitionIn,
 ) -> JSONText:
     """Move a handoff: the receiver acknowledges, accepts, declines, starts, pauses, completes or fails
     it; the sender cancels it or marks it entered in error. Declining and failing need a reason code.
@@ -329,9 +336,10 @@ async def put_assignees(
     request: Request,
     session: SessionDep,
     conn: ReaderDep,
-    handoff_id: HandoffId,
-    body: AssigneesIn,
     principal: AssigneeEditor,
+    handoff_id: HandoffId,
+    in_scope: HandoffInScope,
+    body: AssigneesIn,
 ) -> JSONText:
     """Replace the list of specialists working the case through this handoff. Only its sender and its
     current assignees may, while it is under way. `issuer` defaults to yours."""
