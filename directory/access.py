@@ -1,8 +1,9 @@
 """Who is calling, and what they may see. Every scoped read and write starts from this module.
 
-Each resource's visibility rule is written here once, in the form its callers need: an SQLAlchemy
-condition for the ORM paths and an SQL fragment (with the parameters of `sql_params`) for the paths
-that build their JSON in PostgreSQL. Nothing else re-derives who may see what.
+Each resource's visibility rule is written here once, as an SQL fragment read with the parameters of
+`sql_params` (or `listing_params`): the paths that build their JSON in PostgreSQL embed it, and the ORM
+paths run it through the session's own connection (`can_read_case`, `lock_visible_handoff`,
+`in_scope`, `manageable`). Nothing else re-derives who may see what.
 """
 
 from __future__ import annotations
@@ -50,11 +51,6 @@ class Principal:
         return "\x1f".join(
             (self.issuer, self.subject, self.role.value, str(self.organisation_id or ""), self.collectivite_code or "")
         )
-
-    @property
-    def person(self) -> str:
-        """Issuer and subject: who, across identity providers (handoff senders and assignees)."""
-        return f"{self.issuer}\x1f{self.subject}"
 
 
 # --- the parameters every SQL fragment below reads -------------------------------------------------
@@ -227,7 +223,7 @@ async def statistics_scope(conn: Any, viewer: Principal, asked: str | None) -> l
 # NotFound, exactly like a row that does not exist (a body naming one: the InvalidInput of a missing
 # one). The rule in its three forms: a statement for the ORM writes, an SQL fragment for the reads
 # that build their JSON in PostgreSQL, and the organisation a new listing goes to.
-# (errors, models and sqlmodel are imported inside the functions: directory.models imports this module.)
+# (models are imported inside the functions: directory.models imports this module.)
 
 
 def listing_organisation(actor: Principal) -> uuid.UUID | None:
@@ -245,30 +241,25 @@ def owns_listing(actor: Principal, organisation_id: uuid.UUID) -> bool:
     return actor.role is Role.partner and actor.organisation_id == organisation_id
 
 
-def manageable(model: Any, row_id: uuid.UUID, actor: Principal, *, archived: bool = False) -> Any:
-    """SELECT of one listing row (Organisation, Service, Location or ServiceArea) the caller manages,
-    archived rows excluded unless asked for. No row: missing or not the caller's, the same NotFound."""
-    from sqlmodel import select
-
-    from .models import Organisation, Service, ServiceArea
-
-    own = listing_organisation(actor)
-    statement: Any = select(model).where(model.id == row_id)
-    if not archived and model is not Organisation:
-        statement = statement.where(model.archived_at.is_(None))
-    if model is ServiceArea:
-        statement = statement.join(Service, Service.id == ServiceArea.service_id)
-        owner = Service.organisation_id
-    else:
-        owner = model.id if model is Organisation else model.organisation_id
-    return statement if own is None else statement.where(owner == own)
+_SCOPED_BY_TABLE = {
+    "service": Scoped.service,
+    "location": Scoped.location,
+    "service_area": Scoped.service_area,
+    "organisation": Scoped.organisation,
+}
 
 
 async def load_listing(session: AsyncSession, model: Any, row_id: uuid.UUID, actor: Principal) -> Any:
-    """The listing row, for a write; NotFound when missing, archived or not the caller's."""
-    row = (await session.exec(manageable(model, row_id, actor))).first()
+    """The listing row (Organisation, Service, Location or ServiceArea, not archived) for a write, by
+    the same rule as `in_scope`; NotFound when missing, archived or not the caller's — one answer."""
+    listing_organisation(actor)  # only partners and admins manage listings
+    table = str(model.__tablename__)
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    visible = await in_scope(raw.driver_connection, _SCOPED_BY_TABLE[table], row_id, actor)
+    row = await session.get(model, row_id) if visible else None
     if row is None:
-        raise NotFound(f"no such {str(model.__tablename__).replace('_', ' ')}")
+        raise NotFound(f"no such {table.replace('_', ' ')}")
     return row
 
 
