@@ -29,7 +29,7 @@ from harness import bench_database, free_port, run_pgbench
 
 from api.cluster import apt_install
 from api.settings import Settings
-from directory.seeding import seed_crips
+from directory.seeding import seed_crips, seed_hotline
 from geo import territories
 from geo.loading import load_territories
 
@@ -42,6 +42,7 @@ def prepare(settings: Settings, count: int) -> tuple[str, list[tuple[float, floa
     plain = bench_database(settings, DATABASE)
     with psycopg.connect(plain) as conn:
         load_territories(conn)
+        seed_hotline(conn)  # the specialist token below acts for the 119 unit's organisation
         seed_crips(conn)
         communes = conn.execute("SELECT ST_X(point), ST_Y(point) FROM commune WHERE point IS NOT NULL").fetchall()
         rng = random.Random(119)

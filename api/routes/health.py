@@ -6,6 +6,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from psycopg import AsyncConnection
 
+from directory.seeding import HOTLINE_SEED_KEY
+
 from ..db import get_reader
 from ..errors import problem_response, problem_responses
 from ..migrations_runner import head_revision
@@ -22,7 +24,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=Readiness, responses=problem_responses(503))
 async def readyz(conn: Annotated[AsyncConnection, Depends(get_reader)]) -> JSONResponse:
-    """The database answers and its schema is at the migration head this code expects."""
+    """The database answers, its schema is at the migration head this code expects, and the reference
+    data the API acts on (the 119 unit's organisation) is loaded."""
     head = head_revision()
     try:
         current = await (await conn.execute("SELECT version_num FROM alembic_version")).fetchone()
@@ -35,5 +38,12 @@ async def readyz(conn: Annotated[AsyncConnection, Depends(get_reader)]) -> JSONR
             "unavailable",
             f"the database schema is at {version}, expected {head}: run the migrations",
             headers={"Retry-After": "30"},
+        )
+    hotline = await (
+        await conn.execute("SELECT 1 FROM organisation WHERE seed_key = %s", (HOTLINE_SEED_KEY,))
+    ).fetchone()
+    if hotline is None:  # specialists act for it: without it every specialist request would fail
+        return problem_response(
+            503, "unavailable", "the reference data is not loaded: run `maillage seed`", headers={"Retry-After": "30"}
         )
     return JSONResponse({"status": "ready", "migration": head})

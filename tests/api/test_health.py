@@ -1,6 +1,7 @@
 import httpx
 import pytest
 from fastapi import FastAPI
+from psycopg import AsyncConnection
 
 from api.db import get_reader
 from api.migrations_runner import head_revision
@@ -40,3 +41,12 @@ async def test_readyz_is_503_when_the_database_fails(app: FastAPI, client: httpx
     response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["detail"] == "the database is unreachable"
+
+
+async def test_readyz_is_503_until_the_reference_data_is_loaded(
+    client: httpx.AsyncClient, reader: AsyncConnection
+) -> None:
+    await reader.execute("UPDATE organisation SET seed_key = 'moved' WHERE seed_key = 'hotline:119'")
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert "maillage seed" in response.json()["detail"]
