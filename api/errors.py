@@ -212,6 +212,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         message = str(error.get("msg", "invalid"))
         if error.get("type") == "json_invalid":
             message = "the body is not valid JSON"
+        elif error.get("type") in ("uuid_parsing", "uuid_type"):
+            message = "must be a UUID"  # pydantic's own message quotes the offending character
         elif _named(loc[1:])[1]:
             message = "an unexpected member (its name is not repeated here)"
         entry["message"] = message

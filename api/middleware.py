@@ -87,7 +87,7 @@ class RequestContext:
         started = time.perf_counter()
         status = 500
         # Every /v1 answer is about a child or scoped to its caller: no shared or browser cache keeps it.
-        private = scope["path"].startswith("/v1/")
+        private = scope["path"] == "/v1" or scope["path"].startswith("/v1/")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status

@@ -122,17 +122,13 @@ def note_visible(alias: str) -> str:
     return f"(%(viewer_specialist)s OR {alias}.actor_organisation_id = %(viewer_partner_org)s::uuid)"
 
 
-# Who made a move or recorded an event: a partner learns it for its own handoffs' sides (the sender and
-# the receiver, which it knows already) and its own events. Another partner's event on the case ("a
-# placement", "a runaway") shows no organisation: with it, the kind of event alone would say where
-# the child is.
+# Who recorded a pathway event (alias `ce`): a partner learns it for its own events and the 119's. Another
+# partner's event on the case ("a placement", "a runaway") shows no organisation, whatever handoffs the
+# viewer has or had with it: with it, the kind of event alone would say where the child is. (The moves
+# of a partner's own handoffs name their sides, which it knows already.)
 def author_visible(alias: str) -> str:
     return f"""(%(viewer_specialist)s OR {alias}.actor_organisation_id = %(viewer_partner_org)s::uuid
-        OR {alias}.actor_organisation_id IS NULL
-        OR EXISTS (SELECT 1 FROM handoff ah WHERE ah.case_id = {alias}.case_id
-                      AND (ah.sender_organisation_id = %(viewer_partner_org)s::uuid
-                           OR ah.receiver_organisation_id = %(viewer_partner_org)s::uuid)
-                      AND {alias}.actor_organisation_id IN (ah.sender_organisation_id, ah.receiver_organisation_id)))"""
+        OR {alias}.actor_role IS DISTINCT FROM 'partner')"""
 
 
 async def _exists(session: AsyncSession, statement: str, params: dict[str, Any]) -> bool:

@@ -249,8 +249,7 @@ async def pathway(conn: AsyncConnection, case_id: uuid.UUID, *, actor: Principal
                            'at', e.at, 'handoff_id', e.handoff_id, 'kind', h.kind, 'from', e.from_status,
                            'to', e.to_status, 'reason_code', e.reason_code,
                            'reason', CASE WHEN {note_visible("e")} THEN e.reason END,
-                           'by', json_build_object('role', e.actor_role, 'organisation_id',
-                                                   CASE WHEN {author_visible("e")} THEN e.actor_organisation_id END))
+                           'by', json_build_object('role', e.actor_role, 'organisation_id', e.actor_organisation_id))
                            AS item
                   FROM handoff_event e JOIN handoff h ON h.id = e.handoff_id
                  WHERE e.case_id = %(id)s AND {HANDOFF_VISIBLE}

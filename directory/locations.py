@@ -62,7 +62,7 @@ LOCATION_JSON = f"""
 
 # The exact place of a location: on a confidential one, only its organisation reads or writes it.
 PLACE_FIELDS = ("commune_code", "point", "address")
-_HIDDEN_IN_HISTORY = ("point", "address")
+_HIDDEN_IN_HISTORY = ("point", "address", "commune_code")
 _FIELDS = ("name", "address", "commune_code", "point", "visibility", "front_door_phone", "front_door_email")
 
 

@@ -73,7 +73,7 @@ def _https(value: HttpUrl) -> str:
 
 def _specialism(value: str) -> str:
     if value not in SLUGS:
-        raise ValueError(f"unknown specialism {value!r}: see /v1/specialisms")
+        raise ValueError("an unknown specialism: see /v1/specialisms")  # the value is never echoed
     return value
 
 

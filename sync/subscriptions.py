@@ -36,7 +36,7 @@ async def create(
     """A new endpoint and its signing secret (returned once, stored encrypted)."""
     unknown = sorted(set(event_types) - EVENT_TYPES)
     if unknown:
-        raise InvalidInput("event_types", f"unknown event type {unknown[0]!r}: one of {', '.join(sorted(EVENT_TYPES))}")
+        raise InvalidInput("event_types", f"an unknown event type: one of {', '.join(sorted(EVENT_TYPES))}")
     await check_url(url, resolve=resolve, allow_loopback=allow_loopback)
     secret = new_secret()
     subscription = WebhookSubscription(

@@ -127,7 +127,7 @@ async def search_query(
         )
     unknown = sorted(set(specialism or ()) - SLUGS)
     if unknown:
-        raise InvalidParameter("specialism", f"unknown specialism {unknown[0]!r}: see /v1/specialisms")
+        raise InvalidParameter("specialism", "an unknown specialism: see /v1/specialisms")
     if open_now and open_at is not None:
         raise InvalidParameter("open_at", "use open_now or open_at, not both")
     if open_at is not None and open_at.tzinfo is None:

@@ -163,3 +163,25 @@ async def test_v1_answers_are_never_cached(client: httpx.AsyncClient, specialist
         response = await client.get(url, headers=specialist)
         assert response.headers["cache-control"] == "no-store", url
     assert "cache-control" not in (await client.get("/healthz")).headers
+
+
+async def test_refused_values_are_not_echoed(client: httpx.AsyncClient, specialist: dict) -> None:  # type: ignore[type-arg]
+    search = await client.get(
+        "/v1/services/search", headers=specialist, params={"commune": "15187", "specialism": "0612345678"}
+    )
+    assert _assert_problem(search, 422, "invalid_request")["errors"][0]["name"] == "specialism"
+    case = await client.post(
+        "/v1/cases",
+        headers=specialist,
+        json={
+            "age": 15,
+            "residence_collectivite": "93D",
+            "intake_channel": "phone",
+            "caller": "parent",
+            "needs": ["jeanne.dupont@example.org"],
+        },
+    )
+    assert _assert_problem(case, 422, "invalid_request")["errors"][0]["pointer"] == "/needs/0"
+    path = await client.get("/v1/cases/zz-secret-name", headers=specialist)
+    for response, secret in ((search, "0612345678"), (case, "jeanne"), (path, "`z`")):
+        assert secret not in response.text

@@ -407,3 +407,33 @@ async def test_a_public_locations_history_is_plain_for_admins(
     assert moved.status_code == 200
     items = (await client.get(f"{url}/history", headers=auth("admin"))).json()["items"]
     assert items[-1]["changes"]["address"] == {"old": "1 rue Publique", "new": "2 rue Publique"}
+
+
+async def test_a_safe_houses_former_commune_stays_its_owners(
+    client: httpx.AsyncClient, auth: Tokens, owner: Owner
+) -> None:
+    """Moving a safe house to another commune: admins read that it moved, never from where to where."""
+    created = await client.post(
+        "/v1/locations",
+        headers=owner.headers,
+        json={
+            "commune_code": "15187",
+            "point": {"type": "Point", "coordinates": [3.093, 45.007]},
+            "address": "7 rue des Tilleuls",
+            "visibility": "confidential",
+            "front_door_phone": "+33199000005",
+        },
+    )
+    assert created.status_code == 201, created.text
+    url = f"/v1/locations/{created.json()['id']}"
+    moved = await client.patch(
+        url,
+        headers={**owner.headers, "If-Match": '"1"'},
+        json={"commune_code": "15014", "point": {"type": "Point", "coordinates": [2.444, 44.926]}},
+    )
+    assert moved.status_code == 200, moved.text
+    theirs = (await client.get(f"{url}/history", headers=auth("admin"))).json()["items"]
+    assert theirs[1]["changes"]["commune_code"] == {"redacted": True}
+    assert "15187" not in str(theirs)
+    mine = (await client.get(f"{url}/history", headers=owner.headers)).json()["items"]
+    assert mine[1]["changes"]["commune_code"] == {"old": "15187", "new": "15014"}

@@ -324,6 +324,13 @@ async def test_a_partner_never_learns_which_other_partner_recorded_an_event(
     [placed] = [i for i in seen_by_119 if i["type"] == "event" and i["kind"] == "placement"]
     assert placed["by"]["organisation_id"] == str(world.a_org)
 
+    # B guesses A: a throwaway handoff to A, withdrawn at once, does not make A's events A's to B.
+    guess = await factories.handoff(client, world.b, case_id=world.case_id, to_organisation_id=str(world.a_org))
+    await factories.move(client, world.b, guess["id"], "entered_in_error")
+    again = (await client.get(f"/v1/cases/{world.case_id}/pathway", headers=world.b)).json()
+    [placement] = [i for i in again if i["type"] == "event" and i["kind"] == "placement"]
+    assert placement["by"] == {"role": "partner", "organisation_id": None}
+
 
 async def test_a_partner_whose_part_is_over_moves_nothing_more(
     client: httpx.AsyncClient, world: World, reader: AsyncConnection
