@@ -10,6 +10,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI, Request
@@ -23,7 +24,7 @@ from sync.webhooks import Resolver, SecretBox, system_resolver
 from .auth import AUTHENTICATION, Allow, Public
 from .cluster import Cluster
 from .db import ReaderDep, make_engine, make_reader_pool
-from .errors import Unauthenticated
+from .errors import Problem, Unauthenticated
 from .errors import install as install_error_handlers
 from .logs import configure_logging
 from .middleware import Authentication, BodySizeLimit, PublicOrigin, RequestContext
@@ -141,6 +142,22 @@ def openapi_document(app: FastAPI) -> str:
     return json.dumps(app.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def document(app: FastAPI) -> None:
+    """The generated schema, plus the `Problem` schema that every error response refers to (errors are
+    documented under `application/problem+json` by `errors.problem_responses`, not as route models,
+    so FastAPI does not register it itself)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def reset_rate_limits(app: FastAPI) -> None:
     """Fresh per-subject windows for listing writes, token requests and statistics queries."""
     settings = app.state.settings
@@ -234,4 +251,5 @@ def create_app(
     app.add_middleware(PublicOrigin, base_url=settings.public_base_url, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(RequestContext)
     assert_policies(app)
+    document(app)
     return app

@@ -7,6 +7,7 @@ be a child's whereabouts.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
@@ -16,11 +17,14 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from psycopg import OperationalError as DriverOperationalError
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError as SAOperationalError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path, get_route_path
 
 from directory import errors as directory_errors
 from geo import errors as geo_errors
@@ -79,6 +83,17 @@ class IdempotencyKeyRequired(ApiError):
         self.errors = [{"in": "header", "name": "Idempotency-Key", "message": detail}]
 
 
+class NotAcceptable(ApiError):
+    """No representation the route offers is acceptable to the caller's `Accept` (RFC 9110 §15.5.7)."""
+
+    code = "not_acceptable"
+
+    def __init__(self, offered: Sequence[str]) -> None:
+        super().__init__(f"this resource is available as {', '.join(offered)}", headers={"Vary": "Accept"})
+        self.errors = [{"in": "header", "name": "Accept", "message": "none of " + ", ".join(offered)}]
+        self.extra = {"offered": list(offered)}
+
+
 STATUS_BY_ERROR: dict[type[Exception], int] = {
     Unauthenticated: 401,
     RoleNotAllowed: 403,
@@ -86,6 +101,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     directory_errors.PreconditionRequired: 428,
     RateLimited: 429,
     IdempotencyKeyRequired: 400,
+    NotAcceptable: 406,
     directory_errors.NotWorking: 403,
     directory_errors.StaleVersion: 412,
     directory_errors.InvalidInput: 422,
@@ -204,15 +220,28 @@ def _location(loc: Sequence[Any]) -> dict[str, str]:
     return {"in": where, "name": ".".join(rest) or where}
 
 
+NOT_JSON = {"in": "body", "pointer": "/", "message": "the body is not valid JSON"}
+
+
+def _undecodable_body() -> JSONResponse:
+    """One rule for a JSON body that cannot be decoded, whatever the reason: malformed JSON, or bytes
+    that are not UTF-8 (RFC 8259 §8.1: JSON exchanged between systems is UTF-8, so such bytes are not
+    JSON text at all). Both are the same fault of the caller's input — "the body is not valid JSON" —
+    and both are a 422 `invalid_request` pointing at the whole body ("/"), the code of every other
+    "fix this input" answer, never FastAPI's bare 400 for the one and 422 for the other. The OAuth token
+    endpoint keeps RFC 6749 §5.2's 400 `invalid_request` for any malformed form body, UTF-8 or not."""
+    return problem_response(422, "invalid_request", f"/: {NOT_JSON['message']}", errors=[NOT_JSON])
+
+
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = []
     for error in exc.errors():
         loc = error.get("loc", ())
+        if error.get("type") == "json_invalid":
+            return _undecodable_body()  # its loc is a character offset, not a member: "/", not "/12"
         entry = _location(loc)
         message = str(error.get("msg", "invalid"))
-        if error.get("type") == "json_invalid":
-            message = "the body is not valid JSON"
-        elif error.get("type") in ("uuid_parsing", "uuid_type"):
+        if error.get("type") in ("uuid_parsing", "uuid_type"):
             message = "must be a UUID"  # pydantic's own message quotes the offending character
         elif _named(loc[1:])[1]:
             message = "an unexpected member (its name is not repeated here)"
@@ -223,12 +252,39 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return problem_response(422, "invalid_request", f"{where}: {first['message']}", errors=errors)
 
 
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@functools.cache
+def _path_pattern(path: str) -> re.Pattern[str]:
+    return compile_path(path)[0]
+
+
+def allowed_methods(app: Starlette, path: str) -> list[str]:
+    """Every method some route serves at `path`, in a fixed order: the `Allow` of a 405 (RFC 9110
+    §15.5.6). Starlette's router names only the first route whose path matches, so a POST to
+    /v1/services/{id} would hear `Allow: GET` although PATCH and DELETE exist there. HEAD and OPTIONS
+    are listed only where a route serves them (FastAPI's GET routes do not serve HEAD)."""
+    methods: set[str] = set()
+    for context in iter_route_contexts(app.routes):
+        if context.path is not None and context.methods and _path_pattern(str(context.path)).match(path):
+            methods |= context.methods
+    return sorted(methods, key=lambda m: (_METHOD_ORDER.index(m) if m in _METHOD_ORDER else len(_METHOD_ORDER), m))
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        return _undecodable_body()
     code = _CODE_BY_STATUS.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = "no such resource"
-    return problem_response(exc.status_code, code, detail, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        methods = allowed_methods(request.app, get_route_path(request.scope))
+        if methods:
+            headers["Allow"] = ", ".join(methods)
+    return problem_response(exc.status_code, code, detail, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -262,9 +318,33 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"  # registered by api.app.document (not a route model)
+
+_CHALLENGE_HEADERS = {
+    401: {
+        "WWW-Authenticate": {
+            "description": 'The challenge: `Bearer realm="maillage"` (RFC 6750, with `error="invalid_token"` when '
+            'a token was refused) on API operations, `Basic realm="maillage"` on the token endpoint.',
+            "schema": {"type": "string"},
+        }
+    },
+    429: {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
+    503: {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
+}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entry documenting the problem+json errors a route may return."""
-    return {
-        status: {"model": Problem, "description": HTTPStatus(status).phrase, "content": {PROBLEM_JSON: {}}}
-        for status in statuses
-    }
+    """OpenAPI `responses=` entry documenting the problem+json errors a route may return — only as
+    `application/problem+json`, as they are served — with their headers. Every route documented with
+    it reaches the database (each /v1 route takes a reader connection before anything else), so a 503
+    (statement timeout, busy pool, lost connection: `_database_unavailable`) is always included."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, 503}):
+        entry: dict[str, Any] = {
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+        }
+        if status in _CHALLENGE_HEADERS:
+            entry["headers"] = dict(_CHALLENGE_HEADERS[status])
+        responses[status] = entry
+    return responses

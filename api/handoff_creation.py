@@ -28,9 +28,14 @@ from .responses import JSONText
 
 
 async def create_handoff(
-    request: Request, session: AsyncSession, conn: AsyncConnection, principal: Principal, body: HandoffCreate
+    request: Request,
+    session: AsyncSession,
+    conn: AsyncConnection,
+    principal: Principal,
+    body: HandoffCreate,
+    idempotency_key: str | None,
 ) -> JSONText:
-    key = idempotency.key_of(request)
+    key = idempotency.key_of(idempotency_key)
     async with trail(
         request, conn, principal, action="handoff.create", object_type="handoff", case_id=body.case_id
     ) as entry:

@@ -13,10 +13,10 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import Request
+from fastapi import Header, Request
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -60,8 +60,19 @@ class Stored:
     headers: dict[str, str]
 
 
-def key_of(request: Request) -> str:
-    key = request.headers.get("idempotency-key")
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Required: a key of your own (e.g. a UUID), 1 to 255 printable ASCII characters. "
+        "Without it, or malformed, the creation is refused with a 400; the same key with the same body "
+        "replays the first response, with another body it is a 422.",
+    ),
+]
+
+
+def key_of(key: str | None) -> str:
+    """The Idempotency-Key sent (declared on the route as `IdempotencyKeyHeader`), or a 400."""
     if key is None:
         raise IdempotencyKeyRequired("send an Idempotency-Key header (e.g. a UUID) so a retry cannot create twice")
     if not _KEY.match(key):

@@ -30,11 +30,11 @@ from ..audit import Entry
 from ..auth import Allow, AllowWrites
 from ..db import ReaderDep, SessionDep
 from ..errors import problem_responses
-from ..etags import etag, if_match
+from ..etags import documented, etag, if_match
 from ..links import absolute
 from ..pagination import Pagination
 from ..params import Cursor, Limit
-from ..responses import GEOJSON, GeoJSONText, JSONText
+from ..responses import GeoJSONText, JSONText
 from ..schemas import AreaOut, HistoryPage, LocationOut, ServiceDetail
 from ..scoping import InScope
 
@@ -49,7 +49,6 @@ ServiceInScope = Annotated[None, Depends(InScope(Scoped.service, "service_id"))]
 LocationInScope = Annotated[None, Depends(InScope(Scoped.location, "location_id"))]
 AreaInScope = Annotated[None, Depends(InScope(Scoped.service_area, "area_id"))]
 MERGE_PATCH: dict[str, Any] = {"content": {"application/merge-patch+json": {}}}
-_GEO: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}}}}
 _WRITE = problem_responses(401, 403, 404, 413, 422, 429)
 _CONDITIONAL = problem_responses(401, 403, 404, 412, 413, 422, 428, 429)
 
@@ -71,7 +70,13 @@ async def _service(
 # --- services ----------------------------------------------------------------------------------
 
 
-@router.post("/services", status_code=201, response_model=ServiceDetail, responses={**_GEO, **_WRITE})
+@router.post(
+    "/services",
+    status_code=201,
+    response_model=ServiceDetail,
+    response_class=GeoJSONText,
+    responses={**documented(201), **_WRITE},
+)
 async def create_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: ServiceCreate
 ) -> GeoJSONText:
@@ -84,7 +89,8 @@ async def create_service(
 @router.patch(
     "/services/{service_id}",
     response_model=ServiceDetail,
-    responses={**_GEO, **_CONDITIONAL},
+    response_class=GeoJSONText,
+    responses={**documented(), **_CONDITIONAL},
     openapi_extra={"requestBody": MERGE_PATCH},
 )
 async def update_service(
@@ -117,7 +123,12 @@ async def archive_service(
     return Response(status_code=204)
 
 
-@router.put("/services/{service_id}/capacity", response_model=ServiceDetail, responses={**_GEO, **_CONDITIONAL})
+@router.put(
+    "/services/{service_id}/capacity",
+    response_model=ServiceDetail,
+    response_class=GeoJSONText,
+    responses={**documented(), **_CONDITIONAL},
+)
 async def set_capacity(
     request: Request,
     session: SessionDep,
@@ -136,7 +147,12 @@ async def set_capacity(
     return await _service(conn, service_id, principal)
 
 
-@router.post("/services/{service_id}/closures", response_model=ServiceDetail, responses={**_GEO, **_WRITE})
+@router.post(
+    "/services/{service_id}/closures",
+    response_model=ServiceDetail,
+    response_class=GeoJSONText,
+    responses={**documented(), **_WRITE},
+)
 async def close_service(
     request: Request,
     session: SessionDep,
@@ -152,7 +168,12 @@ async def close_service(
     return await _service(conn, service_id, principal)
 
 
-@router.post("/services/{service_id}/reopen", response_model=ServiceDetail, responses={**_GEO, **_WRITE})
+@router.post(
+    "/services/{service_id}/reopen",
+    response_model=ServiceDetail,
+    response_class=GeoJSONText,
+    responses={**documented(), **_WRITE},
+)
 async def reopen_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
 ) -> GeoJSONText:
@@ -162,7 +183,12 @@ async def reopen_service(
     return await _service(conn, service_id, principal)
 
 
-@router.post("/services/{service_id}/verify", response_model=ServiceDetail, responses={**_GEO, **_WRITE})
+@router.post(
+    "/services/{service_id}/verify",
+    response_model=ServiceDetail,
+    response_class=GeoJSONText,
+    responses={**documented(), **_WRITE},
+)
 async def verify_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
 ) -> GeoJSONText:
@@ -202,7 +228,11 @@ async def _location(conn: ReaderDep, location_id: uuid.UUID, principal: Principa
     return JSONText(body, status_code=status, headers=headers)
 
 
-@router.get("/locations/{location_id}", response_model=LocationOut, responses=problem_responses(401, 403, 404, 422))
+@router.get(
+    "/locations/{location_id}",
+    response_model=LocationOut,
+    responses={**documented(), **problem_responses(401, 403, 404, 422)},
+)
 async def get_location(conn: ReaderDep, principal: Manager, location_id: Annotated[uuid.UUID, Path()]) -> JSONText:
     """A location of your organisation, with its ETag. Admins see a confidential one at its commune,
     without its address, like everyone but its organisation."""
@@ -229,7 +259,7 @@ async def location_history(
     return JSONText('{"items":[' + ",".join(row[1] for row in rows) + '],"links":' + json.dumps(links) + "}")
 
 
-@router.post("/locations", status_code=201, response_model=LocationOut, responses=_WRITE)
+@router.post("/locations", status_code=201, response_model=LocationOut, responses={**documented(201), **_WRITE})
 async def create_location(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: LocationCreate
 ) -> JSONText:
@@ -245,7 +275,7 @@ async def create_location(
 @router.patch(
     "/locations/{location_id}",
     response_model=LocationOut,
-    responses=_CONDITIONAL,
+    responses={**documented(), **_CONDITIONAL},
     openapi_extra={"requestBody": MERGE_PATCH},
 )
 async def update_location(
@@ -300,13 +330,17 @@ async def _area(conn: ReaderDep, area_id: uuid.UUID, principal: Principal, *, st
     return JSONText(body, status_code=status, headers=headers)
 
 
-@router.get("/service-areas/{area_id}", response_model=AreaOut, responses=problem_responses(401, 403, 404, 422))
+@router.get(
+    "/service-areas/{area_id}",
+    response_model=AreaOut,
+    responses={**documented(), **problem_responses(401, 403, 404, 422)},
+)
 async def get_area(conn: ReaderDep, principal: Manager, area_id: Annotated[uuid.UUID, Path()]) -> JSONText:
     """A service area of your organisation, with its ETag."""
     return await _area(conn, area_id, principal)
 
 
-@router.post("/service-areas", status_code=201, response_model=AreaOut, responses=_WRITE)
+@router.post("/service-areas", status_code=201, response_model=AreaOut, responses={**documented(201), **_WRITE})
 async def create_area(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: AreaCreate
 ) -> JSONText:
@@ -320,7 +354,7 @@ async def create_area(
 @router.patch(
     "/service-areas/{area_id}",
     response_model=AreaOut,
-    responses=_CONDITIONAL,
+    responses={**documented(), **_CONDITIONAL},
     openapi_extra={"requestBody": MERGE_PATCH},
 )
 async def update_area(

@@ -17,7 +17,7 @@ from directory.taxonomy import SPECIALISMS, VERSION
 from ..auth import Allow, AllowWrites, AnyRole
 from ..db import ReaderDep, SessionDep
 from ..errors import problem_responses
-from ..etags import etag, if_match
+from ..etags import documented, etag, if_match
 from ..links import absolute
 from ..pagination import Pagination
 from ..params import Cursor, Limit
@@ -61,7 +61,7 @@ async def list_organisations(
 @router.get(
     "/organisations/{organisation_id}",
     response_model=OrganisationDetail,
-    responses=problem_responses(401, 403, 404, 422),
+    responses={**documented(), **problem_responses(401, 403, 404, 422)},
 )
 async def get_organisation(
     conn: ReaderDep, principal: AnyRole, organisation_id: Annotated[uuid.UUID, Path()]
@@ -93,7 +93,9 @@ def _request_id(request: Request) -> str | None:
     return request.scope.get("state", {}).get("request_id")
 
 
-@router.post("/organisations", status_code=201, response_model=OrganisationDetail, responses=_ADMIN_WRITE)
+@router.post(
+    "/organisations", status_code=201, response_model=OrganisationDetail, responses={**documented(201), **_ADMIN_WRITE}
+)
 async def create_organisation(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Admin, body: OrganisationCreate
 ) -> JSONText:
@@ -106,7 +108,7 @@ async def create_organisation(
 @router.patch(
     "/organisations/{organisation_id}",
     response_model=OrganisationDetail,
-    responses=problem_responses(401, 403, 404, 412, 413, 422, 428, 429),
+    responses={**documented(), **problem_responses(401, 403, 404, 412, 413, 422, 428, 429)},
     openapi_extra={"requestBody": {"content": {"application/merge-patch+json": {}}}},
 )
 async def update_organisation(
@@ -127,7 +129,11 @@ async def update_organisation(
     return await _organisation(conn, organisation_id, principal)
 
 
-@router.post("/organisations/{organisation_id}/deactivate", response_model=OrganisationDetail, responses=_ADMIN_WRITE)
+@router.post(
+    "/organisations/{organisation_id}/deactivate",
+    response_model=OrganisationDetail,
+    responses={**documented(), **_ADMIN_WRITE},
+)
 async def deactivate_organisation(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Admin, organisation_id: OrganisationId
 ) -> JSONText:
@@ -137,7 +143,11 @@ async def deactivate_organisation(
     return await _organisation(conn, organisation_id, principal)
 
 
-@router.post("/organisations/{organisation_id}/verification", response_model=OrganisationDetail, responses=_ADMIN_WRITE)
+@router.post(
+    "/organisations/{organisation_id}/verification",
+    response_model=OrganisationDetail,
+    responses={**documented(), **_ADMIN_WRITE},
+)
 async def set_verification(
     request: Request,
     session: SessionDep,

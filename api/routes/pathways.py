@@ -22,8 +22,9 @@ from sync import notify
 from ..audit import AuditedAllow, trail
 from ..db import ReaderDep, SessionDep
 from ..errors import problem_responses
-from ..etags import etag, if_match
+from ..etags import documented, etag, if_match
 from ..handoff_creation import create_handoff as _create_handoff
+from ..idempotency import IdempotencyKeyHeader
 from ..links import absolute
 from ..pagination import Pagination
 from ..params import Cursor, Limit
@@ -64,7 +65,7 @@ def _now() -> datetime:
 # --- cases -------------------------------------------------------------------------------------
 
 
-@router.post("/cases", status_code=201, response_model=CaseOut, responses=_WRITE)
+@router.post("/cases", status_code=201, response_model=CaseOut, responses={**documented(201), **_WRITE})
 async def create_case(
     request: Request,
     session: SessionDep,
@@ -85,7 +86,7 @@ async def create_case(
     )
 
 
-@router.get("/cases/{case_id}", response_model=CaseOut, responses=_READ)
+@router.get("/cases/{case_id}", response_model=CaseOut, responses={**documented(), **_READ})
 async def get_case(
     request: Request,
     conn: ReaderDep,
@@ -101,7 +102,7 @@ async def get_case(
 @router.patch(
     "/cases/{case_id}",
     response_model=CaseOut,
-    responses=problem_responses(401, 403, 404, 412, 413, 422, 428),
+    responses={**documented(), **problem_responses(401, 403, 404, 412, 413, 422, 428)},
     openapi_extra={"requestBody": {"content": {"application/merge-patch+json": {}}}},
 )
 async def update_case(
@@ -123,7 +124,7 @@ async def update_case(
     return JSONText(view, headers={"ETag": etag(version)})
 
 
-@router.post("/cases/{case_id}/close", response_model=CaseOut, responses=_WRITE)
+@router.post("/cases/{case_id}/close", response_model=CaseOut, responses={**documented(), **_WRITE})
 async def close_case(
     request: Request,
     session: SessionDep,
@@ -209,7 +210,10 @@ async def add_case_event(
 
 
 @router.post(
-    "/handoffs", status_code=201, response_model=HandoffOut, responses=problem_responses(400, 401, 403, 409, 413, 422)
+    "/handoffs",
+    status_code=201,
+    response_model=HandoffOut,
+    responses={**documented(201), **problem_responses(400, 401, 403, 409, 413, 422)},
 )
 async def create_handoff(
     request: Request,
@@ -217,11 +221,12 @@ async def create_handoff(
     conn: ReaderDep,
     body: HandoffCreate,
     principal: HandoffCreator,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONText:
     """Hand a case over: an information préoccupante (to the competent CRIP when no receiver is given),
     an orientation, a contact, a signalement, a shelter request. Needs an Idempotency-Key: a retry
     with the same key and body returns the first response; another body with that key is a 422."""
-    return await _create_handoff(request, session, conn, principal, body)
+    return await _create_handoff(request, session, conn, principal, body, idempotency_key)
 
 
 @router.get("/handoffs", response_model=HandoffPage, responses=_READ)
@@ -254,7 +259,7 @@ async def list_handoffs(
     return JSONText('{"items":[' + ",".join(row[2] for row in rows) + '],"links":' + json.dumps(links) + "}")
 
 
-@router.get("/handoffs/{handoff_id}", response_model=HandoffOut, responses=_READ)
+@router.get("/handoffs/{handoff_id}", response_model=HandoffOut, responses={**documented(), **_READ})
 async def get_handoff(
     request: Request,
     conn: ReaderDep,
@@ -270,7 +275,7 @@ async def get_handoff(
 @router.post(
     "/handoffs/{handoff_id}/transitions",
     response_model=HandoffOut,
-    responses=problem_responses(401, 403, 404, 409, 413, 422),
+    responses={**documented(), **problem_responses(401, 403, 404, 409, 413, 422)},
 )
 async def transition_handoff(
     request: Request,

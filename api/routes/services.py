@@ -4,7 +4,7 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -17,17 +17,16 @@ from ..audit import journal_exact_reads
 from ..auth import AnyRole
 from ..db import ReaderDep
 from ..errors import InvalidParameter, problem_responses
-from ..etags import etag
+from ..etags import documented, etag
 from ..pagination import Pagination
 from ..params import LATITUDE, LONGITUDE, Cursor, Limit, Text
-from ..responses import GEOJSON, GeoJSONText, feature_collection
+from ..responses import GeoJSONText, feature_collection
 from ..schemas import ServiceCollection, ServiceDetail
 
 router = APIRouter(prefix="/v1", tags=["services"])
 
 MAX_RADIUS_KM = 200
 MAX_BBOX_DEGREES = 10
-_GEO: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}}}}
 
 
 def _bbox(value: str) -> search.BBox:
@@ -161,7 +160,10 @@ async def search_query(
 
 
 @router.get(
-    "/services/search", response_model=ServiceCollection, responses={**_GEO, **problem_responses(401, 403, 422)}
+    "/services/search",
+    response_model=ServiceCollection,
+    response_class=GeoJSONText,
+    responses={**problem_responses(401, 403, 422)},
 )
 async def search_services(
     request: Request, conn: ReaderDep, query: Annotated[search.Query, Depends(search_query)]
@@ -189,7 +191,10 @@ async def search_services(
 
 
 @router.get(
-    "/services/{service_id}", response_model=ServiceDetail, responses={**_GEO, **problem_responses(401, 403, 404, 422)}
+    "/services/{service_id}",
+    response_model=ServiceDetail,
+    response_class=GeoJSONText,
+    responses={**documented(), **problem_responses(401, 403, 404, 422)},
 )
 async def get_service(
     request: Request, conn: ReaderDep, principal: AnyRole, service_id: Annotated[uuid.UUID, Path()]

@@ -31,6 +31,7 @@ from ..audit import AuditedAllow, Entry, record
 from ..auth import _bearer_scheme
 from ..db import ReaderDep
 from ..errors import InvalidParameter, RateLimited, problem_responses, status_for
+from ..responses import negotiate
 from ..schemas import CoverageOut, NeedsOut, StatsOut
 
 router = APIRouter(prefix="/v1/stats", tags=["statistics"])
@@ -61,7 +62,17 @@ Analyst = Annotated[
 ]
 MONTH = r"^20[0-9]{2}-(0[1-9]|1[0-2])$"
 COLLECTIVITE = r"^[0-9]{1,3}[A-Z]{1,2}$"
-_CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}}
+_CSV: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "headers": {
+            "Content-Disposition": {
+                "description": 'With `text/csv` only: `attachment; filename="handoffs.csv"`.',
+                "schema": {"type": "string"},
+            }
+        },
+    }
+}
 
 
 def _journal(action: str) -> Callable[..., AsyncIterator[Entry]]:
@@ -139,7 +150,7 @@ def _period(from_: str | None, to: str | None) -> tuple[date, date, str, str]:
     return first, end, first.strftime("%Y-%m"), last.strftime("%Y-%m")
 
 
-@router.get("/handoffs", response_model=StatsOut, responses={**_CSV, **problem_responses(401, 403, 404, 422, 429)})
+@router.get("/handoffs", response_model=StatsOut, responses={**_CSV, **problem_responses(401, 403, 404, 406, 422, 429)})
 async def handoff_statistics(
     request: Request,
     conn: ReaderDep,
@@ -166,7 +177,8 @@ async def handoff_statistics(
     with small-cell protection. Every combination of the grouping's values is a cell, in a fixed order,
     whether or not anything happened there; cells under k are `suppressed` with null figures.
     `Accept: text/csv` returns the same cells as CSV, after note lines starting with `#` that state k
-    and the rule."""
+    and the rule (negotiated with q-values, `api.responses.negotiate`; 406 when neither is acceptable)."""
+    media_type = negotiate(request, ("application/json", "text/csv"))
     start, end, first, last = _period(from_, to)
     dims = tuple(d.value for d in group_by or ())
     if len(set(dims)) != len(dims):
@@ -184,11 +196,11 @@ async def handoff_statistics(
             f"more than {stats.MAX_CELLS} cells: fewer dimensions, fewer months or one collectivité",
         )
     table = await stats.handoff_table(conn, query, collectivites=collectivites, now=datetime.now(UTC))
-    if "text/csv" in request.headers.get("accept", ""):
+    if media_type == "text/csv":
         return Response(
             stats.to_csv(dims, table["cells"], k=k),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="handoffs.csv"'},
+            headers={"Content-Disposition": 'attachment; filename="handoffs.csv"', "Vary": "Accept"},
         )
     body: dict[str, Any] = {
         "k": k,
@@ -198,7 +210,7 @@ async def handoff_statistics(
         "cells": table["cells"],
         "total": table["total"],
     }
-    return JSONResponse(body)
+    return JSONResponse(body, headers={"Vary": "Accept"})
 
 
 @router.get("/needs", response_model=NeedsOut, responses=problem_responses(401, 403, 404, 422, 429))

@@ -1,7 +1,7 @@
 """Territories: which commune, département, collectivité and CRIP answer for a place."""
 
 import re
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
@@ -15,7 +15,7 @@ from ..db import ReaderDep
 from ..errors import InvalidParameter, problem_responses
 from ..pagination import Pagination
 from ..params import DEPARTEMENT_CODE, Cursor, Latitude, Limit, Longitude, Text
-from ..responses import GEOJSON, GeoJSONText, JSONText, feature_collection
+from ..responses import GeoJSONText, JSONText, feature_collection
 from ..schemas import (
     CommuneOut,
     OrganisationDetail,
@@ -36,7 +36,6 @@ DepartementCode = Annotated[str, Path(pattern=DEPARTEMENT_CODE, description="INS
 CollectiviteCode = Annotated[
     str, Path(pattern=r"^[0-9]{1,3}[A-Z]{1,2}$", description="COG code: 93D, 69M, 20R, 6AE, 75C, 972R…")
 ]
-_GEO: dict[int | str, dict[str, Any]] = {200: {"content": {GEOJSON: {}}}}
 
 
 @router.get("/territories/resolve", response_model=Resolution, responses=problem_responses(401, 403, 404, 422))
@@ -62,7 +61,12 @@ def _collection(page: Pagination, rows: list[tuple[str, str]]) -> GeoJSONText:
     return feature_collection([feature for _, feature in rows], next_url=page.next_url)
 
 
-@router.get("/departements", response_model=TerritoryCollection, responses={**_GEO, **problem_responses(401, 403, 422)})
+@router.get(
+    "/departements",
+    response_model=TerritoryCollection,
+    response_class=GeoJSONText,
+    responses={**problem_responses(401, 403, 422)},
+)
 async def list_departements(
     _: AnyRole,
     conn: ReaderDep,
@@ -78,7 +82,10 @@ async def list_departements(
 
 
 @router.get(
-    "/departements/{code}", response_model=TerritoryFeature, responses={**_GEO, **problem_responses(401, 403, 404, 422)}
+    "/departements/{code}",
+    response_model=TerritoryFeature,
+    response_class=GeoJSONText,
+    responses={**problem_responses(401, 403, 404, 422)},
 )
 async def get_departement(
     _: AnyRole,
@@ -91,7 +98,10 @@ async def get_departement(
 
 
 @router.get(
-    "/collectivites", response_model=TerritoryCollection, responses={**_GEO, **problem_responses(401, 403, 422)}
+    "/collectivites",
+    response_model=TerritoryCollection,
+    response_class=GeoJSONText,
+    responses={**problem_responses(401, 403, 422)},
 )
 async def list_collectivites(
     _: AnyRole,
@@ -110,7 +120,8 @@ async def list_collectivites(
 @router.get(
     "/collectivites/{code}",
     response_model=TerritoryFeature,
-    responses={**_GEO, **problem_responses(401, 403, 404, 422)},
+    response_class=GeoJSONText,
+    responses={**problem_responses(401, 403, 404, 422)},
 )
 async def get_collectivite(
     _: AnyRole,

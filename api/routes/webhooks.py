@@ -13,6 +13,8 @@ from sync.subscriptions import SubscriptionIn
 from ..auth import Allow, AllowWrites
 from ..db import SessionDep
 from ..errors import problem_responses
+from ..etags import documented
+from ..links import absolute
 from ..params import Limit
 from ..schemas import DeliveryOut, SubscriptionOut, SubscriptionSecret
 from .clients import NO_STORE
@@ -41,7 +43,7 @@ def _out(subscription: WebhookSubscription, secret: str | None = None) -> dict[s
     "/webhook-subscriptions",
     status_code=201,
     response_model=SubscriptionSecret,
-    responses=problem_responses(401, 403, 413, 422, 429),
+    responses={**documented(201, etag=False), **problem_responses(401, 403, 413, 422, 429)},
 )
 async def create_subscription(
     request: Request, session: SessionDep, principal: PartnerWriter, body: SubscriptionIn, response: Response
@@ -62,6 +64,7 @@ async def create_subscription(
         allow_loopback=state.settings.webhooks_allow_loopback,
     )
     await session.commit()
+    response.headers["Location"] = absolute(f"/v1/webhook-subscriptions/{subscription.id}")
     return _out(subscription, secret)
 
 
@@ -73,7 +76,7 @@ async def list_subscriptions(session: SessionDep, principal: Partner) -> list[di
 
 
 @router.delete(
-    "/webhook-subscriptions/{subscription_id}", status_code=204, responses=problem_responses(401, 403, 404, 429)
+    "/webhook-subscriptions/{subscription_id}", status_code=204, responses=problem_responses(401, 403, 404, 422, 429)
 )
 async def disable_subscription(
     session: SessionDep, principal: PartnerWriter, subscription_id: SubscriptionId

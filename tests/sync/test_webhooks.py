@@ -380,6 +380,7 @@ async def test_no_subscription_to_an_ipv6_form_of_an_internal_address(
         app.state.resolver = resolver("2606:4700:4700::1111")
         response = await client.post("/v1/webhook-subscriptions", headers=partner, json=body)
         assert response.status_code == 201, response.text
+        assert response.headers["location"].endswith(f"/v1/webhook-subscriptions/{response.json()['id']}")
         assert (await (await reader.execute(count, (org.id,))).fetchone()) == (1,)
     finally:
         app.state.resolver = system_resolver

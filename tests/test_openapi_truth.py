@@ -1,0 +1,123 @@
+"""The document says exactly what the server does (issue 10): errors as problem+json, the media types and
+statuses really served, the request headers the server reads and the response headers it sends."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from api.errors import PROBLEM_JSON
+from api.etags import if_match
+from api.responses import GeoJSONText
+
+PROBLEM_REF = "#/components/schemas/Problem"
+# 201s whose created thing has no URL of its own (a client is reached through /rotate and /revoke, an
+# event through its case's pathway): the server sends no Location, so none is documented.
+_NO_LOCATION = {("post", "/v1/clients"), ("post", "/v1/cases/{case_id}/events")}
+
+
+@pytest.fixture(scope="module")
+def spec(base_app: FastAPI) -> dict[str, Any]:
+    return base_app.openapi()
+
+
+def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            yield method, path, operation
+
+
+def _headers(response: dict[str, Any]) -> set[str]:
+    return set(response.get("headers", {}))
+
+
+def _routes(app: FastAPI) -> Iterator[tuple[str, str, APIRoute, Dependant]]:
+    """(method, path, route, dependant) for every documented operation."""
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and route.include_in_schema:
+            for method in context.methods or ():
+                yield method, str(context.path), route, context.dependant
+
+
+def _calls(dependant: Dependant) -> Iterator[object]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _calls(dependency)
+
+
+def test_errors_are_documented_only_as_problem_json(spec: dict[str, Any]) -> None:
+    for method, path, operation in _operations(spec):
+        for status, response in operation["responses"].items():
+            if status[0] not in "45":
+                continue
+            content = response.get("content", {})
+            assert set(content) == {PROBLEM_JSON}, f"{method} {path} {status}: {sorted(content)}"
+            assert content[PROBLEM_JSON]["schema"] == {"$ref": PROBLEM_REF}, f"{method} {path} {status}"
+    assert "Problem" in spec["components"]["schemas"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"], "FastAPI's own 422 shape is documented"
+
+
+def test_error_headers(spec: dict[str, Any]) -> None:
+    for method, path, operation in _operations(spec):
+        for status, response in operation["responses"].items():
+            if status == "401":
+                assert "WWW-Authenticate" in _headers(response), f"{method} {path}"
+            if status in ("429", "503"):
+                assert "Retry-After" in _headers(response), f"{method} {path} {status}"
+
+
+def test_every_operation_reaching_the_database_documents_503(spec: dict[str, Any]) -> None:
+    # Every /v1 operation takes a reader connection first (api.app.authentication_first); so does /readyz.
+    for method, path, operation in _operations(spec):
+        if path.startswith("/v1") or path == "/readyz":
+            assert "503" in operation["responses"], f"{method} {path}"
+
+
+def test_success_statuses_and_headers(spec: dict[str, Any]) -> None:
+    for method, path, operation in _operations(spec):
+        statuses = set(operation["responses"])
+        if statuses & {"201", "204"}:
+            assert "200" not in statuses, f"{method} {path} documents a 200 it never answers"
+        if "201" in statuses and (method, path) not in _NO_LOCATION:
+            assert "Location" in _headers(operation["responses"]["201"]), f"{method} {path}"
+
+
+def test_success_is_documented_under_the_media_type_served(base_app: FastAPI, spec: dict[str, Any]) -> None:
+    routes = list(_routes(base_app))
+    assert len(routes) > 50
+    for method, path, route, _ in routes:
+        status = str(route.status_code or 200)
+        content = spec["paths"][path][method.lower()]["responses"][status].get("content", {})
+        if status == "204":
+            assert not content, f"{method} {path}"
+            continue
+        response_class = getattr(route.response_class, "value", route.response_class)  # unwrap FastAPI's Default
+        media_type = response_class.media_type or "application/json"
+        assert media_type in content, f"{method} {path}: {sorted(content)}"
+        if response_class is GeoJSONText:
+            assert set(content) == {media_type}, f"{method} {path}: {sorted(content)}"
+
+
+def test_request_headers_the_server_reads(base_app: FastAPI, spec: dict[str, Any]) -> None:
+    conditional = [(method, path) for method, path, _, dependant in _routes(base_app) if if_match in _calls(dependant)]
+    assert len(conditional) >= 9
+    for method, path in conditional:
+        where = f"{method} {path}"
+        operation = spec["paths"][path][method.lower()]
+        headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+        assert "If-Match" in headers, where
+        assert {"412", "428"} <= set(operation["responses"]), where
+        assert method == "DELETE" or "ETag" in _headers(operation["responses"]["200"]), where
+    handoff = spec["paths"]["/v1/handoffs"]["post"]
+    assert "Idempotency-Key" in {p["name"] for p in handoff.get("parameters", []) if p["in"] == "header"}
+    assert "400" in handoff["responses"]
+
+
+def test_csv_statistics_document_their_attachment(spec: dict[str, Any]) -> None:
+    ok = spec["paths"]["/v1/stats/handoffs"]["get"]["responses"]["200"]
+    assert "text/csv" in ok["content"]
+    assert "Content-Disposition" in _headers(ok)
