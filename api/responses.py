@@ -2,7 +2,7 @@
 negotiation for routes that offer more than one representation."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from fastapi import Request
@@ -27,6 +27,11 @@ class JSONText(JSONResponse):
 
 class GeoJSONText(JSONText):
     media_type = GEOJSON
+
+
+def items_page(items: Iterable[str], links: list[dict[str, str]]) -> JSONText:
+    """The one shape of every list: `{"items": [...], "links": [...]}`, its items JSON text from SQL."""
+    return JSONText('{"items":[' + ",".join(items) + '],"links":' + json.dumps(links) + "}")
 
 
 def feature_collection(

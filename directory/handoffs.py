@@ -21,7 +21,9 @@ from .access import (
     HANDOFF_VISIBLE,
     Principal,
     Role,
+    Scoped,
     can_read_case,
+    in_scope,
     lock_visible_handoff,
     sql_params,
 )
@@ -38,6 +40,7 @@ from .pathway_models import (
     Urgency,
 )
 from .pathway_schemas import HandoffCreate, TransitionIn
+from .revisions import driver
 
 S = HandoffStatus
 TRANSITIONS: dict[HandoffStatus, frozenset[HandoffStatus]] = {
@@ -425,11 +428,12 @@ async def _working(session: AsyncSession, handoff: Handoff, actor: Principal) ->
 
 
 async def assignees(session: AsyncSession, handoff_id: uuid.UUID, *, actor: Principal) -> list[HandoffAssignee]:
-    """The current assignees of a handoff the 119 sent, oldest first."""
-    handoff = await load(session, handoff_id, actor)
+    """The current assignees of a handoff the 119 sent, oldest first (a read: nothing is locked)."""
+    if not await in_scope(await driver(session), Scoped.handoff, handoff_id, actor):
+        raise NotFound("no such handoff")
     rows = await session.exec(
         select(HandoffAssignee)
-        .where(HandoffAssignee.handoff_id == handoff.id, HandoffAssignee.removed_at.is_(None))  # type: ignore[union-attr]
+        .where(HandoffAssignee.handoff_id == handoff_id, HandoffAssignee.removed_at.is_(None))  # type: ignore[union-attr]
         .order_by(HandoffAssignee.added_at, HandoffAssignee.issuer, HandoffAssignee.subject)  # type: ignore[arg-type]
     )
     return list(rows.all())

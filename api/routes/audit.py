@@ -1,6 +1,5 @@
 """The journal of case data access (CNIL), read by admins. Written by api/audit.py."""
 
-import json
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -14,7 +13,7 @@ from ..db import ReaderDep
 from ..errors import problem_responses
 from ..pagination import Pagination
 from ..params import Cursor, Limit
-from ..responses import JSONText
+from ..responses import JSONText, items_page
 from ..schemas import AuditPage
 
 router = APIRouter(prefix="/v1", tags=["audit"])
@@ -67,4 +66,4 @@ async def list_audit(
         )
     ).fetchall()
     rows, links = page.finish(rows, key=lambda row: row[0])
-    return JSONText('{"items":[' + ",".join(row[1] for row in rows) + '],"links":' + json.dumps(links) + "}")
+    return items_page((row[1] for row in rows), links)

@@ -5,7 +5,6 @@ Every PATCH, PUT and DELETE needs `If-Match` with the ETag of the listing as las
 not set (organisation, verification, status, demo flag, ids, timestamps) are refused with a 422.
 """
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -34,7 +33,7 @@ from ..etags import documented, etag, if_match
 from ..links import absolute
 from ..pagination import Pagination
 from ..params import Cursor, Limit
-from ..responses import GeoJSONText, JSONText
+from ..responses import GeoJSONText, JSONText, items_page
 from ..schemas import AreaOut, HistoryPage, LocationOut, ServiceDetail
 from ..scoping import InScope
 
@@ -214,7 +213,7 @@ async def service_history(
     # The domain fetches one row more itself and says whether there was one.
     rows, more = await history.service_history(conn, service_id, viewer=principal, after=page.after, limit=limit)
     links = page.links_after(rows[-1][0] if more else None)
-    return JSONText('{"items":[' + ",".join(row[1] for row in rows) + '],"links":' + json.dumps(links) + "}")
+    return items_page((row[1] for row in rows), links)
 
 
 # --- locations ---------------------------------------------------------------------------------
@@ -256,7 +255,7 @@ async def location_history(
     page = Pagination(request, f"location-history:{location_id}", int, limit=limit, cursor=cursor)
     rows, more = await locations.history(conn, location_id, viewer=principal, after=page.after, limit=limit)
     links = page.links_after(rows[-1][0] if more else None)
-    return JSONText('{"items":[' + ",".join(row[1] for row in rows) + '],"links":' + json.dumps(links) + "}")
+    return items_page((row[1] for row in rows), links)
 
 
 @router.post("/locations", status_code=201, response_model=LocationOut, responses={**documented(201), **_WRITE})

@@ -1,6 +1,5 @@
 """Organisations and the specialism taxonomy."""
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
@@ -21,7 +20,7 @@ from ..etags import documented, etag, if_match
 from ..links import absolute
 from ..pagination import Pagination
 from ..params import Cursor, Limit
-from ..responses import JSONText
+from ..responses import JSONText, items_page
 from ..schemas import AreaPage, Freshness, LocationPage, OrganisationDetail, OrganisationList, Taxonomy
 from ..scoping import InScope
 
@@ -55,7 +54,7 @@ async def list_organisations(
         limit=page.fetch,
     )
     rows, links = page.finish(rows, key=lambda row: [row[0], row[1]])
-    return JSONText('{"items":[' + ",".join(row[2] for row in rows) + '],"links":' + json.dumps(links) + "}")
+    return items_page((row[2] for row in rows), links)
 
 
 @router.get(
@@ -204,7 +203,7 @@ async def list_locations(
     page = Pagination(request, f"locations:{organisation_id}", 2, limit=limit, cursor=cursor)
     rows = await locations.of_organisation(conn, organisation_id, viewer=principal, after=page.after, limit=page.fetch)
     rows, links = page.finish(rows, key=lambda row: [row[0], row[1]])
-    return JSONText('{"items":[' + ",".join(row[2] for row in rows) + '],"links":' + json.dumps(links) + "}")
+    return items_page((row[2] for row in rows), links)
 
 
 @router.get(
@@ -225,7 +224,7 @@ async def list_service_areas(
     page = Pagination(request, f"service-areas:{organisation_id}", 2, limit=limit, cursor=cursor)
     rows = await areas.of_organisation(conn, organisation_id, viewer=principal, after=page.after, limit=page.fetch)
     rows, links = page.finish(rows, key=lambda row: [row[0], row[1]])
-    return JSONText('{"items":[' + ",".join(row[2] for row in rows) + '],"links":' + json.dumps(links) + "}")
+    return items_page((row[2] for row in rows), links)
 
 
 @router.get("/specialisms", response_model=Taxonomy, responses=problem_responses(401, 403))

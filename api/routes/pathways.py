@@ -28,7 +28,7 @@ from ..idempotency import IdempotencyKeyHeader
 from ..links import absolute
 from ..pagination import Pagination
 from ..params import Cursor, Limit
-from ..responses import JSONText
+from ..responses import JSONText, items_page
 from ..schemas import AssigneeOut, CaseOut, CompetentCrip, HandoffOut, HandoffPage, PathwayItem
 from ..scoping import InScope
 
@@ -256,7 +256,7 @@ async def list_handoffs(
             limit=page.fetch,
         )
     rows, links = page.finish(rows, key=lambda row: [row[0], row[1]])
-    return JSONText('{"items":[' + ",".join(row[2] for row in rows) + '],"links":' + json.dumps(links) + "}")
+    return items_page((row[2] for row in rows), links)
 
 
 @router.get("/handoffs/{handoff_id}", response_model=HandoffOut, responses={**documented(), **_READ})
