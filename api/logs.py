@@ -1,16 +1,26 @@
-"""Structured logging: JSON lines in production, readable lines in a terminal."""
+"""Structured logging: JSON lines in production, readable lines in a terminal.
+
+Tracebacks never show local variables, in either form: a frame's locals hold secrets, tokens and
+case details, and rendering them (rich's default in a terminal) blocked the event loop for seconds
+per 500."""
 
 import logging
 import sys
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 
 def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
     tail: list[structlog.types.Processor] = (
-        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        [
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+            structlog.processors.JSONRenderer(),
+        ]
         if json
-        else [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        else [
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
+        ]
     )
     structlog.configure(
         processors=[
