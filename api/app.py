@@ -26,6 +26,7 @@ from .cluster import Cluster
 from .db import ReaderDep, make_engine, make_reader_pool
 from .errors import Problem, Unauthenticated
 from .errors import install as install_error_handlers
+from .headers import declare as declare_headers
 from .logs import configure_logging
 from .middleware import Authentication, BodySizeLimit, PublicOrigin, RequestContext
 from .pagination import Cursors
@@ -244,6 +245,7 @@ def create_app(
         stats.router,
     ):
         v1 = router.prefix.startswith("/v1")
+        declare_headers(router)
         app.include_router(router, dependencies=[Depends(authentication_first)] if v1 else None)
     # Outermost first: request id → known host → authentication → body size → routing.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

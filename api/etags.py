@@ -3,12 +3,13 @@
 import re
 from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import Depends
 
 from directory.errors import PreconditionRequired, StaleVersion
 from directory.revisions import Expected
 
-_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
+from .errors import InvalidParameter
+from .headers import RequestHeader
 
 
 def etag(version: int) -> str:
@@ -29,35 +30,34 @@ def documented(status: int = 200, *, etag: bool = True, location: bool | None = 
     return {status: {"headers": headers}}
 
 
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match",
-        description='Required: the ETag of the record as you last read it (e.g. `"3"`), or `*`. '
-        "Without it the write is refused with a 428, with a stale one a 412 (after the record is found "
-        "in your scope).",
-    ),
-]
+# RFC 9110 §13.1.1: "*" or a list of entity tags; an entity tag's characters are etagc (no obs-text).
+_ENTITY_TAG = r'(?:W/)?"[\x21\x23-\x7e]*"'
+IF_MATCH_SYNTAX = rf"^[ \t]*(?:\*|{_ENTITY_TAG}(?:[ \t]*,[ \t]*{_ENTITY_TAG})*)[ \t]*$"
+_SYNTAX = re.compile(IF_MATCH_SYNTAX)
+_TAGS = re.compile(r'(W/)?"([^"]*)"')
+
+IF_MATCH = RequestHeader(
+    "If-Match",
+    description='The ETag of the record as you last read it (e.g. `"3"`), or `*`. Without it the write is '
+    "refused with a 428, with a stale one a 412, with one that is not a list of entity tags a 422 (each "
+    "only once the record is found in your scope: otherwise a 404).",
+    pattern=IF_MATCH_SYNTAX,
+    max_length=1024,
+)
 
 
-def if_match(header: IfMatch = None) -> Expected:
-    """The versions the caller holds (None for `If-Match: *`). A missing header (428) or one that can
-    match nothing (412) is not refused here but by the domain, once the record is found in the
-    caller's scope: "not yours" must stay a 404 whatever the headers say."""
+def if_match(header: Annotated[str | None, Depends(IF_MATCH)]) -> Expected:
+    """The versions the caller holds (None for `If-Match: *`). A missing header (428), a malformed one
+    (422) or one that can match nothing (412) is not refused here but by the domain, once the record
+    is found in the caller's scope: "not yours" must stay a 404 whatever the headers say."""
     if header is None:
         return Expected(None, PreconditionRequired("send If-Match with the ETag of the record you read (GET it first)"))
+    if len(header) > 1024 or not _SYNTAX.match(header):
+        return Expected(None, InvalidParameter("If-Match", 'a list of ETags such as "3", or *', location="header"))
     if header.strip() == "*":
         return Expected(None)
-    versions: set[int] = set()
-    position = 0
-    while position < len(header):
-        match = _TAG.match(header, position)
-        if match is None:
-            return Expected(None, StaleVersion('If-Match must hold ETags such as "3"'))
-        weak, value = match.groups()
-        if not weak and value.isdigit() and len(value) < 10:  # weak tags never match (strong comparison)
-            versions.add(int(value))
-        position = match.end()
+    # Weak tags never match (strong comparison); our ETags are version numbers.
+    versions = {int(value) for weak, value in _TAGS.findall(header) if not weak and value.isdigit() and len(value) < 10}
     if not versions:
         return Expected(None, StaleVersion("no ETag in If-Match matches this record"))
     return Expected(frozenset(versions))

@@ -13,10 +13,10 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import sqlalchemy as sa
-from fastapi import Header, Request
+from fastapi import Request
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,8 +26,10 @@ from directory.errors import IdempotencyConflict
 from geo.columns import created_at
 
 from .errors import IdempotencyKeyRequired
+from .headers import RequestHeader
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_SYNTAX = r"^[\x21-\x7e]{1,255}$"
+_KEY = re.compile(KEY_SYNTAX)
 
 
 class IdempotencyKey(SQLModel, table=True):
@@ -60,19 +62,18 @@ class Stored:
     headers: dict[str, str]
 
 
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        description="Required: a key of your own (e.g. a UUID), 1 to 255 printable ASCII characters. "
-        "Without it, or malformed, the creation is refused with a 400; the same key with the same body "
-        "replays the first response, with another body it is a 422.",
-    ),
-]
+IDEMPOTENCY_KEY = RequestHeader(
+    "Idempotency-Key",
+    description="A key of your own (e.g. a UUID), 1 to 255 printable ASCII characters. Without it, or "
+    "malformed, the creation is refused with a 400; the same key with the same body replays the first "
+    "response, with another body it is a 422.",
+    pattern=KEY_SYNTAX,
+    max_length=255,
+)
 
 
 def key_of(key: str | None) -> str:
-    """The Idempotency-Key sent (declared on the route as `IdempotencyKeyHeader`), or a 400."""
+    """The Idempotency-Key sent (read by the `IDEMPOTENCY_KEY` dependency), or a 400."""
     if key is None:
         raise IdempotencyKeyRequired("send an Idempotency-Key header (e.g. a UUID) so a retry cannot create twice")
     if not _KEY.match(key):

@@ -24,7 +24,7 @@ from psycopg import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .access import Principal
-from .errors import DirectoryError, InvalidInput, StaleVersion
+from .errors import InvalidInput, StaleVersion
 from .models import Entity, ListingRevision, Location, Organisation, Service, ServiceArea
 
 
@@ -126,7 +126,7 @@ class Expected:
     yours" is a 404 before any 428 or 412 (DESIGN §3: scope, then preconditions)."""
 
     versions: frozenset[int] | None
-    refusal: DirectoryError | None = None
+    refusal: Exception | None = None  # raised as is: a domain error, or the API's for a malformed header
 
 
 def check_version(row: Any, expected: Expected | None) -> None:

@@ -24,7 +24,7 @@ from ..db import ReaderDep, SessionDep
 from ..errors import problem_responses
 from ..etags import documented, etag, if_match
 from ..handoff_creation import create_handoff as _create_handoff
-from ..idempotency import IdempotencyKeyHeader
+from ..idempotency import IDEMPOTENCY_KEY
 from ..links import absolute
 from ..pagination import Pagination
 from ..params import Cursor, Limit
@@ -221,7 +221,7 @@ async def create_handoff(
     conn: ReaderDep,
     body: HandoffCreate,
     principal: HandoffCreator,
-    idempotency_key: IdempotencyKeyHeader = None,
+    idempotency_key: Annotated[str | None, Depends(IDEMPOTENCY_KEY)],
 ) -> JSONText:
     """Hand a case over: an information préoccupante (to the competent CRIP when no receiver is given),
     an orientation, a contact, a signalement, a shelter request. Needs an Idempotency-Key: a retry
