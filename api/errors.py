@@ -106,6 +106,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     directory_errors.StaleVersion: 412,
     directory_errors.InvalidInput: 422,
     directory_errors.InvalidTransition: 409,
+    directory_errors.Conflict: 409,
     directory_errors.IdempotencyConflict: 422,
     sync_errors.InvalidWebhookUrl: 422,
     geo_errors.OutsideFrance: 404,
@@ -217,7 +218,7 @@ def _location(loc: Sequence[Any]) -> dict[str, str]:
     rest, _ = _named(loc[1:])
     if where == "body":
         return {"in": "body", "pointer": "/" + "/".join(part.replace("~", "~0").replace("/", "~1") for part in rest)}
-    return {"in": where, "name": ".".join(rest) or where}
+    return {"in": where, "name": rest[0] if rest else where}  # the parameter, not an item of a repeated one
 
 
 NOT_JSON = {"in": "body", "pointer": "/", "message": "the body is not valid JSON"}
@@ -241,6 +242,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
             return _undecodable_body()  # its loc is a character offset, not a member: "/", not "/12"
         entry = _location(loc)
         message = str(error.get("msg", "invalid"))
+        if error.get("type") == "value_error":  # our validators' sentence, without pydantic's "Value error, "
+            message = str(error.get("ctx", {}).get("error", message))
         if error.get("type") in ("uuid_parsing", "uuid_type"):
             message = "must be a UUID"  # pydantic's own message quotes the offending character
         elif _named(loc[1:])[1]:

@@ -33,6 +33,10 @@ Row = TypeVar("Row")
 KeyShape = type | int
 
 
+# What `Cursors.encode` writes: a base64url payload, a dot, a 16-byte base64url signature.
+CURSOR_SYNTAX = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$"
+
+
 class Cursors:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret

@@ -3,11 +3,11 @@ let tests validate what the SQL produced."""
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from directory.schemas import Input
+from directory.schemas import CollectiviteCode, Input, Name
 
 from .params import PointIn
 
@@ -308,11 +308,32 @@ class ClientSecret(ClientOut):
     client_secret: str = Field(description="Shown once: store it now; only its hash is kept.")
 
 
-class ClientCreate(Input):
-    name: str = Field(min_length=1, max_length=200)
-    role: Literal["partner", "department", "specialist", "admin"]
-    organisation_id: uuid.UUID | None = None
-    collectivite_code: str | None = Field(default=None, pattern=r"^[0-9]{1,3}[A-Z]{1,2}$")
+class PartnerClientCreate(Input):
+    """A partner organisation's system: it acts for that organisation."""
+
+    role: Literal["partner"]
+    name: Name
+    organisation_id: uuid.UUID
+
+
+class DepartmentClientCreate(Input):
+    """A département's system: it reads its collectivité's statistics."""
+
+    role: Literal["department"]
+    name: Name
+    collectivite_code: CollectiviteCode
+
+
+class StaffClientCreate(Input):
+    """A system of the 119 unit (specialist) or of the operator (admin)."""
+
+    role: Literal["specialist", "admin"]
+    name: Name
+
+
+# Which fields a client has depends on its role: the document says so (oneOf on `role`), and a field
+# that does not belong to the role is refused rather than ignored.
+ClientCreate = Annotated[PartnerClientCreate | DepartmentClientCreate | StaffClientCreate, Field(discriminator="role")]
 
 
 class TokenOut(BaseModel):

@@ -17,9 +17,12 @@ from pwdlib import PasswordHash
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from geo.territories import TerritoryKind, unknown_codes
+
 from .access import Role
-from .errors import InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 from .models import ApiClient, Organisation
+from .revisions import driver
 
 _hasher = PasswordHash.recommended()
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(32))
@@ -48,8 +51,11 @@ async def create(
         organisation = await session.get(Organisation, organisation_id) if organisation_id else None
         if organisation is None or organisation.deactivated_at is not None:
             raise InvalidInput("organisation_id", "a partner client needs an active organisation")
-    if role is Role.department and not collectivite_code:
-        raise InvalidInput("collectivite_code", "a department client needs a collectivité")
+    if role is Role.department and (
+        not collectivite_code
+        or await unknown_codes(await driver(session), TerritoryKind.collectivite, [collectivite_code])
+    ):
+        raise InvalidInput("collectivite_code", "a department client needs an existing collectivité")
     secret, hashed = _new_secret()
     client = ApiClient(
         name=name,
@@ -92,7 +98,7 @@ async def rotate(session: AsyncSession, client_id: uuid.UUID) -> IssuedSecret:
     """A new secret; the old one stops working at once. Revoked clients stay revoked."""
     client = await _get(session, client_id)
     if client.revoked_at is not None:
-        raise InvalidInput("client_id", "this client is revoked")
+        raise Conflict("this client is revoked: create a new one")
     secret, client.secret_hash = _new_secret()
     client.rotated_at = datetime.now(UTC)
     await session.flush()

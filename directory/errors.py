@@ -48,6 +48,12 @@ class InvalidInput(DirectoryError):
         self.message = detail
 
 
+class Conflict(DirectoryError):
+    """The request is well-formed but the record's current state forbids it (a revoked client…)."""
+
+    code = "conflict"
+
+
 class InvalidTransition(DirectoryError):
     """A handoff move the state machine (or the caller's side of it) does not allow from here."""
 

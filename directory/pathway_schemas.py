@@ -24,19 +24,13 @@ from .pathway_models import (
     Tristate,
     Urgency,
 )
-from .schemas import CollectiviteCode, CommuneCode, Input, SpecialismSlug, _one_line, _unique, printable
+from .schemas import UNIQUE_ITEMS, CollectiviteCode, CommuneCode, Input, OneLine, SpecialismSlug, Text, unique
 
 _NO_IDENTITY = "Refused when it looks like a phone number, an e-mail, a street address or a date of birth."
-ShortText = Annotated[str, Field(max_length=500), AfterValidator(printable), AfterValidator(no_identifying_data)]
-SafeContact = Annotated[
-    str,
-    Field(max_length=200),
-    AfterValidator(printable),
-    AfterValidator(_one_line),
-    AfterValidator(no_identifying_data),
-]
-EventNote = Annotated[str, Field(max_length=280), AfterValidator(printable), AfterValidator(no_identifying_data)]
-Needs = Annotated[list[SpecialismSlug], Field(max_length=16), AfterValidator(_unique)]
+ShortText = Annotated[Text, Field(max_length=500), AfterValidator(no_identifying_data)]
+SafeContact = Annotated[OneLine, Field(max_length=200), AfterValidator(no_identifying_data)]
+EventNote = Annotated[Text, Field(max_length=280), AfterValidator(no_identifying_data)]
+Needs = Annotated[list[SpecialismSlug], Field(max_length=16), AfterValidator(unique), UNIQUE_ITEMS]
 
 
 class CaseFields(Input):
@@ -96,6 +90,14 @@ class TransitionIn(Input):
 
 
 class PathwayEventIn(Input):
+    # `_note_only_for_notes`, as the document states it: a note event needs a note with some text.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"properties": {"kind": {"const": "note"}}, "required": ["kind"]},
+            "then": {"required": ["note"], "properties": {"note": {"type": "string", "pattern": "\\S"}}},
+        }
+    )
+
     kind: PathwayEventKind
     occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
     note: EventNote | None = Field(default=None, description=f"Free text. {_NO_IDENTITY}")
@@ -111,8 +113,8 @@ class Assignee(Input):
     """A specialist who works the case through this handoff, named as their identity provider names
     them. `issuer` defaults to the caller's own."""
 
-    issuer: Annotated[str, Field(min_length=1, max_length=300), AfterValidator(printable)] | None = None
-    subject: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(printable)]
+    issuer: Annotated[Text, Field(min_length=1, max_length=300)] | None = None
+    subject: Annotated[Text, Field(min_length=1, max_length=200)]
 
 
 def _each_once(assignees: list[Assignee]) -> list[Assignee]:

@@ -49,11 +49,24 @@ def _one_line(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(printable)]
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(printable), AfterValidator(_one_line)]
-LongText = Annotated[str, Field(max_length=2000), AfterValidator(printable)]
+# The same rules as patterns, so the OpenAPI document states them; the validators above keep the
+# messages a person can act on ("the text contains control characters", not a regex).
+PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+_PRINTABLE = Field(json_schema_extra={"pattern": PRINTABLE})
+_ONE_LINE = Field(json_schema_extra={"pattern": ONE_LINE})
+
+Text = Annotated[str, AfterValidator(printable), _PRINTABLE]
+Name = Annotated[
+    str, Field(min_length=1, max_length=200), AfterValidator(printable), AfterValidator(_one_line), _ONE_LINE
+]
+LongText = Annotated[str, Field(max_length=2000), AfterValidator(printable), _PRINTABLE]
+OneLine = Annotated[str, AfterValidator(printable), AfterValidator(_one_line), _ONE_LINE]
 
 _PHONE_SEPARATORS = re.compile(r"[ .\-()]")
+# `_phone` as one pattern: separators anywhere, then an E.164 or a French national number.
+_SEP = r"[ .()-]*"
+PHONE = rf"^{_SEP}(?:\+{_SEP}[1-9](?:{_SEP}[0-9]){{6,14}}|0{_SEP}[1-9](?:{_SEP}[0-9]){{8}}){_SEP}$"
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _FRENCH = re.compile(r"^0[1-9][0-9]{8}$")
 
@@ -77,16 +90,19 @@ def _specialism(value: str) -> str:
     return value
 
 
-def _unique(values: list[Any]) -> list[Any]:
+def unique(values: list[Any]) -> list[Any]:
     if len(set(values)) != len(values):
         raise ValueError("values must not repeat")
     return values
 
 
-Phone = Annotated[str, Field(max_length=32), AfterValidator(_phone)]
+UNIQUE_ITEMS = Field(json_schema_extra={"uniqueItems": True})  # what `unique` refuses, declared
+
+
+Phone = Annotated[str, Field(max_length=32, json_schema_extra={"pattern": PHONE}), AfterValidator(_phone)]
 Email = Annotated[EmailStr, Field(max_length=254)]
 HttpsUrl = Annotated[HttpUrl, AfterValidator(_https)]
-SpecialismSlug = Annotated[str, AfterValidator(_specialism)]
+SpecialismSlug = Annotated[str, AfterValidator(_specialism), Field(json_schema_extra={"enum": sorted(SLUGS)})]
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
 CommuneCode = Annotated[str, Field(pattern=r"^[0-9][0-9AB][0-9]{3}$")]
 DepartementCode = Annotated[str, Field(pattern=r"^(?:0[1-9]|1[0-9]|2[1-9AB]|[3-8][0-9]|9[0-5]|97[1-46])$")]
@@ -184,7 +200,21 @@ class PointGeometry(Input):
     """A GeoJSON Point (RFC 7946): [longitude, latitude] in WGS 84."""
 
     type: Literal["Point"]
-    coordinates: Annotated[list[Annotated[float, Strict()]], AfterValidator(_finite_position)]
+    coordinates: Annotated[
+        list[Annotated[float, Strict()]],
+        AfterValidator(_finite_position),
+        Field(
+            description="[longitude, latitude]",
+            json_schema_extra={
+                "minItems": 2,
+                "maxItems": 2,
+                "prefixItems": [
+                    {"type": "number", "minimum": -180, "maximum": 180},
+                    {"type": "number", "minimum": -90, "maximum": 90},
+                ],
+            },
+        ),
+    ]
 
     @property
     def lon(self) -> float:
@@ -197,7 +227,7 @@ class PointGeometry(Input):
 
 class LocationFields(Input):
     name: Name | None = None
-    address: Annotated[str, Field(max_length=300), AfterValidator(printable), AfterValidator(_one_line)] | None = None
+    address: Annotated[OneLine, Field(max_length=300)] | None = None
     commune_code: CommuneCode | None = None
     point: PointGeometry | None = None
     visibility: Visibility | None = None
@@ -223,15 +253,15 @@ class ServiceFields(Input):
     location_id: uuid.UUID | None = None
     name: Name | None = None
     description: LongText | None = None
-    specialisms: Annotated[list[SpecialismSlug], Field(min_length=1, max_length=10), AfterValidator(_unique)] | None = (
-        None
-    )
-    audiences: Annotated[list[Audience], Field(max_length=4), AfterValidator(_unique)] | None = None
+    specialisms: (
+        Annotated[list[SpecialismSlug], Field(min_length=1, max_length=10), AfterValidator(unique), UNIQUE_ITEMS] | None
+    ) = None
+    audiences: Annotated[list[Audience], Field(max_length=4), AfterValidator(unique), UNIQUE_ITEMS] | None = None
     age_min: Age | None = None
     age_max: Age | None = None
-    genders: Annotated[list[Gender], Field(max_length=3), AfterValidator(_unique)] | None = None
-    languages: Annotated[list[Language], Field(max_length=30), AfterValidator(_unique)] | None = None
-    channels: Annotated[list[Channel], Field(max_length=4), AfterValidator(_unique)] | None = None
+    genders: Annotated[list[Gender], Field(max_length=3), AfterValidator(unique), UNIQUE_ITEMS] | None = None
+    languages: Annotated[list[Language], Field(max_length=30), AfterValidator(unique), UNIQUE_ITEMS] | None = None
+    channels: Annotated[list[Channel], Field(max_length=4), AfterValidator(unique), UNIQUE_ITEMS] | None = None
     phone: Phone | None = None
     email: Email | None = None
     website: HttpsUrl | None = None
@@ -241,7 +271,9 @@ class ServiceFields(Input):
 class ServiceCreate(ServiceFields):
     organisation_id: uuid.UUID | None = Field(default=None, description="Admins only; partners write their own.")
     name: Name
-    specialisms: Annotated[list[SpecialismSlug], Field(min_length=1, max_length=10), AfterValidator(_unique)]
+    specialisms: Annotated[
+        list[SpecialismSlug], Field(min_length=1, max_length=10), AfterValidator(unique), UNIQUE_ITEMS
+    ]
 
     @model_validator(mode="after")
     def _ages(self) -> ServiceCreate:
@@ -255,10 +287,14 @@ class ServicePatch(ServiceFields):
 
 
 class AreaFields(Input):
-    communes: Annotated[list[CommuneCode], Field(max_length=500), AfterValidator(_unique)] | None = None
-    departements: Annotated[list[DepartementCode], Field(max_length=101), AfterValidator(_unique)] | None = None
-    collectivites: Annotated[list[CollectiviteCode], Field(max_length=100), AfterValidator(_unique)] | None = None
-    regions: Annotated[list[RegionCode], Field(max_length=18), AfterValidator(_unique)] | None = None
+    communes: Annotated[list[CommuneCode], Field(max_length=500), AfterValidator(unique), UNIQUE_ITEMS] | None = None
+    departements: (
+        Annotated[list[DepartementCode], Field(max_length=101), AfterValidator(unique), UNIQUE_ITEMS] | None
+    ) = None
+    collectivites: (
+        Annotated[list[CollectiviteCode], Field(max_length=100), AfterValidator(unique), UNIQUE_ITEMS] | None
+    ) = None
+    regions: Annotated[list[RegionCode], Field(max_length=18), AfterValidator(unique), UNIQUE_ITEMS] | None = None
     radius_km: Annotated[float, Strict(), Field(gt=0, le=200)] | None = None
     national: bool | None = None
 
@@ -282,7 +318,7 @@ class ClosureCreate(Input):
 
     starts: AwareDatetime | None = Field(default=None, alias="from", description="Defaults to now.")
     until: AwareDatetime | None = Field(default=None, description="Reopening time; none: until reopened.")
-    message: Annotated[str, Field(max_length=500), AfterValidator(printable)] | None = None
+    message: Annotated[Text, Field(max_length=500)] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> ClosureCreate:
@@ -304,7 +340,7 @@ class OrganisationFields(Input):
     siren: Annotated[str, Field(pattern=r"^[0-9]{9}$")] | None = None
     siret: Annotated[str, Field(pattern=r"^[0-9]{14}$")] | None = None
     rna: Annotated[str, Field(pattern=r"^W[0-9A-Z][0-9]{8}$")] | None = None
-    collectives: Annotated[list[Slug], Field(max_length=10), AfterValidator(_unique)] | None = None
+    collectives: Annotated[list[Slug], Field(max_length=10), AfterValidator(unique), UNIQUE_ITEMS] | None = None
     collectivite_code: CollectiviteCode | None = None
     seat_commune_code: CommuneCode | None = None
 

@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated
 
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from directory.errors import InvalidInput, NotFound
-from directory.schemas import Input
+from directory.schemas import UNIQUE_ITEMS, Input, unique
 
 from .models import WebhookDelivery, WebhookSubscription
 from .webhooks import EVENT_TYPES, Resolver, SecretBox, check_url, new_secret
 
 
 class SubscriptionIn(Input):
-    url: str = Field(min_length=8, max_length=500, description="https endpoint on a public address.")
-    event_types: list[str] = Field(min_length=1, max_length=10, description="e.g. handoff.created")
+    url: str = Field(
+        min_length=8, max_length=500, pattern=r"^https://[^\s]+$", description="https endpoint on a public address."
+    )
+    event_types: Annotated[
+        list[Annotated[str, Field(json_schema_extra={"enum": sorted(EVENT_TYPES)})]],
+        Field(min_length=1, max_length=10, description="e.g. handoff.created"),
+        AfterValidator(unique),
+        UNIQUE_ITEMS,
+    ]
 
 
 async def create(

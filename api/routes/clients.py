@@ -65,15 +65,17 @@ async def create_client(session: SessionDep, _: Admin, body: ClientCreate, respo
         session,
         name=body.name,
         role=Role(body.role),
-        organisation_id=body.organisation_id,
-        collectivite_code=body.collectivite_code,
+        organisation_id=getattr(body, "organisation_id", None),
+        collectivite_code=getattr(body, "collectivite_code", None),
     )
     await session.commit()
     return _out(issued.client, issued.secret)
 
 
 @router.post(
-    "/clients/{client_id}/rotate", response_model=ClientSecret, responses=problem_responses(401, 403, 404, 422, 429)
+    "/clients/{client_id}/rotate",
+    response_model=ClientSecret,
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
 )
 async def rotate_client(
     session: SessionDep, _: Admin, client_id: Annotated[uuid.UUID, Path()], response: Response
@@ -136,6 +138,7 @@ def _credentials(request: Request, form: dict[str, list[str]]) -> tuple[str, str
     dependencies=[Depends(Public())],
     openapi_extra={
         "requestBody": {
+            "required": True,
             "content": {
                 "application/x-www-form-urlencoded": {
                     "schema": {
@@ -148,7 +151,7 @@ def _credentials(request: Request, form: dict[str, list[str]]) -> tuple[str, str
                         },
                     }
                 }
-            }
+            },
         }
     },
 )

@@ -7,7 +7,7 @@ not set (organisation, verification, status, demo flag, ids, timestamps) are ref
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
@@ -32,7 +32,7 @@ from ..errors import problem_responses
 from ..etags import documented, etag, if_match
 from ..links import absolute
 from ..pagination import Pagination
-from ..params import Cursor, Limit
+from ..params import Cursor, Limit, merge_patch
 from ..responses import GeoJSONText, JSONText, items_page
 from ..schemas import AreaOut, HistoryPage, LocationOut, ServiceDetail
 from ..scoping import InScope
@@ -47,7 +47,6 @@ Versions = Annotated[Expected, Depends(if_match)]
 ServiceInScope = Annotated[None, Depends(InScope(Scoped.service, "service_id"))]
 LocationInScope = Annotated[None, Depends(InScope(Scoped.location, "location_id"))]
 AreaInScope = Annotated[None, Depends(InScope(Scoped.service_area, "area_id"))]
-MERGE_PATCH: dict[str, Any] = {"content": {"application/merge-patch+json": {}}}
 _WRITE = problem_responses(401, 403, 404, 413, 422, 429)
 _CONDITIONAL = problem_responses(401, 403, 404, 412, 413, 422, 428, 429)
 
@@ -90,7 +89,7 @@ async def create_service(
     response_model=ServiceDetail,
     response_class=GeoJSONText,
     responses={**documented(), **_CONDITIONAL},
-    openapi_extra={"requestBody": MERGE_PATCH},
+    openapi_extra=merge_patch(ServicePatch),
 )
 async def update_service(
     request: Request,
@@ -275,7 +274,7 @@ async def create_location(
     "/locations/{location_id}",
     response_model=LocationOut,
     responses={**documented(), **_CONDITIONAL},
-    openapi_extra={"requestBody": MERGE_PATCH},
+    openapi_extra=merge_patch(LocationPatch),
 )
 async def update_location(
     request: Request,
@@ -354,7 +353,7 @@ async def create_area(
     "/service-areas/{area_id}",
     response_model=AreaOut,
     responses={**documented(), **_CONDITIONAL},
-    openapi_extra={"requestBody": MERGE_PATCH},
+    openapi_extra=merge_patch(AreaPatch),
 )
 async def update_area(
     request: Request,

@@ -19,7 +19,7 @@ from ..errors import problem_responses
 from ..etags import documented, etag, if_match
 from ..links import absolute
 from ..pagination import Pagination
-from ..params import Cursor, Limit
+from ..params import Cursor, Limit, merge_patch
 from ..responses import JSONText, items_page
 from ..schemas import AreaPage, Freshness, LocationPage, OrganisationDetail, OrganisationList, Taxonomy
 from ..scoping import InScope
@@ -108,7 +108,7 @@ async def create_organisation(
     "/organisations/{organisation_id}",
     response_model=OrganisationDetail,
     responses={**documented(), **problem_responses(401, 403, 404, 412, 413, 422, 428, 429)},
-    openapi_extra={"requestBody": {"content": {"application/merge-patch+json": {}}}},
+    openapi_extra=merge_patch(OrganisationPatch),
 )
 async def update_organisation(
     request: Request,

@@ -27,7 +27,7 @@ from ..handoff_creation import create_handoff as _create_handoff
 from ..idempotency import IDEMPOTENCY_KEY
 from ..links import absolute
 from ..pagination import Pagination
-from ..params import Cursor, Limit
+from ..params import Cursor, Limit, merge_patch
 from ..responses import JSONText, items_page
 from ..schemas import AssigneeOut, CaseOut, CompetentCrip, HandoffOut, HandoffPage, PathwayItem
 from ..scoping import InScope
@@ -103,7 +103,7 @@ async def get_case(
     "/cases/{case_id}",
     response_model=CaseOut,
     responses={**documented(), **problem_responses(401, 403, 404, 412, 413, 422, 428)},
-    openapi_extra={"requestBody": {"content": {"application/merge-patch+json": {}}}},
+    openapi_extra=merge_patch(CasePatch),
 )
 async def update_case(
     request: Request,

@@ -25,6 +25,7 @@ from directory import access, stats
 from directory.access import Principal, Role
 from directory.models import OrganisationKind
 from directory.pathway_models import Beneficiary, HandoffKind, Urgency
+from directory.schemas import SpecialismSlug
 from directory.taxonomy import SLUGS
 
 from ..audit import AuditedAllow, Entry, record
@@ -168,9 +169,7 @@ async def handoff_statistics(
     urgency: Urgency | None = None,
     beneficiary: Beneficiary | None = None,
     receiver_kind: OrganisationKind | None = None,
-    specialism: Annotated[
-        str | None, Query(pattern=r"^[a-z0-9-]{2,64}$", description="A specialism slug (GET /v1/specialisms).")
-    ] = None,
+    specialism: Annotated[SpecialismSlug | None, Query(description="A specialism slug (GET /v1/specialisms).")] = None,
 ) -> Response:
     """How referrals flow: handoffs, distinct cases, acceptance, declines by reason, failures, time to
     acknowledgement and to acceptance, overdue handoffs, cases with a runaway — per cell of the grouping,
@@ -183,8 +182,6 @@ async def handoff_statistics(
     dims = tuple(d.value for d in group_by or ())
     if len(set(dims)) != len(dims):
         raise InvalidParameter("group_by", "up to 4 distinct dimensions")
-    if specialism is not None and specialism not in SLUGS:
-        raise InvalidParameter("specialism", "an unknown specialism")
     given = {"kind": kind, "urgency": urgency, "beneficiary": beneficiary, "receiver_kind": receiver_kind}
     filters = {name: str(value) for name, value in {**given, "specialism": specialism}.items() if value is not None}
     k = request.app.state.settings.stats_k
@@ -247,7 +244,7 @@ async def coverage_statistics(
     territory: Territory,
     __: Annotated[None, Depends(_once("within_km", "min_population", "geometry"))],
     specialism: Annotated[
-        list[str] | None,
+        list[SpecialismSlug] | None,
         Query(
             max_length=16,
             description="Specialism slugs (GET /v1/specialisms); repeatable; default: all but crip.",
@@ -263,9 +260,6 @@ async def coverage_statistics(
 ) -> dict[str, Any]:
     """Where the territory's network has holes: per specialism, the share of the population living within
     `within_km` of an active service, and the uncovered communes. Carries no case data."""
-    unknown = sorted(set(specialism or ()) - SLUGS)
-    if unknown:
-        raise InvalidParameter("specialism", "an unknown specialism")
     wanted = sorted(set(specialism)) if specialism else sorted(SLUGS - {"crip"})
     if territory is None and geometry:
         raise InvalidParameter("geometry", "the map of uncovered communes is for one collectivité at a time")

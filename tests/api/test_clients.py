@@ -155,9 +155,43 @@ async def test_admins_manage_clients_over_http(client: httpx.AsyncClient, auth, 
     assert secret not in stored[0].secret_hash
     revoked = await client.post(f"/v1/clients/{created.json()['client_id']}/revoke", headers=admin)
     assert revoked.json()["revoked_at"] is not None
-    assert (await client.post(f"/v1/clients/{created.json()['client_id']}/rotate", headers=admin)).status_code == 422
+    rotated = await client.post(f"/v1/clients/{created.json()['client_id']}/rotate", headers=admin)
+    assert rotated.status_code == 409
+    assert rotated.json()["code"] == "conflict"
     bad = await client.post("/v1/clients", headers=admin, json={"name": "SI", "role": "partner"})
     assert bad.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        ({"name": "SI", "role": "department", "collectivite_code": "0A"}, "/collectivite_code"),
+        ({"name": "SI", "role": "department"}, "/department/collectivite_code"),
+        ({"name": "SI", "role": "department", "collectivite_code": "75C", "organisation_id": None}, None),
+        ({"name": "SI", "role": "admin", "collectivite_code": "75C"}, None),
+        (
+            {"name": "SI", "role": "partner", "organisation_id": "e3e70682-c209-1cac-a29f-6fbed82c07cd"},
+            "/organisation_id",
+        ),
+        ({"name": "SI\u0007", "role": "admin"}, None),
+    ],
+)
+async def test_a_client_gets_only_its_role_s_fields_and_real_references(
+    client: httpx.AsyncClient,
+    auth,  # type: ignore[no-untyped-def]
+    session: AsyncSession,
+    body: dict[str, object],
+    pointer: str | None,
+) -> None:
+    """A field of another role is refused, not ignored; a code or organisation that does not exist is
+    a 422 naming it (it was a 500 for an unknown collectivité); nothing is stored."""
+    before = len(await clients.list_(session))
+    response = await client.post("/v1/clients", headers=auth("admin"), json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    if pointer is not None:
+        assert pointer in [error.get("pointer") for error in response.json()["errors"]]
+    assert len(await clients.list_(session)) == before
 
 
 async def test_write_rate_limit_is_per_subject(

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from directory.free_text import identifying_kind, no_identifying_data
 from directory.pathway_schemas import CaseCreate, CasePatch, HandoffCreate, PathwayEventIn, TransitionIn
+from directory.schemas import ONE_LINE, PRINTABLE
 
 PHONE, EMAIL, ADDRESS, BIRTH = "a phone number", "an e-mail address", "a street address", "a date of birth"
 
@@ -230,11 +231,13 @@ def test_every_free_text_field_accepts(field: str, value: str) -> None:
 
 
 def _free_strings(model: type[BaseModel]) -> set[str]:
-    """Fields whose schema is a plain string: no enum, pattern or format narrows it."""
+    """Fields whose schema is a plain string: no enum, pattern or format narrows it (the printable-text
+    patterns only refuse control characters: they narrow nothing)."""
     names = set()
     for name, schema in model.model_json_schema()["properties"].items():
         for option in schema.get("anyOf", [schema]):
-            if option.get("type") == "string" and not {"enum", "pattern", "format", "const"} & set(option):
+            keys = set(option) - ({"pattern"} if option.get("pattern") in (PRINTABLE, ONE_LINE) else set())
+            if option.get("type") == "string" and not {"enum", "pattern", "format", "const"} & keys:
                 names.add(name)
     return names
 
