@@ -222,6 +222,8 @@ def create_app(
         lifespan=lifespan,
         # A redirect to the slashless path would build its Location from the Host header.
         redirect_slashes=False,
+        # operationId = the route's function name (unique; `api.links.follow` names links by it).
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     app.state.tokens = build_token_service(settings)

@@ -16,9 +16,12 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def documented(status: int = 200, *, etag: bool = True, location: bool | None = None) -> dict[int | str, Any]:
-    """OpenAPI `responses=` entry for the headers a successful answer carries: its `ETag` (when it
-    has one) and, on a 201, the `Location` of what was created."""
+def documented(
+    status: int = 200, *, etag: bool = True, location: bool | None = None, links: dict[str, Any] | None = None
+) -> dict[int | str, Any]:
+    """OpenAPI `responses=` entry for a successful answer: the headers it carries — its `ETag` (when it
+    has one) and, on a 201, the `Location` of what was created — and the links to what a client does
+    next with it (`api.links.follow`)."""
     headers: dict[str, Any] = {}
     if etag:
         headers["ETag"] = {
@@ -27,7 +30,10 @@ def documented(status: int = 200, *, etag: bool = True, location: bool | None = 
         }
     if status == 201 if location is None else location:
         headers["Location"] = {"description": "The URL of what was created.", "schema": {"type": "string"}}
-    return {status: {"headers": headers}}
+    entry: dict[str, Any] = {"headers": headers}
+    if links:
+        entry["links"] = links
+    return {status: entry}
 
 
 # RFC 9110 §13.1.1: "*" or a list of entity tags; an entity tag's characters are etagc (no obs-text).

@@ -87,7 +87,7 @@ async def list_(session: AsyncSession, *, organisation_id: uuid.UUID | None = No
     return list((await session.exec(statement)).all())
 
 
-async def _get(session: AsyncSession, client_id: uuid.UUID) -> ApiClient:
+async def get(session: AsyncSession, client_id: uuid.UUID) -> ApiClient:
     client = await session.get(ApiClient, client_id)
     if client is None:
         raise NotFound("no such client")
@@ -96,7 +96,7 @@ async def _get(session: AsyncSession, client_id: uuid.UUID) -> ApiClient:
 
 async def rotate(session: AsyncSession, client_id: uuid.UUID) -> IssuedSecret:
     """A new secret; the old one stops working at once. Revoked clients stay revoked."""
-    client = await _get(session, client_id)
+    client = await get(session, client_id)
     if client.revoked_at is not None:
         raise Conflict("this client is revoked: create a new one")
     secret, client.secret_hash = _new_secret()
@@ -106,7 +106,7 @@ async def rotate(session: AsyncSession, client_id: uuid.UUID) -> IssuedSecret:
 
 
 async def revoke(session: AsyncSession, client_id: uuid.UUID) -> ApiClient:
-    client = await _get(session, client_id)
+    client = await get(session, client_id)
     if client.revoked_at is None:
         client.revoked_at = datetime.now(UTC)
         await session.flush()

@@ -14,9 +14,9 @@ from api.etags import if_match
 from api.responses import GeoJSONText
 
 PROBLEM_REF = "#/components/schemas/Problem"
-# 201s whose created thing has no URL of its own (a client is reached through /rotate and /revoke, an
-# event through its case's pathway): the server sends no Location, so none is documented.
-_NO_LOCATION = {("post", "/v1/clients"), ("post", "/v1/cases/{case_id}/events")}
+# 201s whose created thing has no URL of its own (an event is an item of its case's pathway, linked
+# to it): the server sends no Location, so none is documented.
+_NO_LOCATION = {("post", "/v1/cases/{case_id}/events")}
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,62 @@ def test_csv_statistics_document_their_attachment(spec: dict[str, Any]) -> None:
     ok = spec["paths"]["/v1/stats/handoffs"]["get"]["responses"]["200"]
     assert "text/csv" in ok["content"]
     assert "Content-Disposition" in _headers(ok)
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _body_properties(spec: dict[str, Any], content: dict[str, Any]) -> set[str]:
+    schema = _resolve(spec, next(iter(content.values()))["schema"])
+    names = set(schema.get("properties", {}))
+    for option in schema.get("oneOf", []):
+        names |= set(_resolve(spec, option).get("properties", {}))
+    return names
+
+
+def test_every_link_leads_somewhere_real(spec: dict[str, Any]) -> None:
+    """Each OpenAPI link names an operation that exists, parameters that operation has, and values
+    the source response (or request) really carries."""
+    by_id = {operation["operationId"]: operation for _, _, operation in _operations(spec)}
+    links = 0
+    for method, path, operation in _operations(spec):
+        source_path_parameters = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+        for status, response in operation["responses"].items():
+            for name, link in response.get("links", {}).items():
+                links += 1
+                where = f"{method} {path} {status} {name}"
+                target = by_id.get(link["operationId"])
+                assert target is not None, where
+                declared = {(p["in"], p["name"]) for p in target.get("parameters", [])}
+                for parameter, expression in link.get("parameters", {}).items():
+                    assert tuple(parameter.split(".", 1)) in declared, where
+                    if expression.startswith("$response.body#/"):
+                        member = expression.removeprefix("$response.body#/")
+                        assert member in _body_properties(spec, response["content"]), where
+                    elif expression.startswith("$response.header."):
+                        assert expression.removeprefix("$response.header.") in response.get("headers", {}), where
+                    else:
+                        assert expression.removeprefix("$request.path.") in source_path_parameters, where
+                for member, expression in link.get("requestBody", {}).items():
+                    assert member in _body_properties(spec, target["requestBody"]["content"]), where
+                    assert (
+                        expression.removeprefix("$response.body#/") in _body_properties(spec, response["content"])
+                        or expression.removeprefix("$request.path.") in source_path_parameters
+                    ), where
+    assert links >= 40
+
+
+def test_the_care_pathway_can_be_followed_by_links(spec: dict[str, Any]) -> None:
+    """case → handoff → transition → pathway, as a client (or a stateful test) walks it."""
+    by_id = {operation["operationId"]: operation for _, _, operation in _operations(spec)}
+
+    def targets(operation_id: str, status: str) -> set[str]:
+        return {link["operationId"] for link in by_id[operation_id]["responses"][status].get("links", {}).values()}
+
+    assert "create_handoff" in targets("create_case", "201")
+    assert "transition_handoff" in targets("create_handoff", "201")
+    assert "case_pathway" in targets("transition_handoff", "200")
+    assert {"update_service", "set_capacity"} <= targets("get_service", "200")

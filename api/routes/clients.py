@@ -3,7 +3,7 @@
 import base64
 import binascii
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -16,6 +16,8 @@ from directory.models import ApiClient, Organisation
 from ..auth import Allow, AllowWrites, Public
 from ..db import SessionDep
 from ..errors import ApiError, problem_response, problem_responses
+from ..etags import documented
+from ..links import absolute, follow
 from ..schemas import ClientCreate, ClientOut, ClientSecret, TokenOut
 
 router = APIRouter(prefix="/v1", tags=["auth"])
@@ -55,8 +57,28 @@ async def list_clients(
     return [_out(client) for client in await clients.list_(session, organisation_id=organisation_id)]
 
 
+def _client_links(client_id: str) -> dict[str, Any]:
+    return {
+        "GetClient": follow("get_client", "Read the client again.", client_id=client_id),
+        "Rotate": follow("rotate_client", "Issue a new secret.", client_id=client_id),
+        "Revoke": follow("revoke_client", "Revoke it.", client_id=client_id),
+    }
+
+
+@router.get("/clients/{client_id}", response_model=ClientOut, responses=problem_responses(401, 403, 404, 422))
+async def get_client(session: SessionDep, _: AdminReader, client_id: Annotated[uuid.UUID, Path()]) -> dict[str, object]:
+    """One API client (admins). Its secret is never shown again."""
+    return _out(await clients.get(session, client_id))
+
+
 @router.post(
-    "/clients", status_code=201, response_model=ClientSecret, responses=problem_responses(401, 403, 413, 422, 429)
+    "/clients",
+    status_code=201,
+    response_model=ClientSecret,
+    responses={
+        **documented(201, etag=False, links=_client_links("$response.body#/client_id")),
+        **problem_responses(401, 403, 413, 422, 429),
+    },
 )
 async def create_client(session: SessionDep, _: Admin, body: ClientCreate, response: Response) -> dict[str, object]:
     """Register an API client (admins). The secret is in this response only: hand it over safely."""
@@ -69,6 +91,7 @@ async def create_client(session: SessionDep, _: Admin, body: ClientCreate, respo
         collectivite_code=getattr(body, "collectivite_code", None),
     )
     await session.commit()
+    response.headers["Location"] = absolute(f"/v1/clients/{issued.client.id}")
     return _out(issued.client, issued.secret)
 
 

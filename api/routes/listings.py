@@ -7,7 +7,7 @@ not set (organisation, verification, status, demo flag, ids, timestamps) are ref
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
@@ -30,7 +30,7 @@ from ..auth import Allow, AllowWrites
 from ..db import ReaderDep, SessionDep
 from ..errors import problem_responses
 from ..etags import documented, etag, if_match
-from ..links import absolute
+from ..links import ETAG, ID, absolute, follow
 from ..pagination import Pagination
 from ..params import Cursor, Limit, merge_patch
 from ..responses import GeoJSONText, JSONText, items_page
@@ -49,6 +49,39 @@ LocationInScope = Annotated[None, Depends(InScope(Scoped.location, "location_id"
 AreaInScope = Annotated[None, Depends(InScope(Scoped.service_area, "area_id"))]
 _WRITE = problem_responses(401, 403, 404, 413, 422, 429)
 _CONDITIONAL = problem_responses(401, 403, 404, 412, 413, 422, 428, 429)
+
+
+def service_links(service_id: str) -> dict[str, Any]:
+    """What a partner does with its service: keep it true (at the version read), open and close it."""
+    return {
+        "GetService": follow("get_service", "Read the service again.", service_id=service_id),
+        "UpdateService": follow("update_service", "Change it.", service_id=service_id, if_match=ETAG),
+        "SetCapacity": follow("set_capacity", "Say how many places are free.", service_id=service_id, if_match=ETAG),
+        "Close": follow("close_service", "Close it for a while.", service_id=service_id),
+        "Reopen": follow("reopen_service", "End a closure.", service_id=service_id),
+        "Verify": follow("verify_service", "Confirm it is still true.", service_id=service_id),
+        "History": follow("service_history", "Its history.", service_id=service_id),
+        "AddArea": follow("create_area", "Say where it takes people from.", body={"service_id": service_id}),
+        "Archive": follow("archive_service", "Archive it.", service_id=service_id, if_match=ETAG),
+    }
+
+
+def location_links(location_id: str) -> dict[str, Any]:
+    return {
+        "GetLocation": follow("get_location", "Read the location again.", location_id=location_id),
+        "UpdateLocation": follow("update_location", "Change it.", location_id=location_id, if_match=ETAG),
+        "History": follow("location_history", "Its history.", location_id=location_id),
+        "AddService": follow("create_service", "Offer a service there.", body={"location_id": location_id}),
+        "Archive": follow("archive_location", "Archive it.", location_id=location_id, if_match=ETAG),
+    }
+
+
+def area_links(area_id: str) -> dict[str, Any]:
+    return {
+        "GetArea": follow("get_area", "Read the area again.", area_id=area_id),
+        "UpdateArea": follow("update_area", "Change it.", area_id=area_id, if_match=ETAG),
+        "Remove": follow("archive_area", "Remove it.", area_id=area_id, if_match=ETAG),
+    }
 
 
 def _request_id(request: Request) -> str | None:
@@ -73,7 +106,7 @@ async def _service(
     status_code=201,
     response_model=ServiceDetail,
     response_class=GeoJSONText,
-    responses={**documented(201), **_WRITE},
+    responses={**documented(201, links=service_links(ID)), **_WRITE},
 )
 async def create_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: ServiceCreate
@@ -229,7 +262,10 @@ async def _location(conn: ReaderDep, location_id: uuid.UUID, principal: Principa
 @router.get(
     "/locations/{location_id}",
     response_model=LocationOut,
-    responses={**documented(), **problem_responses(401, 403, 404, 422)},
+    responses={
+        **documented(links=location_links("$request.path.location_id")),
+        **problem_responses(401, 403, 404, 422),
+    },
 )
 async def get_location(conn: ReaderDep, principal: Manager, location_id: Annotated[uuid.UUID, Path()]) -> JSONText:
     """A location of your organisation, with its ETag. Admins see a confidential one at its commune,
@@ -257,7 +293,12 @@ async def location_history(
     return items_page((row[1] for row in rows), links)
 
 
-@router.post("/locations", status_code=201, response_model=LocationOut, responses={**documented(201), **_WRITE})
+@router.post(
+    "/locations",
+    status_code=201,
+    response_model=LocationOut,
+    responses={**documented(201, links=location_links(ID)), **_WRITE},
+)
 async def create_location(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: LocationCreate
 ) -> JSONText:
@@ -331,14 +372,19 @@ async def _area(conn: ReaderDep, area_id: uuid.UUID, principal: Principal, *, st
 @router.get(
     "/service-areas/{area_id}",
     response_model=AreaOut,
-    responses={**documented(), **problem_responses(401, 403, 404, 422)},
+    responses={**documented(links=area_links("$request.path.area_id")), **problem_responses(401, 403, 404, 422)},
 )
 async def get_area(conn: ReaderDep, principal: Manager, area_id: Annotated[uuid.UUID, Path()]) -> JSONText:
     """A service area of your organisation, with its ETag."""
     return await _area(conn, area_id, principal)
 
 
-@router.post("/service-areas", status_code=201, response_model=AreaOut, responses={**documented(201), **_WRITE})
+@router.post(
+    "/service-areas",
+    status_code=201,
+    response_model=AreaOut,
+    responses={**documented(201, links=area_links(ID)), **_WRITE},
+)
 async def create_area(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, body: AreaCreate
 ) -> JSONText:

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -17,7 +17,7 @@ from ..auth import Allow, AllowWrites, AnyRole
 from ..db import ReaderDep, SessionDep
 from ..errors import problem_responses
 from ..etags import documented, etag, if_match
-from ..links import absolute
+from ..links import ETAG, ID, absolute, follow
 from ..pagination import Pagination
 from ..params import Cursor, Limit, merge_patch
 from ..responses import JSONText, items_page
@@ -57,10 +57,26 @@ async def list_organisations(
     return items_page((row[2] for row in rows), links)
 
 
+def _organisation_links(organisation_id: str) -> dict[str, Any]:
+    """What an admin does with an organisation; what anyone reads of it."""
+    return {
+        "GetOrganisation": follow("get_organisation", "Read it again.", organisation_id=organisation_id),
+        "Update": follow("update_organisation", "Change it.", organisation_id=organisation_id, if_match=ETAG),
+        "Verify": follow("set_verification", "Record a verification.", organisation_id=organisation_id),
+        "Freshness": follow("freshness", "How fresh its listings are.", organisation_id=organisation_id),
+        "Locations": follow("list_locations", "Its locations.", organisation_id=organisation_id),
+        "ServiceAreas": follow("list_service_areas", "Its service areas.", organisation_id=organisation_id),
+        "Deactivate": follow("deactivate_organisation", "Deactivate it.", organisation_id=organisation_id),
+    }
+
+
 @router.get(
     "/organisations/{organisation_id}",
     response_model=OrganisationDetail,
-    responses={**documented(), **problem_responses(401, 403, 404, 422)},
+    responses={
+        **documented(links=_organisation_links("$request.path.organisation_id")),
+        **problem_responses(401, 403, 404, 422),
+    },
 )
 async def get_organisation(
     conn: ReaderDep, principal: AnyRole, organisation_id: Annotated[uuid.UUID, Path()]
@@ -93,7 +109,10 @@ def _request_id(request: Request) -> str | None:
 
 
 @router.post(
-    "/organisations", status_code=201, response_model=OrganisationDetail, responses={**documented(201), **_ADMIN_WRITE}
+    "/organisations",
+    status_code=201,
+    response_model=OrganisationDetail,
+    responses={**documented(201, links=_organisation_links(ID)), **_ADMIN_WRITE},
 )
 async def create_organisation(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Admin, body: OrganisationCreate

@@ -8,7 +8,7 @@ Every read and write here, refusals included, is journalled (GET /v1/audit).
 import json
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -25,7 +25,7 @@ from ..errors import problem_responses
 from ..etags import documented, etag, if_match
 from ..handoff_creation import create_handoff as _create_handoff
 from ..idempotency import IDEMPOTENCY_KEY
-from ..links import absolute
+from ..links import ETAG, ID, absolute, follow
 from ..pagination import Pagination
 from ..params import Cursor, Limit, merge_patch
 from ..responses import JSONText, items_page
@@ -65,7 +65,33 @@ def _now() -> datetime:
 # --- cases -------------------------------------------------------------------------------------
 
 
-@router.post("/cases", status_code=201, response_model=CaseOut, responses={**documented(201), **_WRITE})
+def _case_links(case_id: str) -> dict[str, Any]:
+    """What the 119 does with a case it reads: correct it, follow its pathway, alert, hand it over."""
+    return {
+        "GetCase": follow("get_case", "Read the case again.", case_id=case_id),
+        "UpdateCase": follow("update_case", "Correct it, at this version.", case_id=case_id, if_match=ETAG),
+        "Pathway": follow("case_pathway", "Its pathway: handoffs and events.", case_id=case_id),
+        "CompetentCrips": follow("competent_crips", "The CRIPs to alert.", case_id=case_id),
+        "AddEvent": follow("add_case_event", "Record a runaway, a return, a note…", case_id=case_id),
+        "Close": follow("close_case", "Close it.", case_id=case_id),
+        "HandOver": follow("create_handoff", "Hand it over to a partner.", body={"case_id": case_id}),
+    }
+
+
+def _handoff_links(handoff_id: str) -> dict[str, Any]:
+    """What the sender or the receiver does next with a handoff: move it, staff it, see the pathway."""
+    return {
+        "GetHandoff": follow("get_handoff", "Read the handoff again.", handoff_id=handoff_id),
+        "Transition": follow("transition_handoff", "Acknowledge, accept, decline…", handoff_id=handoff_id),
+        "Assignees": follow("get_assignees", "Who works it.", handoff_id=handoff_id),
+        "SetAssignees": follow("put_assignees", "Name who works it.", handoff_id=handoff_id),
+        "Pathway": follow("case_pathway", "The case's pathway.", case_id="$response.body#/case_id"),
+    }
+
+
+@router.post(
+    "/cases", status_code=201, response_model=CaseOut, responses={**documented(201, links=_case_links(ID)), **_WRITE}
+)
 async def create_case(
     request: Request,
     session: SessionDep,
@@ -86,7 +112,11 @@ async def create_case(
     )
 
 
-@router.get("/cases/{case_id}", response_model=CaseOut, responses={**documented(), **_READ})
+@router.get(
+    "/cases/{case_id}",
+    response_model=CaseOut,
+    responses={**documented(links=_case_links("$request.path.case_id")), **_READ},
+)
 async def get_case(
     request: Request,
     conn: ReaderDep,
@@ -167,7 +197,21 @@ async def case_pathway(
     return JSONText(body)
 
 
-@router.post("/cases/{case_id}/events", status_code=201, response_model=PathwayItem, responses=_WRITE)
+@router.post(
+    "/cases/{case_id}/events",
+    status_code=201,
+    response_model=PathwayItem,
+    responses={
+        # No Location: an event has no URL of its own; it is an item of the case's pathway.
+        **documented(
+            201,
+            etag=False,
+            location=False,
+            links={"Pathway": follow("case_pathway", "The pathway, with this event.", case_id="$request.path.case_id")},
+        ),
+        **_WRITE,
+    },
+)
 async def add_case_event(
     request: Request,
     session: SessionDep,
@@ -213,7 +257,7 @@ async def add_case_event(
     "/handoffs",
     status_code=201,
     response_model=HandoffOut,
-    responses={**documented(201), **problem_responses(400, 401, 403, 409, 413, 422)},
+    responses={**documented(201, links=_handoff_links(ID)), **problem_responses(400, 401, 403, 409, 413, 422)},
 )
 async def create_handoff(
     request: Request,
@@ -259,7 +303,11 @@ async def list_handoffs(
     return items_page((row[2] for row in rows), links)
 
 
-@router.get("/handoffs/{handoff_id}", response_model=HandoffOut, responses={**documented(), **_READ})
+@router.get(
+    "/handoffs/{handoff_id}",
+    response_model=HandoffOut,
+    responses={**documented(links=_handoff_links("$request.path.handoff_id")), **_READ},
+)
 async def get_handoff(
     request: Request,
     conn: ReaderDep,
@@ -275,7 +323,10 @@ async def get_handoff(
 @router.post(
     "/handoffs/{handoff_id}/transitions",
     response_model=HandoffOut,
-    responses={**documented(), **problem_responses(401, 403, 404, 409, 413, 422)},
+    responses={
+        **documented(links=_handoff_links("$request.path.handoff_id")),
+        **problem_responses(401, 403, 404, 409, 413, 422),
+    },
 )
 async def transition_handoff(
     request: Request,

@@ -22,6 +22,7 @@ from ..pagination import Pagination
 from ..params import LATITUDE, LONGITUDE, Cursor, Limit
 from ..responses import GeoJSONText, feature_collection
 from ..schemas import ServiceCollection, ServiceDetail
+from .listings import service_links
 
 router = APIRouter(prefix="/v1", tags=["services"])
 
@@ -193,7 +194,10 @@ async def search_services(
     "/services/{service_id}",
     response_model=ServiceDetail,
     response_class=GeoJSONText,
-    responses={**documented(), **problem_responses(401, 403, 404, 422)},
+    responses={
+        **documented(links=service_links("$request.path.service_id")),
+        **problem_responses(401, 403, 404, 422),
+    },
 )
 async def get_service(
     request: Request, conn: ReaderDep, principal: AnyRole, service_id: Annotated[uuid.UUID, Path()]

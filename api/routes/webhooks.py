@@ -14,7 +14,7 @@ from ..auth import Allow, AllowWrites
 from ..db import SessionDep
 from ..errors import problem_responses
 from ..etags import documented
-from ..links import absolute
+from ..links import ID, absolute, follow
 from ..params import Limit
 from ..schemas import DeliveryOut, SubscriptionOut, SubscriptionSecret
 from .clients import NO_STORE
@@ -43,7 +43,17 @@ def _out(subscription: WebhookSubscription, secret: str | None = None) -> dict[s
     "/webhook-subscriptions",
     status_code=201,
     response_model=SubscriptionSecret,
-    responses={**documented(201, etag=False), **problem_responses(401, 403, 413, 422, 429)},
+    responses={
+        **documented(
+            201,
+            etag=False,
+            links={
+                "Deliveries": follow("list_deliveries", "Its deliveries.", subscription_id=ID),
+                "Disable": follow("disable_subscription", "Disable it.", subscription_id=ID),
+            },
+        ),
+        **problem_responses(401, 403, 413, 422, 429),
+    },
 )
 async def create_subscription(
     request: Request, session: SessionDep, principal: PartnerWriter, body: SubscriptionIn, response: Response

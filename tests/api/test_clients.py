@@ -147,6 +147,13 @@ async def test_admins_manage_clients_over_http(client: httpx.AsyncClient, auth, 
     )
     assert created.status_code == 201, created.text
     secret = created.json()["client_secret"]
+    assert created.headers["location"] == f"http://maillage.test/v1/clients/{created.json()['client_id']}"
+    read = await client.get(created.headers["location"], headers=admin)
+    assert read.status_code == 200
+    assert read.json()["client_id"] == created.json()["client_id"]
+    assert "client_secret" not in read.json()
+    assert (await client.get(created.headers["location"], headers=auth("specialist"))).status_code == 403
+    assert (await client.get(f"/v1/clients/{uuid.uuid4()}", headers=admin)).status_code == 404
     listed = (await client.get("/v1/clients", headers=admin, params={"organisation_id": str(org.id)})).json()
     assert [c["client_id"] for c in listed] == [created.json()["client_id"]]
     assert "client_secret" not in listed[0]

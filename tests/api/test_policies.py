@@ -72,6 +72,7 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("POST", "/v1/organisations/{organisation_id}/verification"): ADMIN,
     ("GET", "/v1/clients"): ADMIN,
     ("POST", "/v1/clients"): ADMIN,
+    ("GET", "/v1/clients/{client_id}"): ADMIN,
     ("POST", "/v1/clients/{client_id}/rotate"): ADMIN,
     ("POST", "/v1/clients/{client_id}/revoke"): ADMIN,
     # OAuth 2.0 token endpoint: client credentials instead of a bearer token.
@@ -171,6 +172,7 @@ ADMIN_ONLY: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
         "url": "/v1/clients",
         "json": {"name": "SI", "role": "partner", "organisation_id": "{member}"},
     },
+    ("GET", "/v1/clients/{client_id}"): {"url": "/v1/clients/{client}"},
     ("POST", "/v1/clients/{client_id}/rotate"): {"url": "/v1/clients/{client}/rotate"},
     ("POST", "/v1/clients/{client_id}/revoke"): {"url": "/v1/clients/{client}/revoke"},
 }
