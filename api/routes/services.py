@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -30,14 +31,16 @@ MAX_RADIUS_KM = 200
 MAX_BBOX_DEGREES = 10
 
 
+_DECIMAL = r"-?(?:[0-9]{1,3}(?:\.[0-9]*)?|\.[0-9]+)"
+# Four plain decimals (no exponent, no inf/nan, no spaces): the shape the document states. The order
+# of the corners and the 10° span relate the numbers to each other, which no schema can say.
+BBOX = rf"^{_DECIMAL},{_DECIMAL},{_DECIMAL},{_DECIMAL}$"
+
+
 def _bbox(value: str) -> search.BBox:
-    parts = value.split(",")
-    if len(parts) != 4:
-        raise InvalidParameter("bbox", "expected minLon,minLat,maxLon,maxLat")
-    try:
-        min_lon, min_lat, max_lon, max_lat = (float(part) for part in parts)
-    except ValueError as exc:
-        raise InvalidParameter("bbox", "expected four decimal numbers") from exc
+    if not re.fullmatch(BBOX, value):
+        raise InvalidParameter("bbox", "expected minLon,minLat,maxLon,maxLat as four decimal numbers")
+    min_lon, min_lat, max_lon, max_lat = (float(part) for part in value.split(","))
     if not all(-180 <= x <= 180 for x in (min_lon, max_lon)) or not all(-90 <= y <= 90 for y in (min_lat, max_lat)):
         raise InvalidParameter("bbox", "coordinates must be finite longitudes (±180) and latitudes (±90)")
     if min_lon >= max_lon or min_lat >= max_lat:
@@ -82,7 +85,12 @@ async def search_query(
     commune: Annotated[str | None, Query(pattern=r"^[0-9][0-9AB][0-9]{3}$", description="Origin: INSEE code.")] = None,
     postal_code: Annotated[str | None, Query(pattern=r"^[0-9]{5}$", description="Origin: postal code.")] = None,
     bbox: Annotated[
-        str | None, Query(max_length=100, description="minLon,minLat,maxLon,maxLat instead of an origin (≤ 10°).")
+        str | None,
+        Query(
+            max_length=100,
+            description="minLon,minLat,maxLon,maxLat instead of an origin (≤ 10°).",
+            json_schema_extra={"pattern": BBOX},
+        ),
     ] = None,
     radius_km: Annotated[float, Query(gt=0, le=MAX_RADIUS_KM, allow_inf_nan=False)] = 30,
     specialism: Annotated[
