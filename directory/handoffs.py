@@ -27,7 +27,7 @@ from .access import (
     lock_visible_handoff,
     sql_params,
 )
-from .errors import InvalidInput, InvalidTransition, NotFound, NotWorking
+from .errors import Conflict, InvalidInput, InvalidTransition, NotFound, NotWorking
 from .models import Organisation, OrganisationKind, Service
 from .pathway_models import (
     Case,
@@ -455,7 +455,7 @@ async def set_assignees(
     if not await _working(session, handoff, actor):
         raise NotWorking("only the specialist who sent this handoff and its assignees may change who works it")
     if handoff.status in TERMINAL:
-        raise InvalidInput("assignees", f"the handoff is {handoff.status}: nobody works it any more")
+        raise Conflict(f"the handoff is {handoff.status}: nobody works it any more")
     wanted = set(people)
     current = {
         (row.issuer, row.subject): row

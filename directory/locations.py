@@ -44,7 +44,7 @@ from .access import (
     owns_listing,
 )
 from .areas import refresh_coverage
-from .errors import InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 from .models import Location, Service, Visibility
 from .schemas import LocationCreate, LocationPatch
 
@@ -277,7 +277,7 @@ async def archive(
         )
     ).first()
     if in_use is not None:
-        raise InvalidInput("location_id", "services still take place here: move or archive them first")
+        raise Conflict("services still take place here: move or archive them first")
     await revisions.update_row(
         session,
         location,

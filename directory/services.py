@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from . import revisions
 from .access import Principal, listing_params, listing_scope, load_listing, organisation_for_new
 from .areas import refresh_coverage
-from .errors import InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 from .models import Location, Service, ServiceStatus
 from .schemas import CapacityUpdate, ClosureCreate, ServiceCreate, ServicePatch
 from .search import EXACT_CONFIDENTIAL, JOINS, feature_sql
@@ -197,7 +197,7 @@ async def close_temporarily(
 ) -> Service:
     service = await load_listing(session, Service, service_id, actor)
     if service.status == ServiceStatus.suspended:
-        raise InvalidInput("status", "the service is suspended")
+        raise Conflict("the service is suspended: an admin lifts the suspension")
     starts = data.starts or _now()
     if data.until is not None and data.until <= starts:
         raise InvalidInput("until", "must come after the start of the closure")

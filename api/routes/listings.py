@@ -182,7 +182,7 @@ async def set_capacity(
     "/services/{service_id}/closures",
     response_model=ServiceDetail,
     response_class=GeoJSONText,
-    responses={**documented(), **_WRITE},
+    responses={**documented(), **problem_responses(401, 403, 404, 409, 413, 422, 429)},
 )
 async def close_service(
     request: Request,
@@ -342,7 +342,11 @@ async def update_location(
     return await _location(conn, location_id, principal)
 
 
-@router.delete("/locations/{location_id}", status_code=204, responses=_CONDITIONAL)
+@router.delete(
+    "/locations/{location_id}",
+    status_code=204,
+    responses=problem_responses(401, 403, 404, 409, 412, 413, 422, 428, 429),
+)
 async def archive_location(
     request: Request,
     session: SessionDep,

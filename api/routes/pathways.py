@@ -386,7 +386,7 @@ async def get_assignees(
 @router.put(
     "/handoffs/{handoff_id}/assignees",
     response_model=list[AssigneeOut],
-    responses=problem_responses(401, 403, 404, 413, 422),
+    responses=problem_responses(401, 403, 404, 409, 413, 422),
 )
 async def put_assignees(
     request: Request,

@@ -227,7 +227,7 @@ async def test_areas_and_locations_round_trip(client: httpx.AsyncClient, partner
     assert moved.status_code == 200, moved.text
     assert moved.json()["point"]["coordinates"] == [4.84, 45.76]
     in_use = await client.delete(location_url, headers={**a.headers, "If-Match": moved.headers["etag"]})
-    assert in_use.status_code == 422
+    assert in_use.status_code == 409
 
 
 async def test_confidential_locations_need_a_front_door_and_hide_from_admins(
