@@ -124,6 +124,8 @@ class Input(BaseModel):
 
 _TIME = r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"
 Time = Annotated[str, Field(pattern=_TIME)]
+# A start is any time but 24:00 (refused by `_interval`, with its own message); the document says so.
+StartTime = Annotated[str, Field(pattern=_TIME, json_schema_extra={"pattern": r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$"})]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -136,7 +138,7 @@ def _interval(value: tuple[str, str]) -> tuple[str, str]:
     return value
 
 
-Interval = Annotated[tuple[Time, Time], AfterValidator(_interval)]
+Interval = Annotated[tuple[StartTime, Time], AfterValidator(_interval)]
 
 
 def _day_intervals(intervals: list[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -20,7 +20,10 @@ from .webhooks import EVENT_TYPES, Resolver, SecretBox, check_url, new_secret
 
 class SubscriptionIn(Input):
     url: str = Field(
-        min_length=8, max_length=500, pattern=r"^https://[^\s]+$", description="https endpoint on a public address."
+        min_length=8,
+        max_length=500,
+        pattern=r"^https://[^\s\x00-\x1f\x7f-\x9f]+$",
+        description="https endpoint on a public address.",
     )
     event_types: Annotated[
         list[Annotated[str, Field(json_schema_extra={"enum": sorted(EVENT_TYPES)})]],

@@ -35,6 +35,7 @@ EVENT_TYPES = frozenset(
     }
 )
 RETRY_FOR = timedelta(hours=24)
+RESOLVE_TIMEOUT_SECONDS = 5.0
 FIRST_RETRY = timedelta(seconds=10)
 LONGEST_WAIT = timedelta(hours=1)
 
@@ -127,13 +128,19 @@ async def check_url(url: str, *, resolve: Resolver, allow_loopback: bool) -> tup
         raise InvalidWebhookUrl("credentials in the URL are not accepted: we sign every request instead")
     if parts.fragment:
         raise InvalidWebhookUrl("fragments are not accepted")
+    # Plain http only to a loopback receiver, when the operator allows loopback (tests on one machine;
+    # the API's own schema still asks for https).
     loopback_http = allow_loopback and parts.scheme == "http" and host in ("127.0.0.1", "::1", "localhost")
     if parts.scheme != "https" and not loopback_http:
         raise InvalidWebhookUrl("only https URLs are accepted")
     port = port or (443 if parts.scheme == "https" else 80)
     try:
-        addresses = await resolve(host, port)
-    except OSError as exc:
+        # Bounded: a subscription request must not hang on a slow resolver. A host name the IDNA codec
+        # refuses (control characters, empty labels) is a bad URL, not a server error.
+        addresses = await asyncio.wait_for(resolve(host, port), timeout=RESOLVE_TIMEOUT_SECONDS)
+    except TimeoutError as exc:  # before OSError, of which it is a subclass
+        raise InvalidWebhookUrl("the host did not resolve in time") from exc
+    except (OSError, UnicodeError) as exc:
         raise InvalidWebhookUrl("the host does not resolve") from exc
     if not addresses:
         raise InvalidWebhookUrl("the host does not resolve")

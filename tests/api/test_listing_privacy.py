@@ -212,7 +212,7 @@ async def test_a_stale_archive_of_a_location_in_use_is_412(
     url = f"/v1/locations/{owner.safe_house.id}"
     before = await fingerprint(reader)
     assert (await client.delete(url, headers={**owner.headers, "If-Match": '"999"'})).status_code == 412
-    assert (await client.delete(url, headers={**owner.headers, "If-Match": '"1"'})).status_code == 409  # in use: a conflict with its state
+    assert (await client.delete(url, headers={**owner.headers, "If-Match": '"1"'})).status_code == 409  # in use
     assert await fingerprint(reader) == before
 
 

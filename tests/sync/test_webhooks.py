@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import json
 import random
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -62,11 +63,32 @@ async def test_endpoints_we_refuse_to_call(url: str, addresses: list[str], fragm
         await check_url(url, resolve=resolver(*addresses), allow_loopback=False)
 
 
+async def test_a_host_the_idna_codec_refuses_is_a_bad_url_not_a_500() -> None:
+    async def idna(host: str, port: int) -> list[str]:
+        return [str(info[4][0]) for info in socket.getaddrinfo(host, port)]  # the codec runs here
+
+    with pytest.raises(InvalidWebhookUrl, match="resolve"):
+        await check_url("https://a\x9f.example/hook", resolve=idna, allow_loopback=False)
+
+
+async def test_a_resolver_that_hangs_is_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sync.webhooks.RESOLVE_TIMEOUT_SECONDS", 0.05)
+
+    async def hang(host: str, port: int) -> list[str]:
+        await asyncio.sleep(10)
+        return []
+
+    with pytest.raises(InvalidWebhookUrl, match="in time"):
+        await check_url("https://partner.example/hook", resolve=hang, allow_loopback=False)
+
+
 async def test_loopback_only_when_allowed() -> None:
     host, port, addresses = await check_url(
-        "http://127.0.0.1:8765/hook", resolve=resolver("127.0.0.1"), allow_loopback=True
+        "https://127.0.0.1:8765/hook", resolve=resolver("127.0.0.1"), allow_loopback=True
     )
     assert (host, port, addresses) == ("127.0.0.1", 8765, ["127.0.0.1"])
+    with pytest.raises(InvalidWebhookUrl, match="https"):
+        await check_url("http://127.0.0.1:8765/hook", resolve=resolver("127.0.0.1"), allow_loopback=False)
     assert await check_url("https://partner.example/h", resolve=PUBLIC, allow_loopback=False) == (
         "partner.example",
         443,
