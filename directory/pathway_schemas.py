@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, Strict, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, Strict, model_validator
 
 from .free_text import no_identifying_data
 from .models import Gender
@@ -24,17 +24,29 @@ from .pathway_models import (
     Tristate,
     Urgency,
 )
-from .schemas import UNIQUE_ITEMS, CollectiviteCode, CommuneCode, Input, OneLine, SpecialismSlug, Text, unique
+from .schemas import (
+    UNIQUE_ITEMS,
+    WHOLE,
+    CollectiviteCode,
+    CommuneCode,
+    Input,
+    OneLine,
+    SpecialismSlug,
+    Text,
+    Timestamp,
+    unique,
+)
 
 _NO_IDENTITY = "Refused when it looks like a phone number, an e-mail, a street address or a date of birth."
 ShortText = Annotated[Text, Field(max_length=500), AfterValidator(no_identifying_data)]
 SafeContact = Annotated[OneLine, Field(max_length=200), AfterValidator(no_identifying_data)]
 EventNote = Annotated[Text, Field(max_length=280), AfterValidator(no_identifying_data)]
+IntakeAge = Annotated[int, Strict(), Field(ge=0, le=25), WHOLE]
 Needs = Annotated[list[SpecialismSlug], Field(max_length=16), AfterValidator(unique), UNIQUE_ITEMS]
 
 
 class CaseFields(Input):
-    age: Annotated[int, Strict(), Field(ge=0, le=25, description="Age in years at intake.")] | None = None
+    age: Annotated[IntakeAge, Field(description="Age in years at intake.")] | None = None
     gender: Gender | None = None
     residence_collectivite: CollectiviteCode | None = None
     found_in_commune: CommuneCode | None = Field(default=None, description="Commune level only, never a point.")
@@ -50,7 +62,7 @@ class CaseFields(Input):
 
 
 class CaseCreate(CaseFields):
-    age: Annotated[int, Strict(), Field(ge=0, le=25, description="Age in years at intake.")]
+    age: Annotated[IntakeAge, Field(description="Age in years at intake.")]
     residence_collectivite: CollectiviteCode
     intake_channel: IntakeChannel
     caller: Caller
@@ -99,7 +111,7 @@ class PathwayEventIn(Input):
     )
 
     kind: PathwayEventKind
-    occurred_at: AwareDatetime | None = Field(default=None, description="Defaults to now.")
+    occurred_at: Timestamp | None = Field(default=None, description="Defaults to now.")
     note: EventNote | None = Field(default=None, description=f"Free text. {_NO_IDENTITY}")
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -109,7 +110,41 @@ DepartementCode = Annotated[str, Field(pattern=r"^(?:0[1-9]|1[0-9]|2[1-9AB]|[3-8
 CollectiviteCode = Annotated[str, Field(pattern=r"^[0-9]{1,3}[A-Z]{1,2}$")]
 RegionCode = Annotated[str, Field(pattern=r"^[0-9]{2}$")]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9-]{2,64}$")]
-Age = Annotated[int, Strict(), Field(ge=0, le=99)]
+def _whole(value: Any) -> Any:
+    """JSON has numbers, not ints and floats: 9.0 is the integer 9 (JSON Schema says so too), while
+    "9", true or 9.5 stay refused by the strict int check that follows."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WHOLE = BeforeValidator(_whole)
+
+# RFC 3339 text only, as the document's `date-time` and `date` formats say: pydantic alone would also
+# take a number as a Unix time (0.5 → 1970) or a space for the T, which no client of the document sends.
+_DATE_TIME = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+def _date_time(value: Any) -> Any:
+    if not (isinstance(value, str) and _DATE_TIME.match(value)):
+        raise ValueError("expected an RFC 3339 date-time with its offset, e.g. 2026-12-24T22:00:00+01:00")
+    return value
+
+
+def _date(value: Any) -> Any:
+    if not (isinstance(value, str) and _DATE.match(value)):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_date_time)]
+Date = Annotated[date, BeforeValidator(_date)]
+# Whole JSON numbers, never strings or booleans: Annotated[int, Strict(), Field(bounds), WHOLE]. The
+# bounds come before WHOLE, so that the document states them as minimum and maximum.
+Age = Annotated[int, Strict(), Field(ge=0, le=99), WHOLE]
 
 
 class Input(BaseModel):
@@ -154,7 +189,7 @@ DayHours = Annotated[list[Interval], Field(max_length=6), AfterValidator(_day_in
 
 
 class DatedHours(Input):
-    date: date
+    date: Date
     hours: DayHours = Field(description="The day's hours; [] closes the day.")
 
 
@@ -311,15 +346,15 @@ class AreaPatch(AreaFields):
 
 class CapacityUpdate(Input):
     state: Capacity
-    places: Annotated[int, Strict(), Field(ge=0, le=10_000)] | None = None
-    as_of: AwareDatetime | None = Field(default=None, description="When the figure was true; defaults to now.")
+    places: Annotated[int, Strict(), Field(ge=0, le=10_000), WHOLE] | None = None
+    as_of: Timestamp | None = Field(default=None, description="When the figure was true; defaults to now.")
 
 
 class ClosureCreate(Input):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    starts: AwareDatetime | None = Field(default=None, alias="from", description="Defaults to now.")
-    until: AwareDatetime | None = Field(default=None, description="Reopening time; none: until reopened.")
+    starts: Timestamp | None = Field(default=None, alias="from", description="Defaults to now.")
+    until: Timestamp | None = Field(default=None, description="Reopening time; none: until reopened.")
     message: Annotated[Text, Field(max_length=500)] | None = None
 
     @model_validator(mode="after")

@@ -1,12 +1,12 @@
 """The journal of case data access (CNIL), read by admins. Written by api/audit.py."""
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from directory.access import Principal, Role
+from directory.schemas import Timestamp
 
 from ..auth import Allow
 from ..db import ReaderDep
@@ -29,8 +29,8 @@ async def list_audit(
     case_id: uuid.UUID | None = None,
     object_id: uuid.UUID | None = None,
     outcome: Annotated[str | None, Query(pattern=r"^(allowed|denied|not_found|conflict|invalid|error)$")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> JSONText:

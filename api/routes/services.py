@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from directory import search, services, stats
 from directory.models import Audience, Channel, Gender
-from directory.schemas import SpecialismSlug, Text
+from directory.schemas import SpecialismSlug, Text, Timestamp
 from geo import territories
 
 from ..audit import journal_exact_reads
@@ -106,7 +106,7 @@ async def search_query(
     channel: Channel | None = None,
     open_now: Annotated[bool, Query(description="Only services open now (in their own time zone).")] = False,
     open_at: Annotated[
-        datetime | None, Query(description="Only services open at this ISO 8601 time (with offset).")
+        Timestamp | None, Query(description="Only services open at this RFC 3339 time (with its offset).")
     ] = None,
     available: Annotated[bool, Query(description="Exclude services whose capacity is full.")] = False,
     collective: Annotated[str | None, Query(pattern=r"^[a-z0-9-]{2,64}$")] = None,
@@ -137,8 +137,6 @@ async def search_query(
         )
     if open_now and open_at is not None:
         raise InvalidParameter("open_at", "use open_now or open_at, not both")
-    if open_at is not None and open_at.tzinfo is None:
-        raise InvalidParameter("open_at", "give a time zone offset, e.g. 2026-12-24T22:00:00+01:00")
     box = _bbox(bbox) if bbox is not None else None
     origin = await _origin(conn, lat, lon, commune, postal_code)
     page = Pagination(request, _fingerprint(request), 1 if box else 3, limit=limit, cursor=cursor)
