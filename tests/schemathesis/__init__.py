@@ -1,0 +1,1 @@
+"""Configuration of the Schemathesis run (tests/test_schemathesis.py): schemathesis.toml and its hooks."""

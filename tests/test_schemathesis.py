@@ -1,0 +1,364 @@
+"""The API against its own OpenAPI document, with Schemathesis, once per role.
+
+Schemathesis generates requests for every operation (the document's examples, the coverage of each
+schema's edges, random fuzzing, stateful scenarios along declared links) and checks every answer:
+no server error, a documented status, content type, headers and body, invalid data refused and valid
+data accepted. A route whose behaviour drifts from the published contract fails here even when no
+hand-written test covers it.
+
+It drives the real server (`maillage serve`, a subprocess) over TCP rather than the ASGI app in process:
+the same uvicorn, pools, committed transactions, Host check and settings as production, and the
+Schemathesis CLI with its JSON report, so the CI log shows what the CLI says. The server runs on a
+database of its own loaded with the demo listings, so generated ids and filters meet real rows; rate
+limits are raised through the same settings production reads, since the fuzzer's bursts would
+otherwise measure the limiter instead of the API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from api.app import build_token_service
+from api.cluster import Cluster
+from api.settings import REPO_ROOT, Settings
+from api.tokens import TokenService
+from directory.access import Role
+from directory.demo import seed_demo
+from tests.database import create_test_database, plain
+
+# The virtualenv pytest runs in holds both `maillage` and `schemathesis`.
+BIN = Path(sys.executable).parent
+CONFIG = Path(__file__).parent / "schemathesis" / "schemathesis.toml"
+
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "positive_data_acceptance",
+)
+PHASES = ("examples", "coverage", "fuzzing", "stateful")
+SEED = 119
+# Per operation and phase. The four roles together must stay within ~3 minutes of `make test` on
+# 2 cores; longer fuzzing belongs in a slow run.
+MAX_EXAMPLES = 5
+WORKERS = 2
+
+# Bounded waits, generous for a loaded CI machine. A role's run takes about a minute here; it must end
+# well within the 15 minutes its token lives.
+READY_TIMEOUT = 60.0
+RUN_TIMEOUT = 600.0
+STOP_TIMEOUT = 20.0
+# High enough that no generated burst meets a limiter (they are tested on their own elsewhere).
+UNLIMITED = "1000000"
+
+ROLES = (Role.specialist, Role.partner, Role.department, Role.admin)
+
+
+@dataclass(frozen=True)
+class Demo:
+    database: str
+    organisation_id: uuid.UUID
+    collectivite_code: str
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    tokens: TokenService
+    demo: Demo
+
+    def token(self, role: Role) -> str:
+        """Issued when a role's run starts, so a slow earlier run never leaves it expired (15 minutes)."""
+        return self.tokens.issue(
+            subject=f"schemathesis-{role.value}",
+            role=role,
+            organisation_id=self.demo.organisation_id if role is Role.partner else None,
+            collectivite_code=self.demo.collectivite_code if role is Role.department else None,
+            ttl=900,
+        )
+
+    def died(self) -> str | None:
+        """What the server said before exiting on its own; None while it runs."""
+        if self.process.poll() is None:
+            return None
+        return f"the server exited with status {self.process.returncode}; its last output:\n{_tail(self.log)}"
+
+
+@pytest.fixture(scope="module")
+def demo_database(cluster: Cluster) -> Iterator[Demo]:
+    """A database of the run's own (writes from the generated requests stay out of the other tests),
+    with the demo listings so that searches, listings and their ids reach real rows."""
+    name = create_test_database(cluster, suffix="_st")
+    try:
+        with psycopg.connect(plain(cluster.url(name))) as conn:
+            seed_demo(conn, count=60)
+            row = conn.execute(
+                """SELECT o.id, c.collectivite_code
+                     FROM organisation o JOIN commune c ON c.code = o.seat_commune_code
+                    WHERE o.demo ORDER BY o.seed_key LIMIT 1"""
+            ).fetchone()
+        assert row is not None, "the demo seed made no organisation"
+        yield Demo(database=name, organisation_id=row[0], collectivite_code=row[1])
+    finally:
+        cluster.drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def server(cluster: Cluster, demo_database: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    var = tmp_path_factory.mktemp("schemathesis-var")
+    database_url = cluster.app_url(demo_database.database)
+    # Built before the server starts: it writes the signing key under var/keys, which the server then
+    # loads instead of generating its own, so the tokens issued here verify there. Neither side reads
+    # the caller's MAILLAGE_* (a keys directory or issuer of its own would part them).
+    with pytest.MonkeyPatch.context() as patch:
+        for key in [key for key in os.environ if key.startswith("MAILLAGE_")]:
+            patch.delenv(key)
+        tokens = build_token_service(Settings(var_dir=var, database_url=database_url))
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MAILLAGE_")}
+    env.update(
+        DATABASE_URL=database_url,
+        MAILLAGE_VAR_DIR=str(var),
+        MAILLAGE_PORT=str(port),
+        MAILLAGE_PUBLIC_BASE_URL=base_url,
+        MAILLAGE_WRITES_PER_MINUTE=UNLIMITED,
+        MAILLAGE_TOKEN_REQUESTS_PER_MINUTE=UNLIMITED,
+        MAILLAGE_STATS_QUERIES_PER_MINUTE=UNLIMITED,
+        # Generated webhook subscriptions name arbitrary hosts: never send them anything.
+        MAILLAGE_DELIVER_WEBHOOKS_IN_PROCESS="false",
+    )
+    env.pop("PORT", None)
+    log = var / "server.log"
+    with log.open("wb") as sink:  # a file, not a pipe: a full pipe would block the server
+        process = subprocess.Popen(
+            [str(BIN / "maillage"), "serve"], cwd=REPO_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    running = Server(base_url=base_url, process=process, log=log, tokens=tokens, demo=demo_database)
+    try:
+        _wait_ready(running)
+        yield running
+    finally:
+        died = running.died()
+        if died is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT)
+    if died is not None:
+        pytest.fail(died)
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[role.value for role in ROLES])
+def test_schemathesis(
+    role: Role,
+    server: Server,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Zero failures and zero errors, every selected operation tested."""
+    report_dir = tmp_path / "report"
+    command = [
+        str(BIN / "schemathesis"),
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{server.base_url}/openapi.json",
+        "--checks",
+        ",".join(CHECKS),
+        "--phases",
+        ",".join(PHASES),
+        "--seed",
+        str(SEED),
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--workers",
+        str(WORKERS),
+        "--report",
+        "json",
+        "--report-dir",
+        str(report_dir),
+        "--no-color",
+    ]
+    shown = " ".join(command)  # without the token
+    command += ["-H", f"Authorization: Bearer {server.token(role)}"]
+    env = {**_without_proxies(os.environ), "NO_COLOR": "1", "COLUMNS": "160"}
+    log_offset = server.log.stat().st_size
+    try:
+        # From the repository root, where schemathesis.toml's paths start. The CLI's caches are off; only
+        # Hypothesis' own (git-ignored `.hypothesis/`: Unicode tables, constants) lands in the checkout.
+        result = subprocess.run(
+            command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        pytest.fail(
+            f"[{role.value}] schemathesis did not finish within {RUN_TIMEOUT:.0f} s\n{shown}\n{partial[-8000:]}",
+            pytrace=False,
+        )
+    output = result.stdout + result.stderr
+    (tmp_path / "schemathesis.log").write_text(output)
+
+    reports = sorted(report_dir.glob("json-*.json"))
+    if not reports:
+        pytest.fail(
+            f"[{role.value}] schemathesis wrote no JSON report (exit {result.returncode})\n{shown}\n{output[-8000:]}"
+            + _server_note(server),
+            pytrace=False,
+        )
+    report: dict[str, Any] = json.loads(reports[0].read_text())
+    summary = _summary_line(role, report)
+    _publish(summary, tmp_path_factory, capsys)
+
+    problems = _problems(report)
+    if result.returncode != 0 and not problems:  # e.g. a health check or a hook error outside the report
+        problems.append(f"schemathesis exited with status {result.returncode}")
+    if problems:
+        # The CLI's own account of what broke, without a traceback of this harness around it.
+        lines = [summary, *problems, f"command: {shown} -H 'Authorization: Bearer …'"]
+        lines += [f"full output: {tmp_path / 'schemathesis.log'}", _excerpt(output)]
+        errors = _server_errors(server.log, log_offset)
+        if errors:
+            lines += [f"the server's errors during this run (all in {server.log}):", errors]
+        pytest.fail("\n".join(lines) + _server_note(server), pytrace=False)
+
+
+def _problems(report: dict[str, Any]) -> list[str]:
+    problems = []
+    operations = report.get("operations") or {}
+    if not report.get("complete"):
+        problems.append(f"the run did not complete (stop reason: {report.get('stop_reason')})")
+    for failure in report.get("failures", []):
+        names = ", ".join(failure.get("operations", []))
+        problems.append(f"failure: {failure['title']} ×{failure['count']} — {names}")
+    for error in report.get("errors", []):
+        problems.append(f"error: {error['title']} ×{error['count']}")
+    if operations.get("tested") != operations.get("selected") or operations.get("errored"):
+        problems.append(
+            "operations: {tested} tested of {selected} selected, {errored} errored, {skipped} skipped {reasons}".format(
+                tested=operations.get("tested"),
+                selected=operations.get("selected"),
+                errored=operations.get("errored"),
+                skipped=operations.get("skipped"),
+                reasons=operations.get("skip_reasons") or "",
+            )
+        )
+    if report.get("test_cases", {}).get("errored"):
+        problems.append(f"test cases errored: {report['test_cases']['errored']}")
+    return problems
+
+
+def _summary_line(role: Role, report: dict[str, Any]) -> str:
+    operations = report.get("operations") or {}
+    cases = report.get("test_cases") or {}
+    failures = sum(failure.get("count", 0) for failure in report.get("failures", []))
+    errors = sum(error.get("count", 0) for error in report.get("errors", []))
+    return (
+        f"schemathesis {role.value}: {operations.get('tested')}/{operations.get('selected')} operations tested, "
+        f"{cases.get('generated')} test cases, {failures} failures, {errors} errors, "
+        f"{report.get('running_time') or 0:.1f} s"
+    )
+
+
+def _publish(line: str, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    """One line per role in the pytest output even without -s, and in a file next to the reports."""
+    with (tmp_path_factory.getbasetemp() / "schemathesis-summary.txt").open("a") as summary:
+        summary.write(line + "\n")
+    with capsys.disabled():
+        sys.stdout.write(f"\n{line}\n")
+
+
+_SECTION = re.compile(r"^=+ (?P<name>[A-Z][A-Za-z ]+) =+$", re.MULTILINE)
+
+
+def _excerpt(output: str, limit: int = 60_000) -> str:
+    """From the CLI's ERRORS or FAILURES section to its end (warnings and summary included): what broke,
+    with the curl commands that reproduce it."""
+    start = next(
+        (match.start() for match in _SECTION.finditer(output) if match["name"] in ("ERRORS", "FAILURES")), None
+    )
+    text = output[start:] if start is not None else output[-8000:]
+    if len(text) > limit:
+        text = text[: limit // 2] + "\n[… cut: see the full output file …]\n" + text[-limit // 2 :]
+    return text
+
+
+# A record of the server's log starts with its timestamp (structlog) or its level (uvicorn).
+_RECORD_START = re.compile(r"^(?=\d{4}-\d\d-\d\dT|[A-Z]+: )", re.MULTILINE)
+
+
+def _server_errors(log: Path, offset: int, limit: int = 12_000) -> str:
+    """The error records the server logged since `offset`, tracebacks included (a 500's cause); each
+    distinct one once, since shrinking repeats a failure many times."""
+    text = log.read_bytes()[offset:].decode(errors="replace")
+    distinct: dict[str, str] = {}
+    for record in _RECORD_START.split(text):
+        if re.match(r"\S+ \[(error|critical)|(ERROR|CRITICAL): ", record):
+            distinct.setdefault(record.split(" ", 1)[-1], record)
+    found = "".join(distinct.values())
+    return found if len(found) <= limit else found[:limit] + "\n[…]"
+
+
+def _server_note(server: Server) -> str:
+    died = server.died()
+    return f"\n{died}" if died else ""
+
+
+def _without_proxies(environ: Mapping[str, str]) -> dict[str, str]:
+    """The server is on 127.0.0.1: a CI's HTTP(S)_PROXY must not route the fuzzer's requests elsewhere."""
+    return {key: value for key, value in environ.items() if not key.lower().endswith("_proxy")}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = "no answer"
+    while time.monotonic() < deadline:
+        died = server.died()
+        if died is not None:
+            pytest.fail(died)
+        try:
+            response = httpx.get(f"{server.base_url}/readyz", timeout=5.0, trust_env=False)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text[:500]}"
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        time.sleep(0.2)
+    pytest.fail(f"the server was not ready within {READY_TIMEOUT:.0f} s (last: {last})\n{_tail(server.log)}")
+
+
+def _tail(log: Path, size: int = 6000) -> str:
+    try:
+        return log.read_bytes()[-size:].decode(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
