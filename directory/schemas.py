@@ -110,6 +110,8 @@ DepartementCode = Annotated[str, Field(pattern=r"^(?:0[1-9]|1[0-9]|2[1-9AB]|[3-8
 CollectiviteCode = Annotated[str, Field(pattern=r"^[0-9]{1,3}[A-Z]{1,2}$")]
 RegionCode = Annotated[str, Field(pattern=r"^[0-9]{2}$")]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9-]{2,64}$")]
+
+
 def _whole(value: Any) -> Any:
     """JSON has numbers, not ints and floats: 9.0 is the integer 9 (JSON Schema says so too), while
     "9", true or 9.5 stay refused by the strict int check that follows."""
