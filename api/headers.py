@@ -3,9 +3,8 @@
 `If-Match` and `Idempotency-Key` are required, and the document says so. Yet what their absence means
 is the server's to decide, after the caller's scope is known (a 428 or a 400 only for a record the
 caller may see; DESIGN §3) — never FastAPI's generic 422 before it. So they are not FastAPI `Header`
-parameters: a `RequestHeader` reads the raw value, and `declare(app)` adds the parameter, with its
+parameters: a `RequestHeader` reads the raw value, and `declare(router)` adds the parameter, with its
 syntax as a pattern, to every operation whose dependencies use it.
-
 """
 
 from __future__ import annotations
