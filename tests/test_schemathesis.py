@@ -53,6 +53,8 @@ CHECKS = (
     "response_schema_conformance",
     "negative_data_rejection",
     "positive_data_acceptance",
+    # Ours (tests/schemathesis/hooks.py). The CLI runs only the checks named here, custom ones included.
+    "rejections_are_deliberate",
 )
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
 SEED = 119
