@@ -53,7 +53,7 @@ from api.routes.services import search_query
 from api.settings import REPO_ROOT, Settings
 from directory import search
 from directory.access import Principal, Role
-from directory.areas import REFRESH
+from directory.areas import REFRESH, rebuild_params
 from directory.seeding import HOTLINE_SEED_KEY, seed_collective, seed_crips, seed_hotline, seed_specialisms
 from directory.taxonomy import SLUGS
 from geo.calendars import load_public_holidays
@@ -242,7 +242,7 @@ def generate(conn: psycopg.Connection, count: int) -> None:
     )
     area_ids = [row[0] for row in conn.execute("SELECT service_id FROM bench_gen WHERE mod(n, 100) = 0")]
     for statement in REFRESH:
-        conn.execute(statement, {"service_ids": area_ids})
+        conn.execute(statement, rebuild_params(area_ids))
     conn.commit()
     refreshed = time.monotonic()
     with psycopg.connect(conn.info.dsn, password=conn.info.password, autocommit=True) as maintenance:

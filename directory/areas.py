@@ -28,6 +28,8 @@ from .errors import InvalidInput, NotFound
 from .models import Service, ServiceArea
 from .schemas import AreaCreate, AreaPatch
 
+# Recomputes the areas named by %(area_ids)s, or when it is null every area of the services that
+# depends on their location (a radius), or with %(all)s every area of the services.
 _AREAS = """
 UPDATE service_area a SET area = (
     SELECT ST_Multi(ST_Union(part)) FROM (
@@ -40,6 +42,8 @@ UPDATE service_area a SET area = (
                    WHERE s.id = a.service_id AND a.radius_km IS NOT NULL
     ) parts)
  WHERE a.service_id = ANY(%(service_ids)s::uuid[])
+   AND (%(all)s OR a.id = ANY(%(area_ids)s::uuid[])
+        OR (%(area_ids)s::uuid[] IS NULL AND a.radius_km IS NOT NULL))
 """
 
 _COVERAGE = """
@@ -51,8 +55,15 @@ UPDATE service s SET
  WHERE s.id = ANY(%(service_ids)s::uuid[])
 """
 
-# Run in this order, with {"service_ids": [...]}, after changing areas or a service's location.
+# Run in this order after changing areas or a service's location, with {"service_ids": [...],
+# "area_ids": [...] or None, "all": bool}; the services' rows locked first (`lock_services`).
 REFRESH = (_AREAS, _COVERAGE)
+
+
+def rebuild_params(service_ids: list[uuid.UUID]) -> dict[str, Any]:
+    """REFRESH's parameters that redraw every area of these services (seeds, tests, benches)."""
+    return {"service_ids": service_ids, "area_ids": None, "all": True}
+
 
 TERRITORY_FIELDS = {
     "communes": TerritoryKind.commune,
@@ -115,13 +126,34 @@ async def of_organisation(
 # --- writes ------------------------------------------------------------------------------------
 
 
-async def refresh_coverage(session: AsyncSession, service_ids: list[uuid.UUID]) -> None:
-    """Recompute the areas and coverage of these services (after their areas or location changed)."""
+async def lock_services(session: AsyncSession, service_ids: list[uuid.UUID]) -> None:
+    """Lock these services' rows, in id order, before writing any of their areas.
+
+    Every write that recomputes a coverage takes the service first and its areas after: an area's
+    write, the service's own (its update locks the row first) and a location's (which reaches its
+    services through `refresh_coverage`). Two writers on areas of one service therefore queue
+    instead of each holding one area and waiting for the other's — a deadlock PostgreSQL resolves
+    by failing one of them."""
+    if service_ids:
+        connection = await session.connection()
+        await connection.exec_driver_sql(
+            "SELECT 1 FROM service WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR UPDATE",
+            {"ids": sorted(service_ids)},
+        )
+
+
+async def refresh_coverage(
+    session: AsyncSession, service_ids: list[uuid.UUID], *, area_ids: list[uuid.UUID] | None = None
+) -> None:
+    """Recompute the coverage of these services: after their location moved (`area_ids` None: only
+    the areas drawn around it are redrawn) or after the areas `area_ids` changed (only those)."""
     if not service_ids:
         return
+    await lock_services(session, service_ids)
     connection = await session.connection()
+    params = {"service_ids": service_ids, "area_ids": area_ids, "all": False}
     for statement in REFRESH:
-        await connection.exec_driver_sql(statement, {"service_ids": service_ids})
+        await connection.exec_driver_sql(statement, params)
 
 
 ARRAY_FIELDS = set(TERRITORY_FIELDS)
@@ -158,11 +190,12 @@ async def create(session: AsyncSession, data: AreaCreate, *, actor: Principal, r
     _not_empty(values)
     await _check_codes(session, values)
     _check_radius(service, values.get("radius_km"))
+    await lock_services(session, [service.id])
     area = ServiceArea(service_id=service.id, **values)
     session.add(area)
     await session.flush()
     await revisions.record_creation(session, area, values, actor=actor, request_id=request_id)
-    await refresh_coverage(session, [service.id])
+    await refresh_coverage(session, [service.id], area_ids=[area.id])
     await session.refresh(area)
     return area
 
@@ -187,6 +220,7 @@ async def update(
     _not_empty({**{f: getattr(area, f) for f in (*TERRITORY_FIELDS, "radius_km", "national")}, **values})
     await _check_codes(session, values)
     _check_radius(service, values.get("radius_km"))
+    await lock_services(session, [service.id])
     await revisions.update_row(
         session,
         area,
@@ -196,7 +230,7 @@ async def update(
         actor=actor,
         request_id=request_id,
     )
-    await refresh_coverage(session, [service.id])
+    await refresh_coverage(session, [service.id], area_ids=[area.id])
     return area
 
 
@@ -210,6 +244,7 @@ async def archive(
 ) -> None:
     area = await load_listing(session, ServiceArea, area_id, actor)
     revisions.check_version(area, expected_version)
+    await lock_services(session, [area.service_id])
     await revisions.update_row(
         session,
         area,
@@ -219,4 +254,4 @@ async def archive(
         actor=actor,
         request_id=request_id,
     )
-    await refresh_coverage(session, [area.service_id])
+    await refresh_coverage(session, [area.service_id], area_ids=[])

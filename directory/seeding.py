@@ -16,7 +16,7 @@ import psycopg
 
 from geo.codes import commune_of
 
-from .areas import REFRESH
+from .areas import REFRESH, rebuild_params
 from .taxonomy import SLUGS, SPECIALISMS
 
 ENSEMBLE_CONTRE_LA_TRAITE = "ensemble-contre-la-traite"
@@ -58,7 +58,7 @@ def seed_specialisms(conn: psycopg.Connection) -> int:
 
 def refresh_areas(conn: psycopg.Connection, service_ids: list[uuid.UUID]) -> None:
     for statement in REFRESH:
-        conn.execute(statement, {"service_ids": service_ids})
+        conn.execute(statement, rebuild_params(service_ids))
 
 
 def _upsert_location(conn: psycopg.Connection, *, seed_key: str, organisation_id: uuid.UUID, commune: str) -> uuid.UUID:

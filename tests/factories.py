@@ -10,7 +10,7 @@ import httpx
 from geoalchemy2.elements import WKTElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from directory.areas import REFRESH
+from directory.areas import REFRESH, rebuild_params
 from directory.models import Location, Organisation, OrganisationKind, Service, ServiceArea
 
 
@@ -58,7 +58,7 @@ async def area(session: AsyncSession, svc: Service, **fields: Any) -> ServiceAre
 async def refresh_areas(session: AsyncSession, service_ids: list[uuid.UUID]) -> None:
     connection = await session.connection()
     for statement in REFRESH:
-        await connection.exec_driver_sql(statement, {"service_ids": service_ids})
+        await connection.exec_driver_sql(statement, rebuild_params(service_ids))
 
 
 # --- care pathways, through the API (as a specialist or partner would make them) -------------------

@@ -124,3 +124,62 @@ async def test_twenty_identical_creations_with_one_key_make_one_handoff(
             )
         ).fetchone()
     assert count == (1,)
+
+
+async def test_writers_on_one_service_s_areas_and_location_queue_without_deadlock(
+    live: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    """Two areas of one service and its location changed at once, round after round: each write redraws
+    the service's coverage, and none may fail because the others hold rows it needs (a deadlock
+    answered 503) — they queue, and all apply."""
+    app, client = live
+    admin = {"Authorization": "Bearer " + app.state.tokens.issue(subject="admin", role=Role.admin)}
+    org = await client.post("/v1/organisations", headers=admin, json={"name": "Asso zones", "kind": "association"})
+    assert org.status_code == 201, org.text
+    partner = {
+        "Authorization": "Bearer "
+        + app.state.tokens.issue(subject="asso", role=Role.partner, organisation_id=org.json()["id"])
+    }
+    location = await client.post(
+        "/v1/locations",
+        headers=partner,
+        json={"commune_code": "69123", "point": {"type": "Point", "coordinates": [4.8357, 45.764]}},
+    )
+    assert location.status_code == 201, location.text
+    service = await client.post(
+        "/v1/services",
+        headers=partner,
+        json={"name": "Maraude", "specialisms": ["outreach"], "location_id": location.json()["id"]},
+    )
+    assert service.status_code == 201, service.text
+    areas = []
+    for body in ({"radius_km": 5}, {"communes": ["69123"], "radius_km": 3}):
+        area = await client.post(
+            "/v1/service-areas", headers=partner, json={"service_id": service.json()["id"], **body}
+        )
+        assert area.status_code == 201, area.text
+        areas.append(f"/v1/service-areas/{area.json()['id']}")
+    location_url = f"/v1/locations/{location.json()['id']}"
+
+    for round_ in range(6):
+        tags = {url: (await client.get(url, headers=partner)).headers["etag"] for url in (*areas, location_url)}
+        responses = await asyncio.gather(
+            client.patch(areas[0], headers={**partner, "If-Match": tags[areas[0]]}, json={"radius_km": 6 + round_}),
+            client.patch(areas[1], headers={**partner, "If-Match": tags[areas[1]]}, json={"radius_km": 2 + round_}),
+            client.patch(
+                location_url,
+                headers={**partner, "If-Match": tags[location_url]},
+                json={"point": {"type": "Point", "coordinates": [4.83 + round_ / 1000, 45.76]}},
+            ),
+        )
+        assert [r.status_code for r in responses] == [200, 200, 200], [r.text for r in responses]
+
+    radii = [(await client.get(url, headers=partner)).json()["radius_km"] for url in areas]
+    assert radii == [11, 7]
+    # The coverage holds the last writes: 11 km around the last point reaches 10 km east of it.
+    found = await client.get(
+        "/v1/services/search",
+        headers=partner,
+        params={"lat": 45.76, "lon": 4.835 + 0.127, "radius_km": 1, "specialism": "outreach"},
+    )
+    assert service.json()["id"] in [f["id"] for f in found.json()["features"]], found.text
