@@ -29,6 +29,7 @@ from .schemas import (
     WHOLE,
     CollectiviteCode,
     CommuneCode,
+    Filled,
     Input,
     OneLine,
     SpecialismSlug,
@@ -73,6 +74,15 @@ class CasePatch(CaseFields):
 
 
 class HandoffCreate(Input):
+    # As the document states the rule `directory.handoffs.create` applies: only an information préoccupante
+    # may leave the receiver out (it is routed to the CRIP of the child's residence).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"not": {"properties": {"kind": {"const": "information_preoccupante"}}}},
+            "then": {"required": ["to_organisation_id"], "properties": {"to_organisation_id": {"type": "string"}}},
+        }
+    )
+
     case_id: uuid.UUID
     kind: HandoffKind
     to_organisation_id: uuid.UUID | None = Field(
@@ -125,8 +135,8 @@ class Assignee(Input):
     """A specialist who works the case through this handoff, named as their identity provider names
     them. `issuer` defaults to the caller's own."""
 
-    issuer: Annotated[Text, Field(min_length=1, max_length=300)] | None = None
-    subject: Annotated[Text, Field(min_length=1, max_length=200)]
+    issuer: Annotated[Filled, Field(max_length=300)] | None = None
+    subject: Annotated[Filled, Field(max_length=200)]
 
 
 def _each_once(assignees: list[Assignee]) -> list[Assignee]:

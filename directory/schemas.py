@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     HttpUrl,
     Strict,
+    UrlConstraints,
     model_validator,
 )
 
@@ -57,12 +58,52 @@ ONE_LINE = r"^[^\x00-\x1f\x7f-\x9f]*$"
 _PRINTABLE = Field(json_schema_extra={"pattern": PRINTABLE})
 _ONE_LINE = Field(json_schema_extra={"pattern": ONE_LINE})
 
-Text = Annotated[str, AfterValidator(printable), _PRINTABLE]
-Name = Annotated[
-    str, Field(min_length=1, max_length=200), AfterValidator(printable), AfterValidator(_one_line), _ONE_LINE
+# Free text is trimmed of the spaces around it, after its length is checked and before its other
+# rules, so that what the document states about the text as sent is exactly what is accepted. Only
+# spaces are trimmed, never control characters (the printable rule refuses those wherever they are),
+# and one-line text keeps tabs and line breaks for `_one_line` to refuse.
+_SPACES = "".join(c for c in map(chr, range(0x3001)) if c.isspace() and not (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0))
+
+
+def _trim_text(value: str) -> str:
+    return value.strip(_SPACES + "\t\n\r")
+
+
+def _trim_line(value: str) -> str:
+    return value.strip(_SPACES)
+
+
+# Text with something to read: "at least one character" means one that is not a space. The document
+# states it as a pattern (the printable rule folded in); the validator refuses a blank value by name.
+FILLED = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
+FILLED_LINE = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+
+
+def _filled(value: str) -> str:
+    if not value:  # trimmed already
+        raise ValueError("must not be blank")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_trim_text), AfterValidator(printable), _PRINTABLE]
+Filled = Annotated[
+    str,
+    AfterValidator(_trim_text),
+    AfterValidator(printable),
+    AfterValidator(_filled),
+    Field(json_schema_extra={"minLength": 1, "pattern": FILLED}),
 ]
-LongText = Annotated[str, Field(max_length=2000), AfterValidator(printable), _PRINTABLE]
-OneLine = Annotated[str, AfterValidator(printable), AfterValidator(_one_line), _ONE_LINE]
+Name = Annotated[
+    str,
+    Field(max_length=200),
+    AfterValidator(_trim_line),
+    AfterValidator(printable),
+    AfterValidator(_one_line),
+    AfterValidator(_filled),
+    Field(json_schema_extra={"minLength": 1, "pattern": FILLED_LINE}),
+]
+LongText = Annotated[str, Field(max_length=2000), AfterValidator(_trim_text), AfterValidator(printable), _PRINTABLE]
+OneLine = Annotated[str, AfterValidator(_trim_line), AfterValidator(printable), AfterValidator(_one_line), _ONE_LINE]
 
 _PHONE_SEPARATORS = re.compile(r"[ .\-()]")
 # `_phone` as one pattern: separators anywhere, then an E.164 or a French national number.
@@ -79,10 +120,19 @@ def _phone(value: str) -> str:
     return compact
 
 
+# The listings' columns hold 500 characters. The document states the limit on what is sent; a URL
+# that only grows past it once encoded (an IDN host in punycode, non-ASCII path percent-encoded) is
+# refused here, since it is stored encoded.
+URL_MAX_LENGTH = 500
+
+
 def _https(value: HttpUrl) -> str:
     if value.scheme != "https":
         raise ValueError("only https URLs are accepted")
-    return str(value)
+    encoded = str(value)
+    if len(encoded) > URL_MAX_LENGTH:
+        raise ValueError(f"the URL has more than {URL_MAX_LENGTH} characters once encoded")
+    return encoded
 
 
 def _specialism(value: str) -> str:
@@ -102,7 +152,7 @@ UNIQUE_ITEMS = Field(json_schema_extra={"uniqueItems": True})  # what `unique` r
 
 Phone = Annotated[str, Field(max_length=32, json_schema_extra={"pattern": PHONE}), AfterValidator(_phone)]
 Email = Annotated[EmailStr, Field(max_length=254)]
-HttpsUrl = Annotated[HttpUrl, AfterValidator(_https)]
+HttpsUrl = Annotated[HttpUrl, UrlConstraints(max_length=URL_MAX_LENGTH), AfterValidator(_https)]
 SpecialismSlug = Annotated[str, AfterValidator(_specialism), Field(json_schema_extra={"enum": sorted(SLUGS)})]
 Language = Annotated[str, Field(pattern=r"^[a-z]{2,3}$")]
 CommuneCode = Annotated[str, Field(pattern=r"^[0-9][0-9AB][0-9]{3}$")]
@@ -152,9 +202,11 @@ Age = Annotated[int, Strict(), Field(ge=0, le=99), WHOLE]
 class Input(BaseModel):
     """The one base of every request body, in every package: unknown fields are errors (mass
     assignment: organisation, status, author… are never writable by naming them), NaN and Infinity
-    are refused, strings are stripped and capped."""
+    are refused, strings are capped. Free text is trimmed by its own types (`Text`, `Name`…), never
+    codes or ids: a code sent with spaces around it does not match its stated pattern, and is refused
+    as the document says."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_strip_whitespace=True, str_max_length=2000)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=2000)
 
 
 # --- opening hours ----------------------------------------------------------------------------

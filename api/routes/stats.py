@@ -163,7 +163,11 @@ async def handoff_statistics(
     to: To = None,
     group_by: Annotated[
         list[stats.Dimension] | None,
-        Query(max_length=4, description="Up to 4 distinct dimensions; repeat the parameter for each."),
+        Query(
+            max_length=4,
+            description="Up to 4 distinct dimensions; repeat the parameter for each.",
+            json_schema_extra={"uniqueItems": True},
+        ),
     ] = None,
     kind: HandoffKind | None = None,
     urgency: Urgency | None = None,

@@ -74,6 +74,42 @@ async def test_a_whole_number_is_a_json_number_without_a_fraction(
         assert response.json()["age"] == 9
 
 
+@pytest.mark.parametrize("code", [" 93D", "93D ", "93D\u00a0"])
+async def test_a_code_with_spaces_around_it_is_refused_not_trimmed(
+    client: httpx.AsyncClient,
+    auth,  # type: ignore[no-untyped-def]
+    code: str,
+) -> None:
+    """Its pattern says no spaces, so the server says no too (it once trimmed them silently)."""
+    response = await client.post("/v1/cases", headers=auth("specialist"), json={**CASE, "residence_collectivite": code})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"] == "/residence_collectivite"
+
+
+async def test_free_text_is_trimmed_of_spaces_and_a_blank_one_refused(
+    client: httpx.AsyncClient,
+    auth,  # type: ignore[no-untyped-def]
+    session: AsyncSession,
+) -> None:
+    org = await factories.organisation(session)
+    partner = auth("partner", org=org.id)
+    created = await client.post(
+        "/v1/services", headers=partner, json={"name": "\u00a0 Permanence\u3000", "specialisms": ["outreach"]}
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["properties"]["name"] == "Permanence"
+    for blank in (" ", "\u00a0\u2003"):
+        refused = await client.post("/v1/services", headers=partner, json={"name": blank, "specialisms": ["outreach"]})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["errors"] == [{"in": "body", "pointer": "/name", "message": "must not be blank"}]
+    # A control character at the edge is not a space to trim: it is refused like anywhere else.
+    edged = await client.post(
+        "/v1/services", headers=partner, json={"name": "Permanence\x0c", "specialisms": ["outreach"]}
+    )
+    assert edged.status_code == 422, edged.text
+    assert edged.json()["errors"][0]["pointer"] == "/name"
+
+
 def _keys(node: Any) -> set[str]:
     if isinstance(node, dict):
         return set(node) | {key for value in node.values() for key in _keys(value)}

@@ -251,6 +251,20 @@ async def test_confidential_locations_need_a_front_door_and_hide_from_admins(
 # --- validation ----------------------------------------------------------------------------------
 
 
+async def test_a_website_of_500_characters_is_kept_as_sent(
+    client: httpx.AsyncClient, partners: tuple[Partner, Partner]
+) -> None:
+    a, _ = partners
+    website = "https://a.example/" + "p" * 482
+    assert len(website) == 500
+    created = await client.post(
+        "/v1/services", headers=a.headers, json={"name": "x", "specialisms": ["legal-support"], "website": website}
+    )
+    assert created.status_code == 201, created.text
+    read = await client.get(f"/v1/services/{created.json()['id']}", headers=a.headers)
+    assert read.json()["properties"]["contact"]["website"] == website
+
+
 @pytest.mark.parametrize(
     ("body", "pointer"),
     [
@@ -273,6 +287,13 @@ async def test_confidential_locations_need_a_front_door_and_hide_from_admins(
         ({"name": "x", "specialisms": ["legal-support"], "phone": "12345"}, "/phone"),
         ({"name": "x", "specialisms": ["legal-support"], "email": "not-an-email"}, "/email"),
         ({"name": "x", "specialisms": ["legal-support"], "website": "http://insecure.example"}, "/website"),
+        # Longer than the column: once a 500 server error.
+        ({"name": "x", "specialisms": ["legal-support"], "website": "https://a.example/" + "p" * 483}, "/website"),
+        # 497 characters as sent, 731 once the path is percent-encoded as stored.
+        (
+            {"name": "x", "specialisms": ["legal-support"], "website": "https://a.example/" + "é" * 117 + "p" * 362},
+            "/website",
+        ),
         ({"name": "x", "specialisms": ["legal-support"], "age_min": 16, "age_max": 12}, ""),
         ({"name": "x", "specialisms": ["legal-support"], "age_min": "12"}, "/age_min"),
         ({"name": "x", "specialisms": ["legal-support"], "languages": ["French"]}, "/languages/0"),
