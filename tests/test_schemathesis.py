@@ -33,13 +33,14 @@ import httpx
 import psycopg
 import pytest
 
-from api.app import build_token_service
+from api.app import build_token_service, create_app, route_policies
 from api.cluster import Cluster
 from api.settings import REPO_ROOT, Settings
 from api.tokens import TokenService
 from directory.access import Role
 from directory.demo import seed_demo
 from tests.database import create_test_database, plain
+from tests.schemathesis.hooks import REFERENCE_ENV
 
 # The virtualenv pytest runs in holds both `maillage` and `schemathesis`.
 BIN = Path(sys.executable).parent
@@ -79,6 +80,24 @@ class Demo:
     database: str
     organisation_id: uuid.UUID
     collectivite_code: str
+    reference: dict[str, Any]  # real codes and ids, for hooks.py to put in valid-looking requests
+
+    def reference_for(self, role: Role) -> dict[str, Any]:
+        """What `role` may read, and under "own_*" what it may write: a partner only its organisation's."""
+        own = {
+            kind.removeprefix("by_org:"): values
+            for kind, values in self.reference.items()
+            if kind.startswith("by_org:")
+        }
+        reference = {kind: values for kind, values in self.reference.items() if not kind.startswith("by_org:")}
+        for kind in ("organisations", "services", "locations", "areas"):
+            if role is Role.partner and kind == "organisations":
+                reference["own_organisations"] = [str(self.organisation_id)]
+            elif role is Role.partner:
+                reference[f"own_{kind}"] = own[kind].get(str(self.organisation_id), [])
+            else:
+                reference[f"own_{kind}"] = reference[kind]
+        return reference
 
 
 @dataclass(frozen=True)
@@ -119,8 +138,9 @@ def demo_database(cluster: Cluster) -> Iterator[Demo]:
                      FROM organisation o JOIN commune c ON c.code = o.seat_commune_code
                     WHERE o.demo ORDER BY o.seed_key LIMIT 1"""
             ).fetchone()
+            reference = _reference(conn)
         assert row is not None, "the demo seed made no organisation"
-        yield Demo(database=name, organisation_id=row[0], collectivite_code=row[1])
+        yield Demo(database=name, organisation_id=row[0], collectivite_code=row[1], reference=reference)
     finally:
         cluster.drop_database(name)
 
@@ -206,8 +226,12 @@ def test_schemathesis(
         "--no-color",
     ]
     shown = " ".join(command)  # without the token
+    for name in _denied_elsewhere(role):
+        command += ["--exclude-name", name]
     command += ["-H", f"Authorization: Bearer {server.token(role)}"]
-    env = {**_without_proxies(os.environ), "NO_COLOR": "1", "COLUMNS": "160"}
+    reference = tmp_path / "reference.json"
+    reference.write_text(json.dumps(server.demo.reference_for(role)))
+    env = {**_without_proxies(os.environ), "NO_COLOR": "1", "COLUMNS": "160", REFERENCE_ENV: str(reference)}
     log_offset = server.log.stat().st_size
     try:
         # From the repository root, where schemathesis.toml's paths start. The CLI's caches are off; only
@@ -246,6 +270,77 @@ def test_schemathesis(
         if errors:
             lines += [f"the server's errors during this run (all in {server.log}):", errors]
         pytest.fail("\n".join(lines) + _server_note(server), pytrace=False)
+
+
+def _denied_elsewhere(role: Role) -> list[str]:
+    """The operations this role may not call and whose refusal an earlier role's run already tests.
+
+    The route's policy answers a refused role with the same 403 whatever the request holds, so one
+    refused role's run per operation covers that answer's conformance; running it again for every
+    other refused role only costs time. Every role that may call an operation still runs it."""
+    policies = route_policies(create_app(Settings()))
+    skipped = []
+    for (method, path), allowed in sorted(policies.items()):
+        if not path.startswith("/v1/") or not allowed or role.value in allowed:
+            continue
+        first_refused = next(other for other in ROLES if other.value not in allowed)
+        if first_refused is not role:
+            skipped.append(f"{method} {path}")
+    return skipped
+
+
+def _reference(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Real territory codes and listing ids of the run's database: the communes of the demo listings and
+    the 200 most populous, every collectivité, département and région, every active listing."""
+
+    def column(sql: str) -> list[str]:
+        return [str(value) for (value,) in conn.execute(sql)]
+
+    communes = conn.execute(
+        """SELECT code, ST_X(point), ST_Y(point) FROM commune
+            WHERE point IS NOT NULL
+              AND (code IN (SELECT commune_code FROM location)
+                   OR code IN (SELECT code FROM commune WHERE point IS NOT NULL
+                                ORDER BY population DESC NULLS LAST, code LIMIT 200))
+            ORDER BY code"""
+    ).fetchall()
+    by_org: dict[str, dict[str, list[str]]] = {"services": {}, "locations": {}, "areas": {}}
+    service_organisation: dict[str, str] = {}
+    for kind, sql in (
+        ("services", "SELECT organisation_id, id FROM service WHERE archived_at IS NULL ORDER BY id"),
+        ("locations", "SELECT organisation_id, id FROM location WHERE archived_at IS NULL ORDER BY id"),
+        (
+            "areas",
+            """SELECT s.organisation_id, a.id FROM service_area a JOIN service s ON s.id = a.service_id
+                WHERE a.archived_at IS NULL ORDER BY a.id""",
+        ),
+    ):
+        for organisation, record in conn.execute(sql):
+            by_org[kind].setdefault(str(organisation), []).append(str(record))
+            if kind == "services":
+                service_organisation[str(record)] = str(organisation)
+    return {
+        "communes": [code for code, _, _ in communes],
+        "commune_points": {code: [round(x, 6), round(y, 6)] for code, x, y in communes},
+        "postal_codes": sorted(
+            {
+                postal
+                for (codes,) in conn.execute(
+                    "SELECT postal_codes FROM commune WHERE code = ANY(%s)", ([code for code, _, _ in communes],)
+                )
+                for postal in codes
+            }
+        ),
+        "collectivites": column("SELECT code FROM collectivite ORDER BY code"),
+        "departements": column("SELECT code FROM departement ORDER BY code"),
+        "regions": column("SELECT code FROM region ORDER BY code"),
+        "organisations": column("SELECT id FROM organisation WHERE deactivated_at IS NULL ORDER BY id"),
+        "services": sorted(record for records in by_org["services"].values() for record in records),
+        "locations": sorted(record for records in by_org["locations"].values() for record in records),
+        "areas": sorted(record for records in by_org["areas"].values() for record in records),
+        "service_organisation": service_organisation,
+        **{f"by_org:{kind}": records for kind, records in by_org.items()},
+    }
 
 
 def _problems(report: dict[str, Any]) -> list[str]:

@@ -13,8 +13,13 @@ few (Hypothesis caches them per source file).
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import threading
+import uuid
+import zlib
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import schemathesis
@@ -129,6 +134,21 @@ DEVIATIONS = (
     ),
     Deviation(_NOW, ANY, r"body:/as_of", r"lies in the future"),
     Deviation(
+        "A URL is stored encoded (an IDN host in punycode, a non-ASCII path percent-encoded): one within the "
+        "stated 500 characters as sent may exceed them once encoded, which no schema can measure.",
+        ANY,
+        r"body:/website",
+        r"more than 500 characters once encoded",
+    ),
+    Deviation(
+        "An e-mail address must be deliverable in principle: the special-use and reserved domains of RFC 6761 "
+        "(.test, .example, .invalid, .localhost…) are refused, as email-validator lists them; `format: email` "
+        "states the syntax only.",
+        ANY,
+        r"body:/(.*_)?email",
+        r"special-use or reserved name",
+    ),
+    Deviation(
         _ROLE,
         ANY,
         r"body:/(organisation_id|visibility|kind|point|commune_code|address|to_organisation_id)",
@@ -181,3 +201,184 @@ def rejections_are_deliberate(ctx: Any, response: Any, case: Any) -> None:
             f"{operation}: valid data refused with 422 for a reason the document could state, or that no "
             f"deviation in tests/schemathesis/hooks.py explains: {unexplained}"
         )
+
+
+# --- Real values in valid-looking requests -----------------------------------------------------------
+#
+# A schema says a collectivité code matches `^[0-9]{1,3}[A-Z]{1,2}$`; almost none of the strings that
+# match name one. Left alone, nearly every generated case or handoff is refused for naming no territory
+# or record, and the stateful phase never gets past its first step: no case exists, so no handoff,
+# transition or pathway is ever reached along the document's links. Before a *positive* case is sent,
+# the codes and ids it carries that name nothing are replaced with real ones, read by the test from the
+# run's database (tests/test_schemathesis.py writes them to the file named below). One case in four is
+# left as generated, so "names no record" answers are still exercised; negative cases are never touched
+# (making an invalid request valid would defeat negative_data_rejection). Ids of records the run itself
+# creates (a 201 with an `id`) join the known ones, so values carried along links are kept.
+
+REFERENCE_ENV = "MAILLAGE_SCHEMATHESIS_REFERENCE"
+
+# Which list of real values a field draws from, by where it is. "own_*" lists hold what the role may
+# write (a partner's own organisation and listings); the others what it may read.
+_BODY_KINDS = {
+    "residence_collectivite": "collectivites",
+    "collectivite_code": "collectivites",
+    "found_in_commune": "communes",
+    "commune_code": "communes",
+    "seat_commune_code": "communes",
+    "communes": "communes",
+    "collectivites": "collectivites",
+    "departements": "departements",
+    "regions": "regions",
+    "organisation_id": "own_organisations",
+    "to_organisation_id": "organisations",
+    "service_id": "own_services",
+    "to_service_id": "services",
+    "location_id": "own_locations",
+    "case_id": "cases",
+}
+_QUERY_KINDS = {
+    "commune": "communes",
+    "postal_code": "postal_codes",
+    "collectivite": "collectivites",
+    "departement": "departements",
+    "organisation_id": "organisations",
+}
+_PATH_KINDS = {
+    "case_id": "cases",
+    "handoff_id": "handoffs",
+    "service_id": "services",
+    "location_id": "locations",
+    "organisation_id": "organisations",
+    "area_id": "areas",
+}
+_CODE_PATHS = {"/v1/collectivites/": "collectivites", "/v1/departements/": "departements"}
+# A record the run creates joins the list its collection feeds.
+_CREATED = {
+    "POST /v1/services": ("services", "own_services"),
+    "POST /v1/locations": ("locations", "own_locations"),
+    "POST /v1/service-areas": ("areas", "own_areas"),
+    "POST /v1/organisations": ("organisations", "own_organisations"),
+    "POST /v1/cases": ("cases",),
+    "POST /v1/handoffs": ("handoffs",),
+}
+_SEARCH_ORIGINS = (("commune",), ("postal_code",), ("lat", "lon"), ("bbox",))
+
+_reference: dict[str, Any] | None = None
+_reference_lock = threading.Lock()
+
+
+def _known() -> dict[str, Any]:
+    global _reference
+    with _reference_lock:
+        if _reference is None:
+            path = os.environ.get(REFERENCE_ENV)
+            _reference = json.loads(Path(path).read_text()) if path else {}
+            for kind, values in list(_reference.items()):
+                if isinstance(values, list):
+                    _reference[kind + ":set"] = set(values)
+        return _reference
+
+
+def _real(kind: str, value: Any) -> Any:
+    """`value` if it names a real record (or is left as generated), else a real one chosen by its hash:
+    the same generated value always maps to the same real one, so runs stay reproducible."""
+    known = _known()
+    values = known.get(kind)
+    if not values or not isinstance(value, str) or value in known[kind + ":set"]:
+        return value
+    return values[zlib.crc32(value.encode()) % len(values)]
+
+
+def _real_items(kind: str, items: list[Any]) -> list[Any]:
+    real = [_real(kind, item) for item in items]
+    return list(dict.fromkeys(real))  # unique, as the schema says, in order
+
+
+def _realise(mapping: dict[str, Any], kinds: dict[str, str], write: bool) -> None:
+    for name, kind in kinds.items():
+        value = mapping.get(name)
+        if value is None:
+            continue
+        if not write and kind.startswith("own_"):
+            kind = kind[4:]
+        mapping[name] = _real_items(kind, value) if isinstance(value, list) else _real(kind, value)
+
+
+@schemathesis.hook
+def before_call(ctx: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    meta = getattr(case, "meta", None)
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    operation = case.operation
+    if zlib.crc32(repr((operation.label, case.body, case.query, case.path_parameters)).encode()) % 4 == 0:
+        return  # one case in four as generated (reproducibly: by its hash)
+    method = operation.method.upper()
+    write = method != "GET"
+    if isinstance(case.body, dict):
+        _realise(case.body, _BODY_KINDS, write)
+        commune = case.body.get("commune_code")
+        points = _known().get("commune_points") or {}
+        if isinstance(case.body.get("point"), dict) and commune in points:
+            # A location's point must lie in its commune: put it at the commune's own point.
+            case.body["point"] = {"type": "Point", "coordinates": points[commune]}
+        receiver = (_known().get("service_organisation") or {}).get(case.body.get("to_service_id"))
+        if receiver is not None:
+            # A handoff names a service of the organisation it goes to.
+            case.body["to_organisation_id"] = receiver
+    if isinstance(case.query, dict):
+        _realise(case.query, _QUERY_KINDS, write=False)
+        if "cursor" in case.query:
+            # Only the server signs cursors; a generated one is refused, and the first page is the one
+            # worth testing.
+            del case.query["cursor"]
+        if operation.path == "/v1/services/search":
+            _one_origin(case.query)
+    headers = case.headers if isinstance(case.headers, dict) else {}
+    if "Idempotency-Key" in headers:
+        # A fresh key: generated keys repeat ("0", "A"…), and a reused key only replays or refuses.
+        headers["Idempotency-Key"] = str(uuid.uuid4())
+    if isinstance(case.path_parameters, dict) and method != "DELETE":
+        # Never a real id in a DELETE: the demo listings must outlive the run's first role.
+        _realise(case.path_parameters, _PATH_KINDS, write)
+        if "code" in case.path_parameters:
+            kind = next((k for prefix, k in _CODE_PATHS.items() if operation.path.startswith(prefix)), None)
+            if kind is not None:
+                case.path_parameters["code"] = _real(kind, case.path_parameters["code"])
+
+
+def _one_origin(query: dict[str, Any]) -> None:
+    """A search starts from exactly one origin and takes open_now or open_at, not both."""
+    present = [origin for origin in _SEARCH_ORIGINS if any(name in query for name in origin)]
+    for origin in present[1:]:  # the first one generated
+        for name in origin:
+            query.pop(name, None)
+    if not present:
+        communes = _known().get("communes") or []
+        if communes:
+            query["commune"] = communes[zlib.crc32(repr(sorted(query.items())).encode()) % len(communes)]
+    elif present[0] == ("lat", "lon") and not ("lat" in query and "lon" in query):
+        query.setdefault("lat", 48.8566)
+        query.setdefault("lon", 2.3522)
+    if "open_at" in query:
+        query.pop("open_now", None)
+
+
+@schemathesis.hook
+def after_call(ctx: Any, case: Any, response: Any) -> None:
+    kinds = _CREATED.get(case.operation.label)
+    if kinds is None or response.status_code != 201:
+        return
+    try:
+        created = response.json().get("id")
+    except ValueError:
+        return
+    if isinstance(created, str):
+        known = _known()
+        with _reference_lock:
+            for kind in kinds:
+                if kind in known and created not in known[kind + ":set"]:
+                    known[kind].append(created)
+                    known[kind + ":set"].add(created)
+                elif kind not in known:  # cases and handoffs exist only once the run makes them
+                    known[kind] = [created]
+                    known[kind + ":set"] = {created}
