@@ -132,11 +132,35 @@ class ServiceProperties(BaseModel):
     demo: bool
 
 
+class Match(BaseModel):
+    """Why a service is on a search's page, in the terms of the search."""
+
+    specialisms: list[str] = Field(description="The requested specialisms it offers (empty when none asked).")
+    reach: Literal["within_radius", "covers_place", "national", "in_box"] | None = Field(
+        description="How it reaches the place: received within the radius, one of its areas covers the place, "
+        "it serves all of France, or (bbox) it lies in the box."
+    )
+    distance_band: Literal["0-2 km", "2-10 km", "10-30 km", "30-100 km", "100+ km"] | None = Field(
+        description="From the origin; null without a location or an origin."
+    )
+    open: Literal["open_now", "opens_later", "closed", "hours_unknown"]
+    capacity: Literal["available", "limited", "full", "waitlist"] | None = Field(description="null when unknown.")
+    fresh: bool = Field(description="Verified within 180 days.")
+    away_km: int | None = Field(
+        description="With away_from: whole km from the place of danger to where it receives people (a safe "
+        "house's commune point); null otherwise or without a location."
+    )
+
+
+class SearchServiceProperties(ServiceProperties):
+    match: Match
+
+
 class ServiceFeature(BaseModel):
     type: Literal["Feature"]
     id: uuid.UUID
     geometry: dict[str, Any] | None
-    properties: ServiceProperties
+    properties: SearchServiceProperties
 
 
 class AreaSummary(BaseModel):

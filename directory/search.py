@@ -41,6 +41,44 @@ class BBox:
 
 
 @dataclass(frozen=True)
+class Away:
+    """Éloignement: keep only services received at least `min_m` metres from a place of danger — a
+    point, or any point of a commune's or a collectivité's territory (its boundary, not its centre:
+    a large commune's edge can lie kilometres from its point)."""
+
+    min_m: float
+    point: Point | None = None
+    commune: str | None = None
+    collectivite: str | None = None
+
+    def geography(self) -> str:
+        """The place of danger as one geography (SQL, allow-listed shapes)."""
+        if self.point is not None:
+            return "ST_SetSRID(ST_MakePoint(%(away_lon)s::float8, %(away_lat)s::float8), 4326)::geography"
+        if self.commune is not None:
+            return "(SELECT coalesce(boundary, point)::geography FROM commune WHERE code = %(away_code)s::text)"
+        return "(SELECT boundary::geography FROM collectivite WHERE code = %(away_code)s::text)"
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "away_m": self.min_m,
+            "away_lon": self.point.lon if self.point else None,
+            "away_lat": self.point.lat if self.point else None,
+            "away_code": self.commune or self.collectivite,
+        }
+
+
+# Away and outside judge where a service receives people: its location's public point (a safe
+# house's commune point, so neither can be used to narrow one down) and its location's commune.
+# A service without a location (a phone line, an online service) is no place near danger: it stays.
+_AWAY = "(l.id IS NULL OR NOT ST_DWithin(l.public_point::geography, {place}, %(away_m)s))"
+_OUTSIDE = (
+    "(l.id IS NULL OR NOT (lc.departement_code = ANY(%(outside_departements)s::text[])"
+    " OR lc.collectivite_code = ANY(%(outside_collectivites)s::text[])))"
+)
+
+
+@dataclass(frozen=True)
 class Filters:
     specialisms: tuple[str, ...] = ()
     match_all: bool = False
@@ -53,6 +91,9 @@ class Filters:
     available: bool = False
     collective: str | None = None
     text: str | None = None
+    away: Away | None = None
+    outside_departements: tuple[str, ...] = ()
+    outside_collectivites: tuple[str, ...] = ()
 
     def active(self) -> list[tuple[str, str]]:
         """(public name, SQL condition) of each filter in use, in a stable order."""
@@ -82,6 +123,10 @@ class Filters:
             conditions.append(("collective", "%(collective)s = ANY(o.collectives)"))
         if self.text:
             conditions.append(("q", "s.search_vector @@ websearch_to_tsquery('public.french_unaccent', %(q)s)"))
+        if self.away is not None:
+            conditions.append(("away_from", _AWAY.format(place=self.away.geography())))
+        if self.outside_departements or self.outside_collectivites:
+            conditions.append(("outside", _OUTSIDE))
         return conditions
 
     def params(self) -> dict[str, Any]:
@@ -95,6 +140,9 @@ class Filters:
             "at": self.open_at,
             "collective": self.collective,
             "q": self.text,
+            **(self.away.params() if self.away else {"away_m": None, "away_lon": None, "away_lat": None}),
+            "outside_departements": list(self.outside_departements),
+            "outside_collectivites": list(self.outside_collectivites),
         }
 
 
@@ -149,9 +197,13 @@ def _distance_sql() -> str:
     return f"CASE WHEN l.id IS NULL THEN NULL WHEN {VISIBLE} THEN round({exact}) ELSE {coarse} END"
 
 
-def feature_sql(*, with_origin: bool) -> str:
-    """One service as a GeoJSON Feature, confidentiality applied for the viewer."""
+def feature_sql(
+    *, with_origin: bool, match: str | None = None, open_now: str = _OPEN_NOW, next_opening: str = _NEXT
+) -> str:
+    """One service as a GeoJSON Feature, confidentiality applied for the viewer; with `match` (a
+    search's), why it is on the page."""
     distance = "sort.distance" if with_origin else "NULL::float8"
+    why = f"'match', {match}," if match else ""
     covers = f"(s.covers_national OR coalesce(ST_Covers(s.coverage, {_ORIGIN}), false))" if with_origin else "false"
     return f"""
     json_build_object(
@@ -174,8 +226,8 @@ def feature_sql(*, with_origin: bool) -> str:
             'front_door', CASE WHEN l.visibility = 'confidential' AND NOT {VISIBLE}
                                THEN json_build_object('phone', l.front_door_phone, 'email', l.front_door_email) END,
             'contact', json_build_object('phone', s.phone, 'email', s.email, 'website', s.website),
-            'open_now', {_OPEN_NOW},
-            'next_opening', {_NEXT},
+            'open_now', {open_now},
+            'next_opening', {next_opening},
             'status', s.status,
             'closure', CASE WHEN s.status = 'temporarily_closed' THEN json_build_object(
                 'from', s.closed_from, 'until', s.closed_until, 'message', s.closure_message) END,
@@ -183,8 +235,46 @@ def feature_sql(*, with_origin: bool) -> str:
                 'state', s.capacity, 'places', s.capacity_places, 'as_of', s.capacity_as_of) END,
             'last_verified_at', s.last_verified_at,
             'stale', {_STALE},
+            {why}
             'demo', s.demo))
     """
+
+
+# Distance bands of `match`: coarse on purpose (a specialist reads "2–10 km" at a glance), and no
+# finer than the km-rounded distance of a safe house.
+_BANDS = ((2_000, "0-2 km"), (10_000, "2-10 km"), (30_000, "10-30 km"), (100_000, "30-100 km"))
+
+
+def _match_sql(query: Query) -> str:
+    """Why a service is on the page and where: the requested specialisms it offers, how it reaches the
+    place, the distance band, whether it is open, its capacity, its freshness and, with `away_from`,
+    how far its public point lies from the place of danger (whole km, rounded down)."""
+    if query.bbox is not None:
+        reach = "'in_box'"
+        band = "NULL"
+    else:
+        reach = f"""CASE WHEN l.id IS NOT NULL
+                              AND ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s)
+                         THEN 'within_radius'
+                         WHEN s.covers_national THEN 'national'
+                         WHEN ST_Covers(s.coverage, {_ORIGIN}) THEN 'covers_place' END"""
+        steps = " ".join(f"WHEN sort.distance < {limit} THEN '{label}'" for limit, label in _BANDS)
+        band = f"CASE WHEN sort.distance IS NULL THEN NULL {steps} ELSE '100+ km' END"
+    away = query.filters.away
+    away_km = "NULL::int"
+    if away is not None:
+        away_m = f"ST_Distance(l.public_point::geography, {away.geography()})"
+        away_km = f"CASE WHEN l.id IS NULL THEN NULL ELSE floor({away_m} / 1000)::int END"
+    return f"""json_build_object(
+        'specialisms', ARRAY(SELECT x FROM unnest(s.specialisms) x
+                              WHERE x = ANY(%(specialisms)s::varchar[]) ORDER BY x),
+        'reach', {reach},
+        'distance_band', {band},
+        'open', CASE WHEN hours.open_now THEN 'open_now' WHEN hours.next_opening IS NOT NULL THEN 'opens_later'
+                     WHEN hours.open_now IS NULL THEN 'hours_unknown' ELSE 'closed' END,
+        'capacity', s.capacity,
+        'fresh', NOT {_STALE},
+        'away_km', {away_km})"""
 
 
 def _geographic_branches(query: Query, *, radius: str = "%(radius)s") -> list[str]:
@@ -276,11 +366,18 @@ async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
         order = key_columns = "s.id"
         if query.after:
             params.update(after_id=query.after[0])
+    feature = feature_sql(
+        with_origin=query.origin is not None,
+        match=_match_sql(query),
+        open_now="hours.open_now",
+        next_opening="hours.next_opening",
+    )
     statement = f"""
         WITH {_BOUND.format(where=where) + "," if bounded else ""} candidate AS ({candidates})
-        SELECT {feature_sql(with_origin=query.origin is not None)}::text, {EXACT_CONFIDENTIAL}, {key_columns}
+        SELECT {feature}::text, {EXACT_CONFIDENTIAL}, {key_columns}
           FROM candidate c JOIN service s ON s.id = c.id {JOINS}
           CROSS JOIN LATERAL ({sort}) sort
+          CROSS JOIN LATERAL (SELECT {_OPEN_NOW} AS open_now, {_NEXT} AS next_opening) hours
          WHERE {keyset if query.after else "true"}
          ORDER BY {order}
          LIMIT %(limit)s

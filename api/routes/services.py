@@ -13,6 +13,7 @@ from directory import search, services, stats
 from directory.models import Audience, Channel, Gender
 from directory.schemas import SpecialismSlug, Text, Timestamp
 from geo import territories
+from geo.codes import commune_of
 
 from ..audit import journal_exact_reads
 from ..auth import AnyRole
@@ -48,6 +49,52 @@ def _bbox(value: str) -> search.BBox:
     if max_lon - min_lon > MAX_BBOX_DEGREES or max_lat - min_lat > MAX_BBOX_DEGREES:
         raise InvalidParameter("bbox", f"the box may span at most {MAX_BBOX_DEGREES} degrees each way")
     return search.BBox(min_lon, min_lat, max_lon, max_lat)
+
+
+MAX_AWAY_KM = 1000
+MAX_OUTSIDE = 20
+_COMMUNE = r"[0-9][0-9AB][0-9]{3}"
+_COLLECTIVITE = r"[0-9]{1,3}[A-Z]{1,2}"
+_DEPARTEMENT = r"(?:0[1-9]|1[0-9]|2[1-9AB]|[3-8][0-9]|9[0-5]|97[1-46])"
+# A commune code, a collectivité code, or lon,lat (the order of bbox and GeoJSON).
+AWAY_FROM = rf"^(?:{_COMMUNE}|{_COLLECTIVITE}|{_DECIMAL},{_DECIMAL})$"
+OUTSIDE = rf"^(?:{_DEPARTEMENT}|{_COLLECTIVITE})$"
+
+
+async def _away(conn: ReaderDep, away_from: str | None, min_distance_km: float | None) -> search.Away | None:
+    if away_from is None and min_distance_km is None:
+        return None
+    if away_from is None:
+        raise InvalidParameter("away_from", "min_distance_km needs a place to keep away from")
+    if min_distance_km is None:
+        raise InvalidParameter("min_distance_km", "say how far from away_from, in km")
+    if not re.fullmatch(AWAY_FROM, away_from):
+        raise InvalidParameter("away_from", "expected a commune code, a collectivité code or lon,lat")
+    min_m = min_distance_km * 1000
+    if "," in away_from:
+        lon, lat = (float(part) for part in away_from.split(","))
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise InvalidParameter("away_from", "expected lon,lat: a longitude (±180) then a latitude (±90)")
+        return search.Away(min_m=min_m, point=search.Point(lon=lon, lat=lat))
+    if re.fullmatch(_COMMUNE, away_from):
+        commune = commune_of(away_from)
+        if await territories.unknown_codes(conn, territories.TerritoryKind.commune, [commune]):
+            raise InvalidParameter("away_from", "no commune with this INSEE code")
+        return search.Away(min_m=min_m, commune=commune)
+    if await territories.unknown_codes(conn, territories.TerritoryKind.collectivite, [away_from]):
+        raise InvalidParameter("away_from", "no collectivité with this code")
+    return search.Away(min_m=min_m, collectivite=away_from)
+
+
+async def _outside(conn: ReaderDep, codes: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(départements, collectivités) named by `outside`; a code is a département's when one has it."""
+    unknown_departements = set(await territories.unknown_codes(conn, territories.TerritoryKind.departement, codes))
+    maybe_collectivites = [code for code in codes if code in unknown_departements]
+    unknown = await territories.unknown_codes(conn, territories.TerritoryKind.collectivite, maybe_collectivites)
+    if unknown:
+        raise InvalidParameter("outside", f"item {codes.index(unknown[0])} is not a département or collectivité code")
+    departements = tuple(sorted({code for code in codes if code not in unknown_departements}))
+    return departements, tuple(sorted(set(maybe_collectivites)))
 
 
 async def _origin(
@@ -116,6 +163,28 @@ async def search_query(
     include_covering: Annotated[
         bool, Query(description="Also services located farther whose area covers the origin.")
     ] = True,
+    away_from: Annotated[
+        str | None,
+        Query(
+            max_length=100,
+            description="Éloignement: a place of danger to keep away from — a commune code, a collectivité "
+            "code (any point of its territory counts) or lon,lat. Needs min_distance_km. Judged on where a "
+            "service receives people (a safe house's commune point); services without a location stay.",
+            json_schema_extra={"pattern": AWAY_FROM},
+        ),
+    ] = None,
+    min_distance_km: Annotated[
+        float | None,
+        Query(gt=0, le=MAX_AWAY_KM, allow_inf_nan=False, description="How far from away_from, at least."),
+    ] = None,
+    outside: Annotated[
+        list[str] | None,
+        Query(
+            max_length=MAX_OUTSIDE,
+            description="Only services received outside these départements or collectivités; repeatable.",
+            json_schema_extra={"items": {"type": "string", "pattern": OUTSIDE}, "uniqueItems": True},
+        ),
+    ] = None,
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> search.Query:
@@ -139,6 +208,14 @@ async def search_query(
         raise InvalidParameter("open_at", "use open_now or open_at, not both")
     box = _bbox(bbox) if bbox is not None else None
     origin = await _origin(conn, lat, lon, commune, postal_code)
+    away = await _away(conn, away_from, min_distance_km)
+    outside = outside or []
+    for index, code in enumerate(outside):
+        if not re.fullmatch(OUTSIDE, code):
+            raise InvalidParameter("outside", f"item {index} is not a département or collectivité code")
+    if len(set(outside)) != len(outside):
+        raise InvalidParameter("outside", "codes must not repeat")
+    outside_departements, outside_collectivites = await _outside(conn, outside)
     page = Pagination(request, _fingerprint(request), 1 if box else 3, limit=limit, cursor=cursor)
     filters = search.Filters(
         specialisms=tuple(sorted(set(specialism or ()))),
@@ -152,6 +229,9 @@ async def search_query(
         available=available,
         collective=collective,
         text=q.strip() if q else None,
+        away=away,
+        outside_departements=outside_departements,
+        outside_collectivites=outside_collectivites,
     )
     return search.Query(
         viewer=principal,
