@@ -299,10 +299,14 @@ def _geographic_branches(query: Query, *, radius: str = "%(radius)s") -> list[st
                 f" AND ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s)"
             )
     if query.include_covering:
-        branches.append(f"SELECT s.id {_FROM} WHERE s.covers_national")
+        # When the bound holds, a service on the first page is within it, hence in the first branch
+        # already (covering or not); one located farther, or nowhere (sorted last), cannot be on it.
+        # The two branches are then skipped: a one-time filter, so their scans never run.
+        needed = "NOT (SELECT holds FROM bound)" if radius != "%(radius)s" else "true"
+        branches.append(f"SELECT s.id {_FROM} WHERE {needed} AND s.covers_national")
         # Fenced: left to itself the planner ANDs this small GiST scan with the bitmap of a whole
         # specialism (a tenth of the directory), which costs ten times the rest of the search.
-        covering = f"SELECT * FROM service WHERE ST_Covers(coverage, {_ORIGIN}) OFFSET 0"
+        covering = f"SELECT * FROM service WHERE {needed} AND ST_Covers(coverage, {_ORIGIN}) OFFSET 0"
         branches.append(f"SELECT s.id FROM ({covering}) s {JOINS} WHERE true")
     return branches
 
@@ -315,7 +319,8 @@ def _geographic_branches(query: Query, *, radius: str = "%(radius)s") -> list[st
 # holds only when all of them are candidates, within the radius; otherwise the radius stays.
 _BOUND = f"""bound AS (
     SELECT CASE WHEN count(*) FILTER (WHERE candidate) < %(limit)s THEN %(radius)s::float8
-                ELSE least(%(radius)s::float8, max(key) + 501) END AS radius
+                ELSE least(%(radius)s::float8, max(key) + 501) END AS radius,
+           count(*) FILTER (WHERE candidate) >= %(limit)s AS holds
       FROM (SELECT ({_distance_sql()})::float8 AS key,
                    ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s) AS candidate
               {_FROM} WHERE l.id IS NOT NULL AND {{where}}
