@@ -42,38 +42,47 @@ class BBox:
     max_lat: float
 
 
+# The territories a place of danger may be, by the table holding their boundaries (allow-listed).
+AWAY_TERRITORIES = ("commune", "departement", "collectivite")
+
+
 @dataclass(frozen=True)
 class Away:
     """Éloignement: keep only services received at least `min_m` metres from a place of danger — a
-    point, or any point of a commune's or a collectivité's territory (its boundary, not its centre:
-    a large commune's edge can lie kilometres from its point)."""
+    point, or any point of a commune's, a département's or a collectivité's territory (its boundary,
+    not its centre: a large commune's edge can lie kilometres from its point)."""
 
     min_m: float
     point: Point | None = None
-    commune: str | None = None
-    collectivite: str | None = None
+    territory: tuple[str, str] | None = None  # (one of AWAY_TERRITORIES, code), with a boundary
 
     def geography(self) -> str:
         """The place of danger as one geography (SQL, allow-listed shapes)."""
-        if self.point is not None:
+        if self.territory is None:
             return "ST_SetSRID(ST_MakePoint(%(away_lon)s::float8, %(away_lat)s::float8), 4326)::geography"
-        if self.commune is not None:
-            return "(SELECT coalesce(boundary, point)::geography FROM commune WHERE code = %(away_code)s::text)"
-        return "(SELECT boundary::geography FROM collectivite WHERE code = %(away_code)s::text)"
+        table = self.territory[0]
+        assert table in AWAY_TERRITORIES
+        return f"(SELECT boundary::geography FROM {table} WHERE code = %(away_code)s::text)"
 
     def params(self) -> dict[str, Any]:
         return {
             "away_m": self.min_m,
             "away_lon": self.point.lon if self.point else None,
             "away_lat": self.point.lat if self.point else None,
-            "away_code": self.commune or self.collectivite,
+            "away_code": self.territory[1] if self.territory else None,
         }
 
 
-# Away and outside judge where a service receives people: its location's public point (a safe
-# house's commune point, so neither can be used to narrow one down) and its location's commune.
+# Away and outside judge where a service receives people, never more precisely than the viewer may
+# know it: a public location by its point; a safe house by its whole commune (its territory, which is
+# public), so that it is kept only when every point of its commune is far enough — its door may be
+# anywhere in it — and neither filter can narrow one down. `outside` reads the location's commune.
 # A service without a location (a phone line, an online service) is no place near danger: it stays.
-_AWAY = "(l.id IS NULL OR NOT ST_DWithin(l.public_point::geography, {place}, %(away_m)s))"
+_RECEIVED_AT = (
+    "(CASE WHEN l.visibility = 'confidential' THEN coalesce(lc.boundary, l.public_point)"
+    " ELSE l.public_point END)::geography"
+)
+_AWAY = f"(l.id IS NULL OR NOT ST_DWithin({_RECEIVED_AT}, {{place}}, %(away_m)s))"
 _OUTSIDE = (
     "(l.id IS NULL OR NOT (lc.departement_code = ANY(%(outside_departements)s::text[])"
     " OR lc.collectivite_code = ANY(%(outside_collectivites)s::text[])))"
@@ -199,16 +208,18 @@ def _distance_sql() -> str:
     return f"CASE WHEN l.id IS NULL THEN NULL WHEN {VISIBLE} THEN round({exact}) ELSE {coarse} END"
 
 
-def feature_sql(
-    *, with_origin: bool, match: str | None = None, open_now: str = _OPEN_NOW, next_opening: str = _NEXT
-) -> str:
+def feature_sql(*, with_origin: bool, match: str | None = None) -> str:
     """One service as a GeoJSON Feature, confidentiality applied for the viewer; with `match` (a
-    search's), why it is on the page."""
+    search's), why it is on the page.
+
+    One scalar subquery, so that PostgreSQL evaluates it after the sort and the limit, for the page's
+    rows only, and reads the opening hours (plpgsql, the costliest part of a feature) once: the next
+    opening only when the service is closed now, the only case where it is not null."""
     distance = "sort.distance" if with_origin else "NULL::float8"
     why = f"'match', {match}," if match else ""
     covers = f"(s.covers_national OR coalesce(ST_Covers(s.coverage, {_ORIGIN}), false))" if with_origin else "false"
     return f"""
-    json_build_object(
+    (SELECT json_build_object(
         'type', 'Feature',
         'id', s.id,
         'geometry', CASE WHEN l.id IS NULL THEN NULL
@@ -228,8 +239,8 @@ def feature_sql(
             'front_door', CASE WHEN l.visibility = 'confidential' AND NOT {VISIBLE}
                                THEN json_build_object('phone', l.front_door_phone, 'email', l.front_door_email) END,
             'contact', json_build_object('phone', s.phone, 'email', s.email, 'website', s.website),
-            'open_now', {open_now},
-            'next_opening', {next_opening},
+            'open_now', hours.open_now,
+            'next_opening', hours.next_opening,
             'status', s.status,
             'closure', CASE WHEN s.status = 'temporarily_closed' THEN json_build_object(
                 'from', s.closed_from, 'until', s.closed_until, 'message', s.closure_message) END,
@@ -239,6 +250,8 @@ def feature_sql(
             'stale', {_STALE},
             {why}
             'demo', s.demo))
+       FROM (SELECT now_.open_now, CASE WHEN now_.open_now IS FALSE THEN {_NEXT} END AS next_opening
+               FROM (SELECT {_OPEN_NOW} AS open_now) now_) hours)
     """
 
 
@@ -250,7 +263,8 @@ _BANDS = ((2_000, "0-2 km"), (10_000, "2-10 km"), (30_000, "10-30 km"), (100_000
 def _match_sql(query: Query) -> str:
     """Why a service is on the page and where: the requested specialisms it offers, how it reaches the
     place, the distance band, whether it is open, its capacity, its freshness and, with `away_from`,
-    how far its public point lies from the place of danger (whole km, rounded down)."""
+    how far from the place of danger it receives people (whole km, rounded down; for a safe house, the
+    nearest point of its commune: at least that far)."""
     if query.bbox is not None:
         reach = "'in_box'"
         band = "NULL"
@@ -265,7 +279,7 @@ def _match_sql(query: Query) -> str:
     away = query.filters.away
     away_km = "NULL::int"
     if away is not None:
-        away_m = f"ST_Distance(l.public_point::geography, {away.geography()})"
+        away_m = f"ST_Distance({_RECEIVED_AT}, {away.geography()})"
         away_km = f"CASE WHEN l.id IS NULL THEN NULL ELSE floor({away_m} / 1000)::int END"
     return f"""json_build_object(
         'specialisms', ARRAY(SELECT x FROM unnest(s.specialisms) x
@@ -318,14 +332,16 @@ def _geographic_branches(query: Query, *, radius: str = "%(radius)s") -> list[st
 # last row. A service whose key is within that bound lies within it too, give or take the rounding of
 # its distance — half a metre, or 500 m when rounded to the kilometre — so the radius shrinks to the
 # bound plus 501 m. (Locations the viewer sees exactly have their own branch, see above.) The bound
-# holds only when all of them are candidates, within the radius; otherwise the radius stays.
+# holds only when `limit` of them lie within the radius; otherwise the radius stays. The scan itself
+# stops at the radius: a selective filter (a rare language, away_from) would otherwise walk the whole
+# directory nearest first looking for `limit` rows that pass.
 _BOUND = f"""bound AS (
-    SELECT CASE WHEN count(*) FILTER (WHERE candidate) < %(limit)s THEN %(radius)s::float8
+    SELECT CASE WHEN count(*) < %(limit)s THEN %(radius)s::float8
                 ELSE least(%(radius)s::float8, max(key) + 501) END AS radius,
-           count(*) FILTER (WHERE candidate) >= %(limit)s AS holds
-      FROM (SELECT ({_distance_sql()})::float8 AS key,
-                   ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s) AS candidate
+           count(*) >= %(limit)s AS holds
+      FROM (SELECT ({_distance_sql()})::float8 AS key
               {_FROM} WHERE l.id IS NOT NULL AND {{where}}
+               AND ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s)
              ORDER BY l.public_point::geography <-> {_ORIGIN}::geography
              LIMIT %(limit)s) nearest
 )"""
@@ -373,18 +389,12 @@ async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
         order = key_columns = "s.id"
         if query.after:
             params.update(after_id=query.after[0])
-    feature = feature_sql(
-        with_origin=query.origin is not None,
-        match=_match_sql(query),
-        open_now="hours.open_now",
-        next_opening="hours.next_opening",
-    )
+    feature = feature_sql(with_origin=query.origin is not None, match=_match_sql(query))
     statement = f"""
         WITH {_BOUND.format(where=where) + "," if bounded else ""} candidate AS ({candidates})
         SELECT {feature}::text, {EXACT_CONFIDENTIAL}, {key_columns}
           FROM candidate c JOIN service s ON s.id = c.id {JOINS}
           CROSS JOIN LATERAL ({sort}) sort
-          CROSS JOIN LATERAL (SELECT {_OPEN_NOW} AS open_now, {_NEXT} AS next_opening) hours
          WHERE {keyset if query.after else "true"}
          ORDER BY {order}
          LIMIT %(limit)s

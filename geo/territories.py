@@ -280,6 +280,16 @@ async def unknown_codes(conn: AsyncConnection, kind: TerritoryKind, codes: Seque
     return [code for code in codes if code not in found]
 
 
+async def has_boundary(conn: AsyncConnection, kind: TerritoryKind, code: str) -> bool | None:
+    """Whether a territory has a boundary in the reference data; None when no territory has this
+    code. (Four communes restored in 2025 have none.)"""
+    table = TerritoryKind(kind).value  # allow-listed: the enum's values are table names
+    row = await (
+        await conn.execute(f"SELECT boundary IS NOT NULL FROM {table} WHERE code = %(code)s::text", {"code": code})
+    ).fetchone()
+    return None if row is None else bool(row[0])
+
+
 async def commune_near(
     conn: AsyncConnection, code: str, *, lon: float, lat: float, within_m: float = NEAREST_COMMUNE_MAX_M
 ) -> tuple[str, str, bool] | None:

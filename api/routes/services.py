@@ -14,6 +14,7 @@ from directory.models import Audience, Channel, Gender
 from directory.schemas import SpecialismSlug, Text, Timestamp
 from geo import territories
 from geo.codes import commune_of
+from geo.territories import TerritoryKind
 
 from ..audit import journal_exact_reads
 from ..auth import AnyRole
@@ -56,8 +57,8 @@ MAX_OUTSIDE = 20
 _COMMUNE = r"[0-9][0-9AB][0-9]{3}"
 _COLLECTIVITE = r"[0-9]{1,3}[A-Z]{1,2}"
 _DEPARTEMENT = r"(?:0[1-9]|1[0-9]|2[1-9AB]|[3-8][0-9]|9[0-5]|97[1-46])"
-# A commune code, a collectivité code, or lon,lat (the order of bbox and GeoJSON).
-AWAY_FROM = rf"^(?:{_COMMUNE}|{_COLLECTIVITE}|{_DECIMAL},{_DECIMAL})$"
+# A commune, département or collectivité code, or lon,lat (the order of bbox and GeoJSON).
+AWAY_FROM = rf"^(?:{_COMMUNE}|{_DEPARTEMENT}|{_COLLECTIVITE}|{_DECIMAL},{_DECIMAL})$"
 OUTSIDE = rf"^(?:{_DEPARTEMENT}|{_COLLECTIVITE})$"
 
 
@@ -69,28 +70,35 @@ async def _away(conn: ReaderDep, away_from: str | None, min_distance_km: float |
     if min_distance_km is None:
         raise InvalidParameter("min_distance_km", "say how far from away_from, in km")
     if not re.fullmatch(AWAY_FROM, away_from):
-        raise InvalidParameter("away_from", "expected a commune code, a collectivité code or lon,lat")
+        raise InvalidParameter("away_from", "expected a commune, département or collectivité code, or lon,lat")
     min_m = min_distance_km * 1000
     if "," in away_from:
         lon, lat = (float(part) for part in away_from.split(","))
         if not (-180 <= lon <= 180 and -90 <= lat <= 90):
             raise InvalidParameter("away_from", "expected lon,lat: a longitude (±180) then a latitude (±90)")
         return search.Away(min_m=min_m, point=search.Point(lon=lon, lat=lat))
+    # A département's code first: "2A" has a collectivité code's shape but names Corse-du-Sud.
+    kinds: tuple[TerritoryKind, ...] = (TerritoryKind.departement, TerritoryKind.collectivite)
     if re.fullmatch(_COMMUNE, away_from):
-        commune = commune_of(away_from)
-        if await territories.unknown_codes(conn, territories.TerritoryKind.commune, [commune]):
-            raise InvalidParameter("away_from", "no commune with this INSEE code")
-        return search.Away(min_m=min_m, commune=commune)
-    if await territories.unknown_codes(conn, territories.TerritoryKind.collectivite, [away_from]):
-        raise InvalidParameter("away_from", "no collectivité with this code")
-    return search.Away(min_m=min_m, collectivite=away_from)
+        away_from, kinds = commune_of(away_from), (TerritoryKind.commune,)  # an arrondissement: its city
+    for kind in kinds:
+        found = await territories.has_boundary(conn, kind, away_from)
+        if found is None:
+            continue
+        if not found:
+            # Measuring from its centre would not be "any point of its territory": refuse, never guess.
+            raise InvalidParameter(
+                "away_from", f"this {kind.value} has no boundary in the reference data: give lon,lat"
+            )
+        return search.Away(min_m=min_m, territory=(kind.value, away_from))
+    raise InvalidParameter("away_from", f"no {' or '.join(kind.value for kind in kinds)} with this code")
 
 
 async def _outside(conn: ReaderDep, codes: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(départements, collectivités) named by `outside`; a code is a département's when one has it."""
-    unknown_departements = set(await territories.unknown_codes(conn, territories.TerritoryKind.departement, codes))
+    unknown_departements = set(await territories.unknown_codes(conn, TerritoryKind.departement, codes))
     maybe_collectivites = [code for code in codes if code in unknown_departements]
-    unknown = await territories.unknown_codes(conn, territories.TerritoryKind.collectivite, maybe_collectivites)
+    unknown = await territories.unknown_codes(conn, TerritoryKind.collectivite, maybe_collectivites)
     if unknown:
         raise InvalidParameter("outside", f"item {codes.index(unknown[0])} is not a département or collectivité code")
     departements = tuple(sorted({code for code in codes if code not in unknown_departements}))
@@ -167,9 +175,10 @@ async def search_query(
         str | None,
         Query(
             max_length=100,
-            description="Éloignement: a place of danger to keep away from — a commune code, a collectivité "
-            "code (any point of its territory counts) or lon,lat. Needs min_distance_km. Judged on where a "
-            "service receives people (a safe house's commune point); services without a location stay.",
+            description="Éloignement: a place of danger to keep away from — a commune, département or "
+            "collectivité code (any point of its territory counts; an arrondissement means its city) or "
+            "lon,lat. Needs min_distance_km. Judged on where a service receives people (a safe house: any "
+            "point of its commune); services without a location stay.",
             json_schema_extra={"pattern": AWAY_FROM},
         ),
     ] = None,
@@ -181,7 +190,8 @@ async def search_query(
         list[str] | None,
         Query(
             max_length=MAX_OUTSIDE,
-            description="Only services received outside these départements or collectivités; repeatable.",
+            description="Only services received outside these départements or collectivités (by their "
+            "location's commune); services without a location stay. Repeatable.",
             json_schema_extra={"items": {"type": "string", "pattern": OUTSIDE}, "uniqueItems": True},
         ),
     ] = None,

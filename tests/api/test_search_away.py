@@ -44,24 +44,29 @@ async def test_away_from_a_point_keeps_services_received_far_enough(
     assert [f["properties"]["match"]["away_km"] for f in body["features"]] == [5, 25]
 
 
-async def test_away_from_judges_a_safe_house_at_its_commune_point_only(
+async def test_away_from_judges_a_safe_house_by_its_whole_commune(
     client: httpx.AsyncClient, specialist: dict[str, str], world: World
 ) -> None:
-    """Standing on the safe house's exact doorstep tells nothing: it is kept or dropped by the
-    distance of its commune's point, which is public, so away_from cannot be used to find it."""
+    """A safe house's door may be anywhere in its commune (all that may be known of it): it is kept only
+    when every point of the commune is far enough. Standing on its doorstep, or anywhere in Saint-Flour,
+    drops it whatever the distance asked; and nothing finer than the commune can be learnt."""
     shelter = str(world.services["s3"].id)
     doorstep = world.points["l3"]
-    public = world.origin  # Saint-Flour's point, where the safe house is shown
-    public_km = _geodesic_km(doorstep, public)
-    assert 2.9 < public_km < 3.1
-    for min_km, kept in ((2.5, True), (3.5, False)):
+    for min_km in (0.1, 2.5, 3.5):
         body = await _search(
             client, specialist, **_near(world, away_from=f"{doorstep[0]},{doorstep[1]}", min_distance_km=min_km)
         )
-        assert (shelter in _ids(body)) is kept, min_km
-        if kept:
-            feature = next(f for f in body["features"] if f["id"] == shelter)
-            assert abs(feature["properties"]["match"]["away_km"] - public_km) < 1
+        assert shelter not in _ids(body), min_km
+    # 40 km east of Saint-Flour's point: its territory's nearest edge is a few km closer than that.
+    far = (world.origin[0] + 0.515, world.origin[1])
+    centre_km = _geodesic_km(far, world.origin)
+    assert 39 < centre_km < 41
+    body = await _search(client, specialist, **_near(world, away_from=f"{far[0]},{far[1]}", min_distance_km=20))
+    feature = next(f for f in body["features"] if f["id"] == shelter)
+    assert centre_km - 10 < feature["properties"]["match"]["away_km"] < centre_km - 1
+    # A public location is judged by its point: s1, 1 km north of the centre.
+    s1 = next(f for f in body["features"] if f["id"] == str(world.services["s1"].id))
+    assert abs(s1["properties"]["match"]["away_km"] - _geodesic_km(far, world.points["l1"])) < 1
 
 
 async def test_away_from_a_commune_or_a_collectivite_measures_from_its_whole_territory(
@@ -71,6 +76,14 @@ async def test_away_from_a_commune_or_a_collectivite_measures_from_its_whole_ter
     # s4 (25 km) is not.
     body = await _search(client, specialist, **_near(world, away_from="15187", min_distance_km=10))
     assert _ids(body) == _ids_of(world, "s4")
+    # The Cantal as a département: the same territory as its collectivité.
+    by_departement = await _search(
+        client, specialist, lat=world.origin[1], lon=world.origin[0], away_from="15", min_distance_km=1, limit=100
+    )
+    by_collectivite = await _search(
+        client, specialist, lat=world.origin[1], lon=world.origin[0], away_from="15D", min_distance_km=1, limit=100
+    )
+    assert _ids(by_departement) == _ids(by_collectivite)
     # Away from the whole Cantal: every service located here lies in it; the national line (no
     # location, no place near danger) stays, and services located elsewhere that cover the place.
     everything = await _search(
@@ -174,7 +187,8 @@ async def test_match_in_a_box(client: httpx.AsyncClient, specialist: dict[str, s
         ({"away_from": "nowhere", "min_distance_km": "10"}, "away_from"),
         ({"away_from": "99999", "min_distance_km": "10"}, "away_from"),
         ({"away_from": "99Z", "min_distance_km": "10"}, "away_from"),
-        ({"away_from": "2A", "min_distance_km": "10"}, "away_from"),  # a département, not a collectivité
+        ({"away_from": "15031", "min_distance_km": "10"}, "away_from"),  # restored in 2025: no boundary
+        ({"away_from": "975", "min_distance_km": "10"}, "away_from"),
         ({"away_from": "45.0,3.0,1", "min_distance_km": "10"}, "away_from"),
         ({"away_from": "200,45", "min_distance_km": "10"}, "away_from"),
         ({"away_from": "15187", "min_distance_km": "0"}, "min_distance_km"),
@@ -193,6 +207,24 @@ async def test_bad_away_or_outside_is_a_422_naming_it(
     assert response.json()["errors"][0]["name"] == name
 
 
-async def test_corsica_is_a_departement_code_for_outside(client: httpx.AsyncClient, specialist: dict[str, str]) -> None:
-    response = await client.get(URL, params={"lat": "45", "lon": "3", "outside": ["2A", "20R"]}, headers=specialist)
-    assert response.status_code == 200, response.text
+async def test_corsica_is_a_departement_code(client: httpx.AsyncClient, specialist: dict[str, str]) -> None:
+    """2A has a collectivité code's shape but names Corse-du-Sud; Corsica's collectivité is 20R."""
+    for params in ({"outside": ["2A", "20R"]}, {"away_from": "2A", "min_distance_km": "50"}):
+        response = await client.get(URL, params={"lat": "45", "lon": "3", **params}, headers=specialist)
+        assert response.status_code == 200, response.text
+
+
+async def test_a_commune_without_a_boundary_is_refused_with_a_way_out(
+    client: httpx.AsyncClient, specialist: dict[str, str]
+) -> None:
+    response = await client.get(
+        URL, params={"lat": "45", "lon": "3", "away_from": "15031", "min_distance_km": "5"}, headers=specialist
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {
+            "in": "query",
+            "name": "away_from",
+            "message": "this commune has no boundary in the reference data: give lon,lat",
+        }
+    ]
