@@ -328,21 +328,29 @@ def _geographic_branches(query: Query, *, radius: str = "%(radius)s") -> list[st
 
 
 # The first page of a search near a point does not need every service within the radius: any `limit`
-# of them (here the nearest by the index) have sort keys whose largest bounds the key of the page's
-# last row. A service whose key is within that bound lies within it too, give or take the rounding of
-# its distance — half a metre, or 500 m when rounded to the kilometre — so the radius shrinks to the
-# bound plus 501 m. (Locations the viewer sees exactly have their own branch, see above.) The bound
-# holds only when `limit` of them lie within the radius; otherwise the radius stays. The scan itself
-# stops at the radius: a selective filter (a rare language, away_from) would otherwise walk the whole
-# directory nearest first looking for `limit` rows that pass.
+# of them have sort keys whose largest bounds the key of the page's last row. A service whose key is
+# within that bound lies within it too, give or take the rounding of its distance — half a metre, or
+# 500 m when rounded to the kilometre — so the radius shrinks to the bound plus 501 m. (Locations the
+# viewer sees exactly have their own branch, see above.) The `limit` are taken, nearest first, among
+# the BOUND_SCAN locations nearest the origin (a KNN index scan that stops there): a selective filter
+# (a rare language, away_from) would otherwise walk the whole directory looking for `limit` that
+# pass. The bound holds only when `limit` of those pass the filters within the radius; otherwise the
+# radius stays, exact either way.
+BOUND_SCAN = 2000
 _BOUND = f"""bound AS (
-    SELECT CASE WHEN count(*) < %(limit)s THEN %(radius)s::float8
+    SELECT CASE WHEN count(*) FILTER (WHERE candidate) < %(limit)s THEN %(radius)s::float8
                 ELSE least(%(radius)s::float8, max(key) + 501) END AS radius,
-           count(*) >= %(limit)s AS holds
-      FROM (SELECT ({_distance_sql()})::float8 AS key
-              {_FROM} WHERE l.id IS NOT NULL AND {{where}}
-               AND ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s)
-             ORDER BY l.public_point::geography <-> {_ORIGIN}::geography
+           count(*) FILTER (WHERE candidate) >= %(limit)s AS holds
+      FROM (SELECT ({_distance_sql()})::float8 AS key,
+                   ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s) AS candidate
+              FROM (SELECT *, public_point::geography <-> {_ORIGIN}::geography AS knn FROM location
+                     WHERE archived_at IS NULL ORDER BY knn LIMIT {BOUND_SCAN}) l
+              JOIN service s ON s.location_id = l.id
+              JOIN organisation o ON o.id = s.organisation_id
+              LEFT JOIN commune lc ON lc.code = l.commune_code
+              LEFT JOIN departement d ON d.code = lc.departement_code
+             WHERE {{where}}
+             ORDER BY l.knn  -- the scan's own order: rows stream, and it stops at the limit
              LIMIT %(limit)s) nearest
 )"""
 
