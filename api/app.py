@@ -182,7 +182,12 @@ def create_app(
         url = settings.database_url or Cluster(settings.var_dir).app_url("maillage")
         timeout = settings.statement_timeout_ms
         app.state.engine = make_engine(url, pool_size=settings.db_pool_size, statement_timeout_ms=timeout)
-        app.state.reader = make_reader_pool(url, size=settings.db_pool_size, statement_timeout_ms=timeout)
+        app.state.reader = make_reader_pool(
+            url,
+            size=settings.db_pool_size,
+            statement_timeout_ms=timeout,
+            prepared_statements=settings.prepared_statements,
+        )
         await app.state.reader.open(wait=True, timeout=30)
         owned_http = http_client is None
         app.state.http = http_client or httpx.AsyncClient(timeout=10.0, follow_redirects=False)

@@ -33,7 +33,9 @@ def make_engine(url: str, *, pool_size: int, statement_timeout_ms: int) -> Async
     )
 
 
-def make_reader_pool(url: str, *, size: int, statement_timeout_ms: int) -> AsyncConnectionPool:
+def make_reader_pool(
+    url: str, *, size: int, statement_timeout_ms: int, prepared_statements: bool = True
+) -> AsyncConnectionPool:
     return AsyncConnectionPool(
         url.replace("postgresql+psycopg://", "postgresql://", 1),
         min_size=size,
@@ -42,6 +44,8 @@ def make_reader_pool(url: str, *, size: int, statement_timeout_ms: int) -> Async
             "autocommit": True,
             "options": _options(statement_timeout_ms),
             "application_name": "maillage-api-reader",
+            # psycopg's default threshold (5), or never (api.settings.Settings.prepared_statements).
+            "prepare_threshold": 5 if prepared_statements else None,
         },
         open=False,
         name="reader",

@@ -407,10 +407,11 @@ async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
          ORDER BY {order}
          LIMIT %(limit)s
     """
-    # A search near a point is never prepared: a generic plan, blind to the radius and the bound, takes
-    # 30 times longer. A bbox listing's generic plan is as good as a custom one, and saves the planning.
-    prepare = False if query.origin is not None else None
-    rows = await (await _execute(conn, statement, params, prepare=prepare)).fetchall()
+    # Prepared as the connection says (psycopg's threshold; off behind PgBouncer < 1.21). Since the
+    # bound's scan streams nearest first and stops, the generic plan of a search near a point is as
+    # good as a custom one at 1, 30 and 200 km (median 36/30/30 ms against 59/40/41 ms unprepared on
+    # 1M services), and it saves the planning of a long statement.
+    rows = await (await _execute(conn, statement, params, prepare=None)).fetchall()
     has_next = len(rows) > query.limit
     rows = rows[: query.limit]
     last_key = _key(rows[-1][2:]) if has_next and rows else None
@@ -443,7 +444,7 @@ def _positional(statement: str) -> tuple[str, tuple[str, ...]]:
 
 
 async def _execute(
-    conn: AsyncConnection, statement: str, params: dict[str, Any], *, prepare: bool | None
+    conn: AsyncConnection, statement: str, params: dict[str, Any], *, prepare: bool | None = None
 ) -> AsyncRawCursor[Any]:
     text, names = _positional(statement)
     cursor = AsyncRawCursor(conn)
