@@ -33,18 +33,21 @@ MAX_RADIUS_KM = 200
 MAX_BBOX_DEGREES = 10
 
 
-_DECIMAL = r"-?(?:[0-9]{1,3}(?:\.[0-9]*)?|\.[0-9]+)"
-# Four plain decimals (no exponent, no inf/nan, no spaces): the shape the document states. The order
-# of the corners and the 10° span relate the numbers to each other, which no schema can say.
-BBOX = rf"^{_DECIMAL},{_DECIMAL},{_DECIMAL},{_DECIMAL}$"
+# Plain decimals (no exponent, no inf/nan, no spaces) within a longitude's ±180 and a latitude's ±90:
+# the pattern the document states is the whole rule for one coordinate.
+_FRACTION = r"(?:\.[0-9]*)?"
+_LON = rf"-?(?:180(?:\.0*)?|(?:1[0-7][0-9]|[0-9]{{1,2}}){_FRACTION}|\.[0-9]+)"
+_LAT = rf"-?(?:90(?:\.0*)?|[0-8]?[0-9]{_FRACTION}|\.[0-9]+)"
+# The order of the corners and the 10° span relate the numbers to each other, which no schema can say.
+BBOX = rf"^{_LON},{_LAT},{_LON},{_LAT}$"
 
 
 def _bbox(value: str) -> search.BBox:
     if not re.fullmatch(BBOX, value):
-        raise InvalidParameter("bbox", "expected minLon,minLat,maxLon,maxLat as four decimal numbers")
+        raise InvalidParameter(
+            "bbox", "expected minLon,minLat,maxLon,maxLat: four decimal numbers, longitudes ±180, latitudes ±90"
+        )
     min_lon, min_lat, max_lon, max_lat = (float(part) for part in value.split(","))
-    if not all(-180 <= x <= 180 for x in (min_lon, max_lon)) or not all(-90 <= y <= 90 for y in (min_lat, max_lat)):
-        raise InvalidParameter("bbox", "coordinates must be finite longitudes (±180) and latitudes (±90)")
     if min_lon >= max_lon or min_lat >= max_lat:
         raise InvalidParameter("bbox", "the box is inverted or empty: minLon < maxLon and minLat < maxLat")
     if max_lon - min_lon > MAX_BBOX_DEGREES or max_lat - min_lat > MAX_BBOX_DEGREES:
@@ -58,7 +61,7 @@ _COMMUNE = r"[0-9][0-9AB][0-9]{3}"
 _COLLECTIVITE = r"[0-9]{1,3}[A-Z]{1,2}"
 _DEPARTEMENT = r"(?:0[1-9]|1[0-9]|2[1-9AB]|[3-8][0-9]|9[0-5]|97[1-46])"
 # A commune, département or collectivité code, or lon,lat (the order of bbox and GeoJSON).
-AWAY_FROM = rf"^(?:{_COMMUNE}|{_DEPARTEMENT}|{_COLLECTIVITE}|{_DECIMAL},{_DECIMAL})$"
+AWAY_FROM = rf"^(?:{_COMMUNE}|{_DEPARTEMENT}|{_COLLECTIVITE}|{_LON},{_LAT})$"
 OUTSIDE = rf"^(?:{_DEPARTEMENT}|{_COLLECTIVITE})$"
 
 
@@ -70,12 +73,13 @@ async def _away(conn: ReaderDep, away_from: str | None, min_distance_km: float |
     if min_distance_km is None:
         raise InvalidParameter("min_distance_km", "say how far from away_from, in km")
     if not re.fullmatch(AWAY_FROM, away_from):
-        raise InvalidParameter("away_from", "expected a commune, département or collectivité code, or lon,lat")
+        raise InvalidParameter(
+            "away_from",
+            "expected a commune, département or collectivité code, or lon,lat (longitude ±180, latitude ±90)",
+        )
     min_m = min_distance_km * 1000
     if "," in away_from:
         lon, lat = (float(part) for part in away_from.split(","))
-        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
-            raise InvalidParameter("away_from", "expected lon,lat: a longitude (±180) then a latitude (±90)")
         return search.Away(min_m=min_m, point=search.Point(lon=lon, lat=lat))
     # A département's code first: "2A" has a collectivité code's shape but names Corse-du-Sud.
     kinds: tuple[TerritoryKind, ...] = (TerritoryKind.departement, TerritoryKind.collectivite)

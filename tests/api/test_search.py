@@ -528,6 +528,8 @@ async def test_empty_results_say_why(client: httpx.AsyncClient, specialist: dict
         ({"bbox": "2,48,3"}, "bbox"),
         ({"bbox": "2,48,3,inf"}, "bbox"),
         ({"bbox": "a,b,c,d"}, "bbox"),
+        ({"bbox": "179,48,180.5,49"}, "bbox"),
+        ({"bbox": "2,89,3,90.01"}, "bbox"),
         ({"lat": "45", "lon": "3", "specialism": "sorcery"}, "specialism"),
         ({"commune": "99999"}, "commune"),
         ({"commune": "7505"}, "commune"),

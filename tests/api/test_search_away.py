@@ -191,6 +191,7 @@ async def test_match_in_a_box(client: httpx.AsyncClient, specialist: dict[str, s
         ({"away_from": "975", "min_distance_km": "10"}, "away_from"),
         ({"away_from": "45.0,3.0,1", "min_distance_km": "10"}, "away_from"),
         ({"away_from": "200,45", "min_distance_km": "10"}, "away_from"),
+        ({"away_from": "2,90.5", "min_distance_km": "10"}, "away_from"),
         ({"away_from": "15187", "min_distance_km": "0"}, "min_distance_km"),
         ({"away_from": "15187", "min_distance_km": "1001"}, "min_distance_km"),
         ({"away_from": "15187", "min_distance_km": "nan"}, "min_distance_km"),

@@ -97,6 +97,13 @@ DEVIATIONS = (
     ),
     Deviation(_EXISTS, ANY, r"query:(commune|postal_code|collectivite)", r"^no (commune|collectivité)"),
     Deviation(
+        _EXISTS + " A territory to keep away from must also have a boundary in the reference data.",
+        r"GET /v1/services/search",
+        r"query:(away_from|outside)",
+        r"^no (commune|département|collectivité)( or collectivité)? with this code|has no boundary in the reference"
+        r"|^item \d+ is not a département or collectivité code",
+    ),
+    Deviation(
         "A webhook URL is accepted once its host resolves, to public addresses only: that is the network's "
         "answer at the time, not a shape.",
         r"POST /v1/webhook-subscriptions",
@@ -108,7 +115,13 @@ DEVIATIONS = (
         r"GET /v1/services/search",
         r"query:(lat|lon|open_at|bbox)",
         r"give exactly one origin|lat and lon go together|use open_now or open_at|the box is inverted"
-        r"|the box may span|coordinates must be finite",
+        r"|the box may span",
+    ),
+    Deviation(
+        _RELATED,
+        r"GET /v1/services/search",
+        r"query:(away_from|min_distance_km)",
+        r"min_distance_km needs a place|say how far from away_from",
     ),
     Deviation(
         _RELATED + " The period is also relative to today: at most 60 months, ending by default this month.",
