@@ -29,6 +29,7 @@ listings_app = typer.Typer(no_args_is_help=True, help="Listing upkeep.")
 handoffs_app = typer.Typer(no_args_is_help=True, help="Care-pathway upkeep.")
 sync_app = typer.Typer(no_args_is_help=True, help="Outbound webhooks.")
 retention_app = typer.Typer(no_args_is_help=True, help="Data retention (CNIL).")
+hours_app = typer.Typer(no_args_is_help=True, help="Opening calendars, the search's projection of opening hours.")
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(clients_app, name="clients")
@@ -36,6 +37,7 @@ app.add_typer(listings_app, name="listings")
 app.add_typer(handoffs_app, name="handoffs")
 app.add_typer(sync_app, name="sync")
 app.add_typer(retention_app, name="retention")
+app.add_typer(hours_app, name="hours")
 
 T = TypeVar("T")
 log = structlog.get_logger()
@@ -132,7 +134,7 @@ def seed(
 ) -> None:
     """Load reference data (territories, holidays, specialisms, CRIPs, the collective's members). Idempotent."""
     from directory import demo as demo_data
-    from directory import seeding
+    from directory import hours, seeding
     from geo.calendars import load_public_holidays
     from geo.loading import load_territories
 
@@ -141,12 +143,13 @@ def seed(
         _fail("demo listings are for local runs only: DATABASE_URL is set")
     with psycopg.connect(_plain(database_url(settings, owner=True))) as conn:
         report = load_territories(conn)
-        load_public_holidays(conn)
+        load_public_holidays(conn)  # drops the opening calendars of a zone whose holidays change
         seeding.seed_specialisms(conn)
         seeding.seed_hotline(conn)
         crips = seeding.seed_crips(conn)
         members = seeding.seed_collective(conn, SEEDS_DIR)
         demo_count = demo_data.seed_demo(conn) if demo else 0
+        hours.refresh(conn)
     state = "already loaded" if report.skipped else "loaded"
     typer.echo(
         f"territories {state}: {report.regions} régions, {report.departements} départements, "
@@ -371,6 +374,20 @@ def retention_apply() -> None:
     )
 
 
+@hours_app.command("refresh")
+def hours_refresh(
+    rebuild: Annotated[bool, typer.Option(help="Rebuild every calendar, not only missing or expiring ones.")] = False,
+) -> None:
+    """Build the opening calendars searches read (missing ones, and those with under 30 days of window
+    left) and drop unused ones. Searches stay right without them, only slower: run it daily until
+    scheduled jobs exist (the server also runs it when it starts). Runs as the schema owner."""
+    from directory import hours
+
+    with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
+        built, dropped = hours.refresh(conn, rebuild=rebuild)
+    typer.echo(f"{built} opening calendars built, {dropped} unused ones dropped")
+
+
 # --- API --------------------------------------------------------------------------------------
 
 
@@ -399,6 +416,10 @@ def serve() -> None:
 
     settings = _settings()
     url = database_url(settings)
+    try:
+        hours_refresh(rebuild=False)
+    except psycopg.Error as exc:  # searches stay right without fresh calendars, only slower
+        log.warning("hours.refresh.failed", error=str(exc).splitlines()[0])
     application = create_app(settings.model_copy(update={"database_url": url}))
     uvicorn.run(
         application,

@@ -23,6 +23,7 @@ from typing import Any
 
 from psycopg import AsyncConnection, AsyncRawCursor
 
+from . import hours
 from .access import EXACT_LOCATION, PLACED_BY_VIEWER, Principal, Role, sql_params
 
 STALE_AFTER_DAYS = 180
@@ -189,10 +190,10 @@ JOINS = """
 """
 _FROM = "FROM service s " + JOINS
 _BASE = "s.archived_at IS NULL AND s.status <> 'suspended' AND o.deactivated_at IS NULL"
-_TZ = "coalesce(d.timezone, 'Europe/Paris'), coalesce(d.holiday_zone, 'FR')"
-_OPEN_AT = f"service_is_open(s.schedule, s.status, s.closed_from, s.closed_until, {_TZ}, %(at)s)"
-_OPEN_NOW = f"service_is_open(s.schedule, s.status, s.closed_from, s.closed_until, {_TZ}, %(now)s)"
-_NEXT = f"service_next_opening(s.schedule, s.status, s.closed_from, s.closed_until, {_TZ}, %(now)s)"
+_TIMEZONE, _HOLIDAY_ZONE = "coalesce(d.timezone, 'Europe/Paris')", "coalesce(d.holiday_zone, 'FR')"
+_OPEN_AT = hours.open_at_sql("%(at)s::timestamptz", _TIMEZONE, _HOLIDAY_ZONE)
+_OPEN_NOW = hours.open_at_sql("%(now)s::timestamptz", _TIMEZONE, _HOLIDAY_ZONE)
+_NEXT = hours.next_opening_sql("%(now)s::timestamptz", _TIMEZONE, _HOLIDAY_ZONE)
 _ORIGIN = "ST_SetSRID(ST_MakePoint(%(lon)s::float8, %(lat)s::float8), 4326)"
 _ENVELOPE = "ST_MakeEnvelope(%(min_lon)s, %(min_lat)s, %(max_lon)s, %(max_lat)s, 4326)"
 VISIBLE = EXACT_LOCATION
@@ -213,7 +214,7 @@ def feature_sql(*, with_origin: bool, match: str | None = None) -> str:
     search's), why it is on the page.
 
     One scalar subquery, so that PostgreSQL evaluates it after the sort and the limit, for the page's
-    rows only, and reads the opening hours (plpgsql, the costliest part of a feature) once: the next
+    rows only, and reads the opening hours once (from the calendars, see directory/hours.py): the next
     opening only when the service is closed now, the only case where it is not null."""
     distance = "sort.distance" if with_origin else "NULL::float8"
     why = f"'match', {match}," if match else ""
