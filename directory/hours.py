@@ -87,7 +87,8 @@ def next_opening_sql(at: str, tz: str, zone: str) -> str:
     return f"""(SELECT CASE WHEN s.status = 'suspended' THEN NULL
                             WHEN s.schedule->>'mode' <> 'weekly' OR projected.at IS NULL THEN {function}
                             WHEN projected.at = '-infinity' THEN NULL ELSE projected.at END
-                  FROM (SELECT CASE WHEN s.schedule->>'mode' = 'weekly' THEN {calendar} END AS at) projected)"""
+                  FROM (SELECT CASE WHEN s.schedule->>'mode' = 'weekly' THEN {calendar} END AS at
+                         OFFSET 0) projected)"""  # fenced: read once, not once per reference above
 
 
 def refresh(conn: psycopg.Connection, *, rebuild: bool = False) -> tuple[int, int]:

@@ -252,7 +252,7 @@ def feature_sql(*, with_origin: bool, match: str | None = None) -> str:
             {why}
             'demo', s.demo))
        FROM (SELECT now_.open_now, CASE WHEN now_.open_now IS FALSE THEN {_NEXT} END AS next_opening
-               FROM (SELECT {_OPEN_NOW} AS open_now) now_) hours)
+               FROM (SELECT {_OPEN_NOW} AS open_now OFFSET 0) now_) hours)  -- fenced: evaluated once
     """
 
 
@@ -382,6 +382,11 @@ async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
     bounded = query.origin is not None and query.after is None
     branches = _geographic_branches(query, radius="(SELECT radius FROM bound)" if bounded else "%(radius)s")
     candidates = " UNION ".join(f"({branch} AND {where})" for branch in branches)
+    if query.bbox is not None:
+        # One branch, ordered by id: the page is its first `limit` after the cursor, so only those
+        # are joined and rendered (a 0.1° box in a city holds hundreds of services).
+        after = " AND s.id > %(after_id)s::uuid" if query.after else ""
+        candidates = f"{candidates.removesuffix(')')}{after} ORDER BY s.id LIMIT %(limit)s)"
     params = _params(query, now)
     if query.origin is not None:
         # Services with no location sort last (distance = infinity), then stale after fresh, then id.

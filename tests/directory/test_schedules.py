@@ -1,7 +1,7 @@
 """Opening hours, read in the service's own time zone with its zone's public holidays.
 
-These exercise the SQL functions service_is_open / service_next_opening, the only implementation
-of opening hours (search filters and properties both call them)."""
+These exercise the SQL functions service_is_open / service_next_opening, the definition of opening
+hours; the opening calendars searches read are checked against them in test_hours_projection.py."""
 
 import json
 from datetime import datetime
@@ -189,3 +189,20 @@ async def test_next_opening_skips_weekends_and_holidays(reader: AsyncConnection)
     )
     assert await _next(reader, OFFICE, "2026-12-01T10:00:00+01:00") is None  # open now
     assert await _next(reader, {"mode": "weekly", "weekly": {}}, "2026-12-01T10:00:00+01:00") is None  # never
+
+
+async def test_a_closure_that_starts_later(reader: AsyncConnection) -> None:
+    # Closed from Wednesday 2 December 00:00 to Friday 4 December 12:00, in the middle of the hours.
+    closed = ("2026-12-02T00:00:00+01:00", "2026-12-04T12:00:00+01:00")
+    kwargs = {"status": "temporarily_closed", "closed": closed}
+    # On Monday evening the closure has not started: Tuesday's opening is not hidden behind it.
+    assert await _open(reader, OFFICE, "2026-11-30T10:00:00+01:00", **kwargs) is True
+    assert await _next(reader, OFFICE, "2026-11-30T18:00:00+01:00", **kwargs) == datetime.fromisoformat(
+        "2026-12-01T08:00:00+00:00"
+    )
+    # On Tuesday evening the next opening is the closure's end, in the middle of Friday's hours.
+    assert await _next(reader, OFFICE, "2026-12-01T18:00:00+01:00", **kwargs) == datetime.fromisoformat(
+        "2026-12-04T11:00:00+00:00"
+    )
+    assert await _open(reader, OFFICE, "2026-12-04T11:59:59+01:00", **kwargs) is False
+    assert await _open(reader, OFFICE, "2026-12-04T12:00:00+01:00", **kwargs) is True
