@@ -34,6 +34,7 @@ openapi: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/resolve.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/coverage.py
 	$(BIN)/python bench/stats.py
 
 install: $(STAMP)

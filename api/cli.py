@@ -29,6 +29,7 @@ listings_app = typer.Typer(no_args_is_help=True, help="Listing upkeep.")
 handoffs_app = typer.Typer(no_args_is_help=True, help="Care-pathway upkeep.")
 sync_app = typer.Typer(no_args_is_help=True, help="Outbound webhooks.")
 retention_app = typer.Typer(no_args_is_help=True, help="Data retention (CNIL).")
+coverage_app = typer.Typer(no_args_is_help=True, help="Coverage of the territory, precomputed for the statistics.")
 hours_app = typer.Typer(no_args_is_help=True, help="Opening calendars, the search's projection of opening hours.")
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
@@ -38,6 +39,7 @@ app.add_typer(handoffs_app, name="handoffs")
 app.add_typer(sync_app, name="sync")
 app.add_typer(retention_app, name="retention")
 app.add_typer(hours_app, name="hours")
+app.add_typer(coverage_app, name="coverage")
 
 T = TypeVar("T")
 log = structlog.get_logger()
@@ -133,8 +135,8 @@ def seed(
     demo: Annotated[bool, typer.Option(help="Also load synthetic demo listings (local runs only).")] = False,
 ) -> None:
     """Load reference data (territories, holidays, specialisms, CRIPs, the collective's members). Idempotent."""
+    from directory import coverage, hours, seeding
     from directory import demo as demo_data
-    from directory import hours, seeding
     from geo.calendars import load_public_holidays
     from geo.loading import load_territories
 
@@ -149,6 +151,7 @@ def seed(
         crips = seeding.seed_crips(conn)
         members = seeding.seed_collective(conn, SEEDS_DIR)
         demo_count = demo_data.seed_demo(conn) if demo else 0
+        coverage.refresh(conn)
         hours.refresh(conn)
     state = "already loaded" if report.skipped else "loaded"
     typer.echo(
@@ -386,6 +389,19 @@ def hours_refresh(
     with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
         built, dropped = hours.refresh(conn, rebuild=rebuild)
     typer.echo(f"{built} opening calendars built, {dropped} unused ones dropped")
+
+
+@coverage_app.command("refresh")
+def coverage_refresh(
+    rebuild: Annotated[bool, typer.Option(help="Recompute every commune, not only missing ones.")] = False,
+) -> None:
+    """Compute the nearest service of each specialism from each commune (writes keep it current; run it
+    after reference data changes, or with --rebuild to make distances beyond 100 km exact). Schema owner."""
+    from directory import coverage
+
+    with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
+        computed = coverage.refresh(conn, rebuild=rebuild)
+    typer.echo(f"{computed} commune × specialism distances computed")
 
 
 # --- API --------------------------------------------------------------------------------------

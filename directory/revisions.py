@@ -147,10 +147,15 @@ async def conditional_update(
     expected_version: Expected | None,
     values: Mapping[str, Any],
     refresh: bool = True,
+    locked: bool = False,
 ) -> None:
     """UPDATE the row only if it is still at the version it was read at (and at one of the versions the
-    caller holds, when given): of two writers holding the same version, exactly one succeeds."""
+    caller holds, when given): of two writers holding the same version, exactly one succeeds. A write
+    whose caller set no precondition first waits for any other writer of the row and applies to what it
+    left: with no If-Match, "changed meanwhile" (412) is not an answer the caller can act on."""
     model = type(row)
+    if expected_version is None and not locked:
+        await session.refresh(row, with_for_update=True)
     check_version(row, expected_version)
     result = await session.exec(
         sa.update(model)
@@ -181,7 +186,11 @@ async def update_row(
 ) -> dict[str, Any]:
     """Apply `values` to a listing row (Organisation, Service, Location, ServiceArea) if it is still at
     one of the versions the caller read, and record the revision. Returns the changes recorded; a
-    write that changes nothing records nothing and keeps the version, unless `always`."""
+    write that changes nothing records nothing and keeps the version, unless `always`. Without a
+    precondition the row is locked and read again first, so that the changes recorded are against
+    what it holds now."""
+    if expected_version is None:
+        await session.refresh(row, with_for_update=True)
     check_version(row, expected_version)
     changes = {
         field: {"old": jsonable(getattr(row, field)), "new": jsonable(value)}
@@ -190,7 +199,7 @@ async def update_row(
     }
     if not changes and not always:
         return {}
-    await conditional_update(session, row, expected_version=None, values=values, refresh=False)
+    await conditional_update(session, row, expected_version=expected_version, values=values, refresh=False, locked=True)
     await record(session, row, action=action, changes=changes, actor=actor, request_id=request_id)
     await session.refresh(row)
     return changes

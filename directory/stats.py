@@ -48,6 +48,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from sqlmodel import Field, SQLModel
 
+from . import coverage as coverage_table
 from . import disclosure
 from .models import OrganisationKind
 from .pathway_models import Beneficiary, HandoffKind, HandoffStatus, IntakeChannel, Urgency
@@ -562,19 +563,20 @@ async def coverage(
     min_population: int,
     with_geometry: bool,
 ) -> dict[str, Any]:
-    """Share of each collectivité's population living within `within_km` (spheroid distance from the
-    mairie point) of an active, non-demo service of each specialism; and the uncovered communes."""
+    """Share of each collectivité's population living within `within_km` (on the sphere, from the
+    mairie point) of an active, non-demo service of each specialism; and the uncovered communes.
+    Read from the precomputed distances of directory/coverage.py."""
     territory = "AND c.collectivite_code = ANY(%(collectivites)s)" if collectivites is not None else ""
+    live = coverage_table.LIVE_PROBE.format(specialism="sp.specialism")
     rows = await (
         await conn.execute(
             f"""
         WITH covered AS (
             SELECT c.code, c.name, c.collectivite_code, coalesce(c.population, 0) AS population, sp.specialism,
-                   EXISTS (SELECT 1 FROM service s JOIN location l ON l.id = s.location_id
-                            WHERE s.specialisms @> ARRAY[sp.specialism]::varchar[] AND s.archived_at IS NULL
-                              AND s.status <> 'suspended' AND NOT s.demo AND l.archived_at IS NULL
-                              AND ST_DWithin(l.public_point::geography, c.point::geography, %(metres)s)) AS covered
+                   CASE WHEN cc.commune_code IS NULL THEN {live}
+                        ELSE coalesce(cc.metres <= %(metres)s, false) END AS covered
               FROM commune c CROSS JOIN unnest(%(specialisms)s::text[]) sp(specialism)
+              LEFT JOIN commune_coverage cc ON cc.specialism = sp.specialism AND cc.commune_code = c.code
              WHERE c.point IS NOT NULL {territory}
         )
         SELECT collectivite_code, specialism, sum(population)::bigint,

@@ -16,6 +16,7 @@ from psycopg import sql
 from api.cluster import Cluster
 from api.migrations_runner import upgrade
 from api.settings import REPO_ROOT
+from directory import coverage, hours
 from directory.seeding import seed_collective, seed_crips, seed_hotline, seed_specialisms
 from geo.calendars import load_public_holidays
 from geo.loading import VERSION as TERRITORIES_VERSION
@@ -29,6 +30,8 @@ _FINGERPRINTED = [
     "geo/competence.py",
     "geo/names.py",
     "directory/seeding.py",
+    "directory/coverage.py",
+    "directory/hours.py",
 ]
 
 
@@ -69,6 +72,8 @@ def ensure_template(cluster: Cluster) -> None:
         seed_hotline(conn)
         seed_crips(conn)
         seed_collective(conn, REPO_ROOT / "seeds")
+        coverage.refresh(conn)  # as `maillage seed` does
+        hours.refresh(conn)
     with psycopg.connect(plain(cluster.url("postgres")), autocommit=True) as conn:
         conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(TEMPLATE), sql.Literal(wanted)))
 

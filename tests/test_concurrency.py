@@ -183,3 +183,23 @@ async def test_writers_on_one_service_s_areas_and_location_queue_without_deadloc
         params={"lat": 45.76, "lon": 4.835 + 0.127, "radius_km": 1, "specialism": "outreach"},
     )
     assert service.json()["id"] in [f["id"] for f in found.json()["features"]], found.text
+
+
+async def test_writes_without_if_match_wait_instead_of_failing(live: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """Twenty racing verifications (no If-Match: a write that needs no precondition) all succeed, one
+    after the other, each recorded against what the previous one left."""
+    app, client = live
+    admin = {"Authorization": "Bearer " + app.state.tokens.issue(subject="admin", role=Role.admin)}
+    org = await client.post("/v1/organisations", headers=admin, json={"name": "Asso vérifie", "kind": "association"})
+    assert org.status_code == 201, org.text
+    partner = {
+        "Authorization": "Bearer "
+        + app.state.tokens.issue(subject="asso", role=Role.partner, organisation_id=org.json()["id"])
+    }
+    service = await client.post("/v1/services", headers=partner, json={"name": "Vérifié", "specialisms": ["outreach"]})
+    assert service.status_code == 201, service.text
+    url = f"/v1/services/{service.json()['id']}"
+    responses = await asyncio.gather(*(client.post(f"{url}/verify", headers=partner) for _ in range(20)))
+    assert sorted(r.status_code for r in responses) == [200] * 20
+    history = (await client.get(f"{url}/history?limit=100", headers=partner)).json()["items"]
+    assert sum(item["action"] == "verify" for item in history) == 20

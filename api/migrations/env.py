@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 import api.audit  # noqa: F401 - registers the tables
 import api.idempotency  # noqa: F401 - registers the tables
+import directory.coverage  # noqa: F401 - registers the tables
 import directory.hours  # noqa: F401 - registers the tables
 import directory.models  # noqa: F401 - registers the tables
 import directory.pathway_models  # noqa: F401 - registers the tables

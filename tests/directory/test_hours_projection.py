@@ -199,3 +199,8 @@ async def test_searches_read_the_calendar_inside_its_window_only(owner: AsyncCon
     )
     assert await _search_hours(owner, service, monday_ten) == (True, None)
     assert (await _search_hours(owner, service, monday_night))[1] == opens[1]
+
+
+async def test_the_application_role_only_reads_calendars(reader: AsyncConnection) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        await reader.execute("SELECT ensure_calendars(ARRAY[]::uuid[])")

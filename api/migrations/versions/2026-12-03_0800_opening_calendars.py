@@ -292,6 +292,8 @@ def upgrade() -> None:
     )
     op.execute(_FUNCTIONS)
     op.execute(f"GRANT SELECT ON opening_calendar TO {APP_ROLE}")
+    # Triggers call it as the owner; nobody else needs to (functions are executable by PUBLIC by default).
+    op.execute("REVOKE EXECUTE ON FUNCTION ensure_calendars FROM PUBLIC")
     op.execute("SELECT ensure_calendars(ARRAY(SELECT id FROM service))")
 
 
