@@ -140,7 +140,9 @@ async def _assert_statistic_equals_reference(owner: AsyncConnection) -> None:
         assert got == [(r[0], r[1], r[2], r[3] or 0, list(r[4])) for r in reference]
 
 
-async def test_coverage_stays_exact_through_writes(owner: AsyncConnection) -> None:
+@pytest.mark.parametrize("common", ["1000", "1"], ids=["rare-specialisms-gathered", "common-specialisms-walked"])
+async def test_coverage_stays_exact_through_writes(owner: AsyncConnection, common: str) -> None:
+    await owner.execute("SELECT set_config('maillage.coverage_common', %s, true)", (common,))
     rng = random.Random(119)
     made = await _add_services(owner, rng, 25)
     reached = await _assert_exact(owner)

@@ -64,12 +64,26 @@ BEGIN
     RETURN written;
 END $$;
 
+-- The nearest counting service with `p_specialism` from a point, walking the locations' own KNN index:
+-- a few rows where the specialism is common, but every location of other specialisms first where it is
+-- rare (coverage_compute then).
+CREATE FUNCTION coverage_nearest(p_point geometry, p_specialism text, OUT service_id uuid, OUT metres float8)
+LANGUAGE sql STABLE AS $$
+    SELECT s.id, l.public_point::geography <-> p_point::geography
+      FROM location l JOIN service s ON s.location_id = l.id
+     WHERE l.archived_at IS NULL AND s.archived_at IS NULL AND s.status <> 'suspended' AND NOT s.demo
+       AND s.specialisms @> ARRAY[p_specialism]::varchar[]
+     ORDER BY l.public_point::geography <-> p_point::geography
+     LIMIT 1
+$$;
+
 -- Recompute the communes whose nearest was one of these services, then let each of them that counts
 -- lower the distance of the communes within 100 km it is nearer to.
 CREATE FUNCTION coverage_services_changed(p_services uuid[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     lost record;
+    common integer;
 BEGIN
     IF p_services IS NULL OR cardinality(p_services) = 0 THEN
         RETURN;
@@ -77,7 +91,22 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('commune_coverage'));
     FOR lost IN SELECT specialism, array_agg(commune_code) AS communes FROM commune_coverage
                  WHERE service_id = ANY(p_services) GROUP BY specialism LOOP
-        PERFORM coverage_compute(lost.specialism, lost.communes);
+        -- Where the specialism is common (1,000+ services), each commune is a short walk of the
+        -- locations' index; gathering its points would cost seconds. Where it is rare, gather them.
+        -- (`maillage.coverage_common` lowers the bar, for tests of the first way on a small directory.)
+        common := coalesce(nullif(current_setting('maillage.coverage_common', true), '')::int, 1000);
+        IF (SELECT count(*) FROM (SELECT 1 FROM service s
+                                   WHERE s.specialisms @> ARRAY[lost.specialism]::varchar[]
+                                     AND s.archived_at IS NULL AND s.status <> 'suspended' AND NOT s.demo
+                                   LIMIT common) counted) >= common THEN
+            UPDATE commune_coverage cc
+               SET (service_id, metres) = (SELECT n.service_id, n.metres
+                                             FROM commune c, coverage_nearest(c.point, cc.specialism) n
+                                            WHERE c.code = cc.commune_code)
+             WHERE cc.specialism = lost.specialism AND cc.commune_code = ANY(lost.communes);
+        ELSE
+            PERFORM coverage_compute(lost.specialism, lost.communes);
+        END IF;
     END LOOP;
     UPDATE commune_coverage cc SET service_id = x.service_id, metres = x.metres
       FROM (SELECT DISTINCT ON (c.code, sp) c.code, sp, s.id AS service_id,
@@ -148,7 +177,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER location_coverage ON location")
     op.execute(
         "DROP FUNCTION service_coverage_trigger, location_coverage_trigger, coverage_services_changed,"
-        " coverage_compute"
+        " coverage_compute, coverage_nearest"
     )
     op.drop_index(op.f("ix_commune_coverage__service_id"), table_name="commune_coverage")
     op.drop_table("commune_coverage")
