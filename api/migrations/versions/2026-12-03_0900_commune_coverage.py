@@ -176,7 +176,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER service_coverage ON service")
     op.execute("DROP TRIGGER location_coverage ON location")
     op.execute(
-        "DROP FUNCTION service_coverage_trigger, location_coverage_trigger, coverage_services_changed,"
+        "DROP FUNCTION IF EXISTS service_coverage_trigger, location_coverage_trigger, coverage_services_changed,"
         " coverage_compute, coverage_nearest"
     )
     op.drop_index(op.f("ix_commune_coverage__service_id"), table_name="commune_coverage")
