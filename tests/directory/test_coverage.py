@@ -17,8 +17,8 @@ from directory import stats
 from directory.taxonomy import SLUGS
 from tests.database import plain
 
-# Lyon and the Ain, and La Réunion: ~700 communes.
-REGION = ["69M", "69D", "01D", "974D"]
+# Lyon and the Rhône, and La Réunion: ~290 communes.
+REGION = ["69M", "69D", "974D"]
 SPECIALISMS = sorted(SLUGS - {"crip"})[:6]
 
 # The statistic as it was computed before the table (sphere distance): the reference.
@@ -202,3 +202,21 @@ async def test_national_coverage_answers(client: httpx.AsyncClient, auth, reader
 async def test_the_application_role_only_reads_coverage(reader: AsyncConnection, statement: str) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         await reader.execute(statement)
+
+
+async def test_a_bulk_load_is_judged_as_a_whole(owner: AsyncConnection) -> None:
+    """300 services in one statement (an import): coverage is recomputed once, and exact."""
+    await owner.execute(
+        """WITH o AS (INSERT INTO organisation (id, name, kind, seat_commune_code, verification)
+                      VALUES (gen_random_uuid(), 'Import', 'association', '69123', 'unverified') RETURNING id),
+                l AS (INSERT INTO location (id, organisation_id, name, commune_code, point, visibility)
+                      SELECT gen_random_uuid(), o.id, 'Lieu ' || c.code, c.code, c.point, 'public'
+                        FROM o, (SELECT code, point FROM commune WHERE collectivite_code = ANY(%s)
+                                    AND point IS NOT NULL ORDER BY code LIMIT 300) c
+                      RETURNING id, organisation_id, commune_code)
+           INSERT INTO service (id, organisation_id, location_id, name, specialisms)
+           SELECT gen_random_uuid(), l.organisation_id, l.id, 'Importé',
+                  ARRAY[(%s::text[])[1 + abs(hashtext(l.commune_code)) %% 6]]::varchar[] FROM l""",
+        (REGION, SPECIALISMS),
+    )
+    assert await _assert_exact(owner) > 1000

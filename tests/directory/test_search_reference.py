@@ -125,7 +125,7 @@ async def _pages(conn: AsyncConnection, combinations: list[tuple[search.Query, o
     for n, (query, now) in enumerate(combinations):
         first = await search.search(conn, query, now=now)  # type: ignore[arg-type]
         pages.append(first)
-        if first.last_key is not None and n % 4 == 0:
+        if first.last_key is not None and n % 10 == 0:
             after = replace(query, after=first.last_key)
             pages.append(await search.search(conn, after, now=now))  # type: ignore[arg-type]
     return pages

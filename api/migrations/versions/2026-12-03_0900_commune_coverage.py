@@ -6,8 +6,9 @@ nearest service that counts for coverage — current, not suspended, not demo, a
 and that service's id. `GET /v1/stats/coverage` reads it for any `within_km` instead of probing
 ~558,000 commune × specialism pairs (10 s nationally at 1M services: a 503 every time).
 
-Kept in the same transaction as the writes, by triggers (as the schema owner; the application role
-only reads the table), serialised by one advisory lock since coverage writes are rare:
+Kept in the same transaction as the writes, by statement-level triggers (as the schema owner; the
+application role only reads the table), serialised by one advisory lock since coverage writes are rare;
+a statement changing more than 200 services recomputes the specialisms they touch instead:
 - a service that stops counting somewhere (moved, a specialism dropped, suspended, archived, its
   location moved or archived) has its communes recomputed: those whose nearest it was;
 - a service that counts (again) lowers the distance of every commune within 100 km (the largest
@@ -89,6 +90,13 @@ BEGIN
         RETURN;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('commune_coverage'));
+    IF cardinality(p_services) > 200 THEN  -- a bulk load: recomputing the specialisms it touches is cheaper
+        PERFORM coverage_compute(touched.specialism, NULL)
+           FROM (SELECT unnest(specialisms)::text AS specialism FROM service WHERE id = ANY(p_services)
+                  UNION SELECT specialism FROM commune_coverage WHERE service_id = ANY(p_services)) touched
+          ORDER BY 1;
+        RETURN;
+    END IF;
     FOR lost IN SELECT specialism, array_agg(commune_code) AS communes FROM commune_coverage
                  WHERE service_id = ANY(p_services) GROUP BY specialism LOOP
         -- Where the specialism is common (1,000+ services), each commune is a short walk of the
@@ -122,27 +130,45 @@ BEGIN
      WHERE cc.commune_code = x.code AND cc.specialism = x.sp AND (cc.metres IS NULL OR x.metres < cc.metres);
 END $$;
 
+-- Statement-level, with the rows each statement changed: a bulk load (an import, a bench) is judged
+-- once, as a whole, not service by service.
 CREATE FUNCTION service_coverage_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
-    PERFORM coverage_services_changed(ARRAY[CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END]);
+    IF TG_OP = 'INSERT' THEN  -- a new demo service, or one without a location, changes nothing
+        PERFORM coverage_services_changed(ARRAY(SELECT id FROM new_rows WHERE NOT demo AND location_id IS NOT NULL));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM coverage_services_changed(ARRAY(SELECT id FROM old_rows));
+    ELSE
+        PERFORM coverage_services_changed(ARRAY(
+            SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+             WHERE n.specialisms IS DISTINCT FROM o.specialisms OR n.location_id IS DISTINCT FROM o.location_id
+                OR n.status IS DISTINCT FROM o.status OR n.archived_at IS DISTINCT FROM o.archived_at
+                OR n.demo IS DISTINCT FROM o.demo));
+    END IF;
     RETURN NULL;
 END $$;
 
+-- Not on "UPDATE OF public_point": a BEFORE trigger derives it from the point and the visibility.
 CREATE FUNCTION location_coverage_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
-    PERFORM coverage_services_changed(ARRAY(SELECT id FROM service WHERE location_id = NEW.id));
+    PERFORM coverage_services_changed(ARRAY(
+        SELECT s.id FROM service s JOIN new_rows n ON n.id = s.location_id JOIN old_rows o ON o.id = n.id
+         WHERE n.public_point IS DISTINCT FROM o.public_point OR n.archived_at IS DISTINCT FROM o.archived_at));
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER service_coverage
-    AFTER INSERT OR DELETE OR UPDATE OF specialisms, location_id, status, archived_at, demo ON service
-    FOR EACH ROW EXECUTE FUNCTION service_coverage_trigger();
--- Not "UPDATE OF public_point": a BEFORE trigger derives it from the point and the visibility.
-CREATE TRIGGER location_coverage AFTER UPDATE ON location FOR EACH ROW
-    WHEN (OLD.public_point IS DISTINCT FROM NEW.public_point OR OLD.archived_at IS DISTINCT FROM NEW.archived_at)
-    EXECUTE FUNCTION location_coverage_trigger();
+CREATE TRIGGER service_coverage_insert AFTER INSERT ON service REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION service_coverage_trigger();
+CREATE TRIGGER service_coverage_update AFTER UPDATE ON service
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION service_coverage_trigger();
+CREATE TRIGGER service_coverage_delete AFTER DELETE ON service REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION service_coverage_trigger();
+CREATE TRIGGER location_coverage AFTER UPDATE ON location
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION location_coverage_trigger();
 """
 
 
@@ -173,8 +199,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER service_coverage ON service")
-    op.execute("DROP TRIGGER location_coverage ON location")
+    for trigger, table in (
+        ("service_coverage_insert", "service"),
+        ("service_coverage_update", "service"),
+        ("service_coverage_delete", "service"),
+        ("location_coverage", "location"),
+    ):
+        op.execute(f"DROP TRIGGER {trigger} ON {table}")
     op.execute(
         "DROP FUNCTION IF EXISTS service_coverage_trigger, location_coverage_trigger, coverage_services_changed,"
         " coverage_compute, coverage_nearest"
