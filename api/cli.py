@@ -151,7 +151,7 @@ def seed(
         crips = seeding.seed_crips(conn)
         members = seeding.seed_collective(conn, SEEDS_DIR)
         demo_count = demo_data.seed_demo(conn) if demo else 0
-        coverage.refresh(conn)
+        coverage.refresh(conn, rebuild=not report.skipped)  # reloaded territories may move commune points
         hours.refresh(conn)
     state = "already loaded" if report.skipped else "loaded"
     typer.echo(

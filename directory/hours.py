@@ -63,21 +63,26 @@ def open_at_sql(at: str, tz: str, zone: str) -> str:
 def next_opening_sql(at: str, tz: str, zone: str) -> str:
     """When service `s`, closed at `at`, next opens (null: not within reach, or hours unknown).
 
-    From a calendar: the first span after `at` once the closure is cut out of it — the closure's end
-    whenever the service is open then, otherwise an opening within 15 local days. The calendar must
+    From a calendar: the first span after `at` once the closure is cut out of it if it starts within 15
+    local days (or is the closure's end), else the closure's end if the service is open then. The calendar must
     reach 15 days past `at` and past the closure's end; '-infinity' stands for "the calendar says
     none", so that null can mean "no calendar: ask the function"."""
+    # An inverted closure closes nothing (as service_closed_for reads it), rather than failing.
     closure = (
-        "CASE WHEN s.status = 'temporarily_closed'"
+        "CASE WHEN s.status = 'temporarily_closed' AND NOT coalesce(s.closed_from > s.closed_until, false)"
         " THEN tstzmultirange(tstzrange(s.closed_from, s.closed_until)) ELSE '{}'::tstzmultirange END"
     )
     calendar = f"""(SELECT coalesce(
                         CASE WHEN (s.status = 'temporarily_closed' AND first.at = s.closed_until)
                                OR (first.at AT TIME ZONE c.timezone)::date <= ({at} AT TIME ZONE c.timezone)::date + 15
                              THEN first.at END,
+                        first.reopens,
                         '-infinity')
                       FROM opening_calendar c,
-                           LATERAL (SELECT min(lower(r)) AS at FROM unnest(c.open - {closure}) r
+                           LATERAL (SELECT min(lower(r)) AS at,
+                                           min(lower(r)) FILTER (WHERE s.status = 'temporarily_closed'
+                                                                   AND lower(r) = s.closed_until) AS reopens
+                                      FROM unnest(c.open - {closure}) r
                                      WHERE lower(r) > {at}) first
                      WHERE c.schedule_digest = schedule_digest(s.schedule) AND c.timezone = {tz}
                        AND c.holiday_zone = {zone} AND {at} >= c.valid_from

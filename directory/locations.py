@@ -43,7 +43,7 @@ from .access import (
     organisation_for_new,
     owns_listing,
 )
-from .areas import refresh_coverage
+from .areas import lock_services, refresh_coverage
 from .errors import Conflict, InvalidInput, NotFound
 from .models import Location, Service, Visibility
 from .schemas import LocationCreate, LocationPatch
@@ -246,6 +246,12 @@ async def update(
     merged = {**{f: getattr(location, f) for f in ("visibility", "front_door_phone", "front_door_email")}, **values}
     _check_front_door(merged["visibility"], merged["front_door_phone"], merged["front_door_email"])
     publishing = "visibility" in values and values["visibility"] != location.visibility
+    services: list[uuid.UUID] = []
+    if {"point", "commune_code", "visibility"} & set(values):
+        # Services first, then the location (whose coverage trigger takes the coverage lock) and their
+        # areas: the order every write that reaches a service's coverage follows (areas.lock_services).
+        services = list((await session.exec(select(Service.id).where(Service.location_id == location.id))).all())
+        await lock_services(session, services)
     changes = await revisions.update_row(
         session,
         location,
@@ -256,8 +262,7 @@ async def update(
         request_id=request_id,
     )
     if {"point", "commune_code", "visibility"} & set(changes):
-        services = (await session.exec(select(Service.id).where(Service.location_id == location.id))).all()
-        await refresh_coverage(session, list(services))
+        await refresh_coverage(session, services)
     return location, changes
 
 

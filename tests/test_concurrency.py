@@ -203,3 +203,45 @@ async def test_writes_without_if_match_wait_instead_of_failing(live: tuple[FastA
     assert sorted(r.status_code for r in responses) == [200] * 20
     history = (await client.get(f"{url}/history?limit=100", headers=partner)).json()["items"]
     assert sum(item["action"] == "verify" for item in history) == 20
+
+
+async def test_a_location_move_and_its_services_closure_queue_without_deadlock(
+    live: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    """A location's move (it reaches its services' coverage) and a closure of its service (which
+    changes that coverage) take the service first, then the coverage lock: they queue, ten times over."""
+    app, client = live
+    admin = {"Authorization": "Bearer " + app.state.tokens.issue(subject="admin", role=Role.admin)}
+    org = await client.post("/v1/organisations", headers=admin, json={"name": "Asso déménage", "kind": "association"})
+    assert org.status_code == 201, org.text
+    partner = {
+        "Authorization": "Bearer "
+        + app.state.tokens.issue(subject="asso", role=Role.partner, organisation_id=org.json()["id"])
+    }
+    location = await client.post(
+        "/v1/locations",
+        headers=partner,
+        json={"name": "Local", "commune_code": "69123", "point": {"type": "Point", "coordinates": [4.84, 45.76]}},
+    )
+    assert location.status_code == 201, location.text
+    service = await client.post(
+        "/v1/services",
+        headers=partner,
+        json={"name": "Mobile", "specialisms": ["outreach"], "location_id": location.json()["id"]},
+    )
+    assert service.status_code == 201, service.text
+    location_url, service_url = f"/v1/locations/{location.json()['id']}", f"/v1/services/{service.json()['id']}"
+    tag = location.headers["etag"]
+    for round_ in range(10):
+        moved, closed = await asyncio.gather(
+            client.patch(
+                location_url,
+                headers={**partner, "If-Match": tag},
+                json={"point": {"type": "Point", "coordinates": [4.84 + 0.001 * (round_ % 2), 45.76]}},
+            ),
+            client.post(f"{service_url}/closures", headers=partner, json={})
+            if round_ % 2 == 0
+            else client.post(f"{service_url}/reopen", headers=partner),
+        )
+        assert (moved.status_code, closed.status_code) == (200, 200), (moved.text, closed.text)
+        tag = moved.headers["etag"]

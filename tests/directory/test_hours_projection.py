@@ -204,3 +204,44 @@ async def test_searches_read_the_calendar_inside_its_window_only(owner: AsyncCon
 async def test_the_application_role_only_reads_calendars(reader: AsyncConnection) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         await reader.execute("SELECT ensure_calendars(ARRAY[]::uuid[])")
+
+
+async def _reference(owner: AsyncConnection, service_id: object, at: str) -> tuple[object, object]:
+    row = await (
+        await owner.execute(
+            """SELECT service_is_open(schedule, status, closed_from, closed_until, 'Europe/Paris', 'FR', %(at)s),
+                      service_next_opening(schedule, status, closed_from, closed_until, 'Europe/Paris', 'FR', %(at)s)
+                 FROM service WHERE id = %(id)s""",
+            {"at": at, "id": service_id},
+        )
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def test_a_reopening_beyond_15_days_and_an_inverted_closure(owner: AsyncConnection) -> None:
+    # Open only on two dated days; closed from 1 January to the middle of the second one.
+    schedule = {
+        "mode": "weekly",
+        "weekly": {},
+        "exceptions": [
+            {"date": "2026-12-28", "hours": [["09:00", "17:00"]]},
+            {"date": "2027-01-06", "hours": [["09:00", "17:00"]]},
+        ],
+    }
+    service = await _service(owner, schedule)
+    await owner.execute(
+        "UPDATE service SET status = 'temporarily_closed', closed_from = '2027-01-01T00:00:00+01:00',"
+        " closed_until = '2027-01-06T12:00:00+01:00' WHERE id = %s",
+        (service,),
+    )
+    at = "2026-12-07T10:00:00+01:00"  # nothing within 15 days: the closure's end, open then, is next
+    assert await _search_hours(owner, service, at) == await _reference(owner, service, at)
+    assert (await _search_hours(owner, service, at))[1].isoformat() == "2027-01-06T11:00:00+00:00"  # type: ignore[union-attr]
+    # A closure whose end comes before its start (only the API refuses it) closes nothing, and fails nothing.
+    await owner.execute(
+        "UPDATE service SET closed_from = '2027-01-06T12:00:00+01:00', closed_until = '2027-01-01T00:00:00+01:00'"
+        " WHERE id = %s",
+        (service,),
+    )
+    assert await _search_hours(owner, service, at) == await _reference(owner, service, at)

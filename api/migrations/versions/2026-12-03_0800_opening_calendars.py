@@ -293,7 +293,13 @@ def upgrade() -> None:
     op.execute(_FUNCTIONS)
     op.execute(f"GRANT SELECT ON opening_calendar TO {APP_ROLE}")
     # Triggers call it as the owner; nobody else needs to (functions are executable by PUBLIC by default).
-    op.execute("REVOKE EXECUTE ON FUNCTION ensure_calendars FROM PUBLIC")
+    op.execute(
+        "REVOKE EXECUTE ON FUNCTION ensure_calendars, service_calendar_trigger, location_calendar_trigger,"
+        " organisation_calendar_trigger, holiday_calendar_trigger FROM PUBLIC"
+    )
+    # SECURITY DEFINER functions resolve names in public: nobody but the owner may add any there
+    # (PostgreSQL 15's default for new databases; not for databases created before it).
+    op.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
     op.execute("SELECT ensure_calendars(ARRAY(SELECT id FROM service))")
 
 

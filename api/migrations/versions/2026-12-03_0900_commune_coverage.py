@@ -194,7 +194,10 @@ def upgrade() -> None:
     op.execute(_FUNCTIONS)
     op.execute(f"GRANT SELECT ON commune_coverage TO {APP_ROLE}")
     # Triggers call them as the owner; nobody else needs to (functions are executable by PUBLIC by default).
-    op.execute("REVOKE EXECUTE ON FUNCTION coverage_compute, coverage_services_changed FROM PUBLIC")
+    op.execute(
+        "REVOKE EXECUTE ON FUNCTION coverage_compute, coverage_services_changed, service_coverage_trigger,"
+        " location_coverage_trigger FROM PUBLIC"
+    )
     op.execute(_BUILD)
 
 
