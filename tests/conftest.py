@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 from psycopg import AsyncConnection
@@ -20,7 +21,7 @@ from api.cluster import Cluster
 from api.db import get_reader, get_session
 from api.settings import REPO_ROOT, Settings
 from directory.access import Role
-from tests.database import create_test_database, ensure_template
+from tests.database import create_test_database, ensure_template, plain
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +48,18 @@ def database_url(cluster: Cluster, database_name: str) -> str:
 @pytest.fixture(scope="session")
 def owner_url(cluster: Cluster, database_name: str) -> str:
     return cluster.url(database_name)
+
+
+@pytest.fixture
+async def owner(owner_url: str) -> AsyncIterator[AsyncConnection]:
+    """The schema owner, for what only triggers and commands write (calendars, coverage), in a
+    transaction that is rolled back."""
+    conn = await psycopg.AsyncConnection.connect(plain(owner_url))
+    try:
+        yield conn
+    finally:
+        await conn.rollback()
+        await conn.close()
 
 
 @pytest.fixture(scope="session")

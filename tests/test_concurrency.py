@@ -185,17 +185,20 @@ async def test_writers_on_one_service_s_areas_and_location_queue_without_deadloc
     assert service.json()["id"] in [f["id"] for f in found.json()["features"]], found.text
 
 
+async def _new_partner(app: FastAPI, client: httpx.AsyncClient, name: str) -> dict[str, str]:
+    """Headers of a partner acting for a new organisation, created by an admin and committed."""
+    admin = {"Authorization": "Bearer " + app.state.tokens.issue(subject="admin", role=Role.admin)}
+    org = await client.post("/v1/organisations", headers=admin, json={"name": name, "kind": "association"})
+    assert org.status_code == 201, org.text
+    token = app.state.tokens.issue(subject="asso", role=Role.partner, organisation_id=org.json()["id"])
+    return {"Authorization": "Bearer " + token}
+
+
 async def test_writes_without_if_match_wait_instead_of_failing(live: tuple[FastAPI, httpx.AsyncClient]) -> None:
     """Twenty racing verifications (no If-Match: a write that needs no precondition) all succeed, one
     after the other, each recorded against what the previous one left."""
     app, client = live
-    admin = {"Authorization": "Bearer " + app.state.tokens.issue(subject="admin", role=Role.admin)}
-    org = await client.post("/v1/organisations", headers=admin, json={"name": "Asso vérifie", "kind": "association"})
-    assert org.status_code == 201, org.text
-    partner = {
-        "Authorization": "Bearer "
-        + app.state.tokens.issue(subject="asso", role=Role.partner, organisation_id=org.json()["id"])
-    }
+    partner = await _new_partner(app, client, "Asso vérifie")
     service = await client.post("/v1/services", headers=partner, json={"name": "Vérifié", "specialisms": ["outreach"]})
     assert service.status_code == 201, service.text
     url = f"/v1/services/{service.json()['id']}"
@@ -211,13 +214,7 @@ async def test_a_location_move_and_its_services_closure_queue_without_deadlock(
     """A location's move (it reaches its services' coverage) and a closure of its service (which
     changes that coverage) take the service first, then the coverage lock: they queue, ten times over."""
     app, client = live
-    admin = {"Authorization": "Bearer " + app.state.tokens.issue(subject="admin", role=Role.admin)}
-    org = await client.post("/v1/organisations", headers=admin, json={"name": "Asso déménage", "kind": "association"})
-    assert org.status_code == 201, org.text
-    partner = {
-        "Authorization": "Bearer "
-        + app.state.tokens.issue(subject="asso", role=Role.partner, organisation_id=org.json()["id"])
-    }
+    partner = await _new_partner(app, client, "Asso déménage")
     location = await client.post(
         "/v1/locations",
         headers=partner,

@@ -6,7 +6,6 @@ table equals the statistic probed live from the raw tables, cell for cell."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 
 import httpx
 import psycopg
@@ -15,7 +14,6 @@ from psycopg import AsyncConnection
 
 from directory import stats
 from directory.taxonomy import SLUGS
-from tests.database import plain
 
 # Lyon and the Rhône, and La Réunion: ~290 communes.
 REGION = ["69M", "69D", "974D"]
@@ -35,16 +33,6 @@ REFERENCE = """
     SELECT collectivite_code, specialism, sum(population)::bigint, sum(population) FILTER (WHERE covered)::bigint,
            coalesce(array_agg(code ORDER BY code) FILTER (WHERE NOT covered AND population >= 1000), '{}')
       FROM covered GROUP BY 1, 2 ORDER BY 1, 2"""
-
-
-@pytest.fixture
-async def owner(owner_url: str) -> AsyncIterator[AsyncConnection]:
-    conn = await psycopg.AsyncConnection.connect(plain(owner_url))
-    try:
-        yield conn
-    finally:
-        await conn.rollback()
-        await conn.close()
 
 
 async def _random_communes(owner: AsyncConnection, rng: random.Random, count: int) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import psycopg
@@ -18,18 +17,6 @@ from tests.database import plain
 from tests.directory import hours_cases
 
 CASES = 1200
-
-
-@pytest.fixture
-async def owner(owner_url: str) -> AsyncIterator[AsyncConnection]:
-    """The schema owner (calendars are written by triggers and the refresh command only), in a
-    transaction that is rolled back."""
-    conn = await psycopg.AsyncConnection.connect(plain(owner_url))
-    try:
-        yield conn
-    finally:
-        await conn.rollback()
-        await conn.close()
 
 
 async def test_calendars_answer_as_the_functions(owner: AsyncConnection) -> None:
