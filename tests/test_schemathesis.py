@@ -8,14 +8,16 @@ hand-written test covers it.
 
 It drives the real server (`maillage serve`, a subprocess) over TCP rather than the ASGI app in process:
 the same uvicorn, pools, committed transactions, Host check and settings as production, and the
-Schemathesis CLI with its JSON report, so the CI log shows what the CLI says. The server runs on a
-database of its own loaded with the demo listings, so generated ids and filters meet real rows; rate
-limits are raised through the same settings production reads, since the fuzzer's bursts would
-otherwise measure the limiter instead of the API.
+Schemathesis CLI with its JSON report, so the CI log shows what the CLI says. Each chain of roles (see
+CHAINS) has a server and a database of its own, loaded with the demo listings so that generated ids
+and filters meet real rows; rate limits are raised through the same settings production reads, since
+the fuzzer's bursts would otherwise measure the limiter instead of the API.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
 import os
 import re
@@ -59,8 +61,9 @@ CHECKS = (
 )
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
 SEED = 119
-# Per operation and phase. The four roles together must stay within ~3 minutes of `make test` on
-# 2 cores; longer fuzzing belongs in a slow run.
+# Per operation and phase (the coverage phase ignores it: it sends every edge case the schema
+# defines). The four roles together must stay within ~3 minutes of `make test` on 2 cores; longer
+# fuzzing belongs in a slow run.
 MAX_EXAMPLES = 5
 WORKERS = 2
 
@@ -73,6 +76,10 @@ STOP_TIMEOUT = 20.0
 UNLIMITED = "1000000"
 
 ROLES = (Role.specialist, Role.partner, Role.department, Role.admin)
+# Two chains run side by side, each on a server and database of its own, their roles in turn: the
+# partner's writes (its listings) after the specialist's reads, the admin's (deactivations, revoked
+# clients) after the département's, as when the four ran in one sequence. Balanced by duration.
+CHAINS = ((Role.specialist, Role.partner), (Role.department, Role.admin))
 
 
 @dataclass(frozen=True)
@@ -125,11 +132,12 @@ class Server:
         return f"the server exited with status {self.process.returncode}; its last output:\n{_tail(self.log)}"
 
 
-@pytest.fixture(scope="module")
-def demo_database(cluster: Cluster) -> Iterator[Demo]:
-    """A database of the run's own (writes from the generated requests stay out of the other tests),
-    with the demo listings so that searches, listings and their ids reach real rows."""
-    name = create_test_database(cluster, suffix="_st")
+@contextlib.contextmanager
+def _demo_database(cluster: Cluster, suffix: str) -> Iterator[Demo]:
+    """A database of the chain's own (writes from the generated requests stay out of the other tests
+    and the other chain), with the demo listings so that searches, listings and their ids reach real
+    rows."""
+    name = create_test_database(cluster, suffix=suffix)
     try:
         with psycopg.connect(plain(cluster.url(name))) as conn:
             seed_demo(conn, count=60)
@@ -145,10 +153,9 @@ def demo_database(cluster: Cluster) -> Iterator[Demo]:
         cluster.drop_database(name)
 
 
-@pytest.fixture(scope="module")
-def server(cluster: Cluster, demo_database: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    var = tmp_path_factory.mktemp("schemathesis-var")
-    database_url = cluster.app_url(demo_database.database)
+@contextlib.contextmanager
+def _server(cluster: Cluster, demo: Demo, var: Path) -> Iterator[Server]:
+    database_url = cluster.app_url(demo.database)
     # Built before the server starts: it writes the signing key under var/keys, which the server then
     # loads instead of generating its own, so the tokens issued here verify there. Neither side reads
     # the caller's MAILLAGE_* (a keys directory or issuer of its own would part them).
@@ -176,33 +183,116 @@ def server(cluster: Cluster, demo_database: Demo, tmp_path_factory: pytest.TempP
         process = subprocess.Popen(
             [str(BIN / "maillage"), "serve"], cwd=REPO_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
         )
-    running = Server(base_url=base_url, process=process, log=log, tokens=tokens, demo=demo_database)
+    running = Server(base_url=base_url, process=process, log=log, tokens=tokens, demo=demo)
     try:
         _wait_ready(running)
         yield running
     finally:
-        died = running.died()
-        if died is None:
+        if running.died() is None:
             process.terminate()
             try:
                 process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=STOP_TIMEOUT)
-    if died is not None:
-        pytest.fail(died)
+
+
+@dataclass
+class Outcome:
+    summaries: list[str]
+    problems: list[str]
+
+
+@pytest.fixture(scope="module")
+def outcomes(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Role, Outcome]]:
+    """Every role's runs, the chains side by side (each CLI run leaves a core mostly idle)."""
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for index, _ in enumerate(CHAINS):
+            demo = stack.enter_context(_demo_database(cluster, suffix=f"_st{index}"))
+            var = tmp_path_factory.mktemp(f"schemathesis-var{index}")
+            servers.append(stack.enter_context(_server(cluster, demo, var)))
+        workdir = tmp_path_factory.mktemp("schemathesis")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(CHAINS)) as pool:
+            chains = [
+                pool.submit(_chain, chain, server, workdir) for chain, server in zip(CHAINS, servers, strict=True)
+            ]
+            results = {role: outcome for chain in chains for role, outcome in chain.result().items()}
+        for server in servers:
+            died = server.died()
+            if died is not None:
+                for outcome in results.values():
+                    outcome.problems.append(died)
+        yield results
+
+
+def _chain(roles: tuple[Role, ...], server: Server, workdir: Path) -> dict[Role, Outcome]:
+    """The roles' runs one after the other, on one server: their writes meet in the order listed."""
+    results = {}
+    for role in roles:
+        refused, denied_elsewhere = _refused(role)
+        token = server.token(role)
+        outcome = Outcome(summaries=[], problems=[])
+        _run(
+            role,
+            server,
+            token,
+            workdir / f"{role.value}-allowed",
+            outcome,
+            phases=PHASES,
+            excluded=refused + denied_elsewhere,
+            included=[],
+        )
+        if refused:
+            _run(
+                role,
+                server,
+                token,
+                workdir / f"{role.value}-refused",
+                outcome,
+                phases=("fuzzing",),
+                excluded=[],
+                included=refused,
+            )
+        results[role] = outcome
+    return results
 
 
 @pytest.mark.parametrize("role", ROLES, ids=[role.value for role in ROLES])
 def test_schemathesis(
     role: Role,
-    server: Server,
-    tmp_path: Path,
+    outcomes: dict[Role, Outcome],
     tmp_path_factory: pytest.TempPathFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Zero failures and zero errors, every selected operation tested."""
-    report_dir = tmp_path / "report"
+    """Zero failures and zero errors, every selected operation tested.
+
+    Two runs of the CLI per role: the operations the role may call, through every phase; then those it
+    is refused and no earlier role's run covers, fuzzed only. The route's policy answers those with the
+    same 403 before reading anything, so fuzzing checks that answer's conformance, while the coverage
+    phase would only send it hundreds of edge cases refused alike (it was half the specialist's run)."""
+    outcome = outcomes[role]
+    for line in outcome.summaries:
+        _publish(line, tmp_path_factory, capsys)
+    if outcome.problems:
+        pytest.fail("\n\n".join(outcome.problems), pytrace=False)
+
+
+def _run(
+    role: Role,
+    server: Server,
+    token: str,
+    workdir: Path,
+    outcome: Outcome,
+    *,
+    phases: tuple[str, ...],
+    excluded: list[str],
+    included: list[str],
+) -> None:
+    """One CLI run over the selected operations: its summary line, and what broke with the CLI's and
+    the server's account of it."""
+    workdir.mkdir()
+    report_dir = workdir / "report"
     command = [
         str(BIN / "schemathesis"),
         "--config-file",
@@ -212,7 +302,7 @@ def test_schemathesis(
         "--checks",
         ",".join(CHECKS),
         "--phases",
-        ",".join(PHASES),
+        ",".join(phases),
         "--seed",
         str(SEED),
         "--max-examples",
@@ -225,14 +315,17 @@ def test_schemathesis(
         str(report_dir),
         "--no-color",
     ]
-    shown = " ".join(command)  # without the token
-    for name in _denied_elsewhere(role):
+    for name in excluded:
         command += ["--exclude-name", name]
-    command += ["-H", f"Authorization: Bearer {server.token(role)}"]
-    reference = tmp_path / "reference.json"
+    for name in included:
+        command += ["--include-name", name]
+    shown = " ".join(command)  # without the token
+    command += ["-H", f"Authorization: Bearer {token}"]
+    reference = workdir / "reference.json"
     reference.write_text(json.dumps(server.demo.reference_for(role)))
     env = {**_without_proxies(os.environ), "NO_COLOR": "1", "COLUMNS": "160", REFERENCE_ENV: str(reference)}
     log_offset = server.log.stat().st_size
+    label = f"{role.value}, {'+'.join(phases)}"
     try:
         # From the repository root, where schemathesis.toml's paths start. The CLI's caches are off; only
         # Hypothesis' own (git-ignored `.hypothesis/`: Unicode tables, constants) lands in the checkout.
@@ -241,52 +334,53 @@ def test_schemathesis(
         )
     except subprocess.TimeoutExpired as exc:
         partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        pytest.fail(
-            f"[{role.value}] schemathesis did not finish within {RUN_TIMEOUT:.0f} s\n{shown}\n{partial[-8000:]}",
-            pytrace=False,
+        outcome.problems.append(
+            f"[{label}] schemathesis did not finish within {RUN_TIMEOUT:.0f} s\n{shown}\n{partial[-8000:]}"
         )
+        return
     output = result.stdout + result.stderr
-    (tmp_path / "schemathesis.log").write_text(output)
+    (workdir / "schemathesis.log").write_text(output)
 
     reports = sorted(report_dir.glob("json-*.json"))
     if not reports:
-        pytest.fail(
-            f"[{role.value}] schemathesis wrote no JSON report (exit {result.returncode})\n{shown}\n{output[-8000:]}"
-            + _server_note(server),
-            pytrace=False,
+        outcome.problems.append(
+            f"[{label}] schemathesis wrote no JSON report (exit {result.returncode})\n{shown}\n{output[-8000:]}"
         )
+        return
     report: dict[str, Any] = json.loads(reports[0].read_text())
-    summary = _summary_line(role, report)
-    _publish(summary, tmp_path_factory, capsys)
+    summary = _summary_line(label, report)
+    outcome.summaries.append(summary)
 
     problems = _problems(report)
     if result.returncode != 0 and not problems:  # e.g. a health check or a hook error outside the report
         problems.append(f"schemathesis exited with status {result.returncode}")
-    if problems:
-        # The CLI's own account of what broke, without a traceback of this harness around it.
-        lines = [summary, *problems, f"command: {shown} -H 'Authorization: Bearer …'"]
-        lines += [f"full output: {tmp_path / 'schemathesis.log'}", _excerpt(output)]
-        errors = _server_errors(server.log, log_offset)
-        if errors:
-            lines += [f"the server's errors during this run (all in {server.log}):", errors]
-        pytest.fail("\n".join(lines) + _server_note(server), pytrace=False)
+    if not problems:
+        return
+    # The CLI's own account of what broke, without a traceback of this harness around it.
+    lines = [summary, *problems, f"command: {shown} -H 'Authorization: Bearer …'"]
+    lines += [f"full output: {workdir / 'schemathesis.log'}", _excerpt(output)]
+    errors = _server_errors(server.log, log_offset)
+    if errors:
+        lines += [f"the server's errors during this run (all in {server.log}):", errors]
+    outcome.problems.append("\n".join(lines))
 
 
-def _denied_elsewhere(role: Role) -> list[str]:
-    """The operations this role may not call and whose refusal an earlier role's run already tests.
+def _refused(role: Role) -> tuple[list[str], list[str]]:
+    """The operations this role may not call: those whose refusal its run tests (it is the first role
+    refused them), and those an earlier role's run already tests.
 
     The route's policy answers a refused role with the same 403 whatever the request holds, so one
     refused role's run per operation covers that answer's conformance; running it again for every
     other refused role only costs time. Every role that may call an operation still runs it."""
     policies = route_policies(create_app(Settings()))
-    skipped = []
+    here: list[str] = []
+    elsewhere: list[str] = []
     for (method, path), allowed in sorted(policies.items()):
         if not path.startswith("/v1/") or not allowed or role.value in allowed:
             continue
         first_refused = next(other for other in ROLES if other.value not in allowed)
-        if first_refused is not role:
-            skipped.append(f"{method} {path}")
-    return skipped
+        (here if first_refused is role else elsewhere).append(f"{method} {path}")
+    return here, elsewhere
 
 
 def _reference(conn: psycopg.Connection[Any]) -> dict[str, Any]:
@@ -368,13 +462,13 @@ def _problems(report: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _summary_line(role: Role, report: dict[str, Any]) -> str:
+def _summary_line(label: str, report: dict[str, Any]) -> str:
     operations = report.get("operations") or {}
     cases = report.get("test_cases") or {}
     failures = sum(failure.get("count", 0) for failure in report.get("failures", []))
     errors = sum(error.get("count", 0) for error in report.get("errors", []))
     return (
-        f"schemathesis {role.value}: {operations.get('tested')}/{operations.get('selected')} operations tested, "
+        f"schemathesis {label}: {operations.get('tested')}/{operations.get('selected')} operations tested, "
         f"{cases.get('generated')} test cases, {failures} failures, {errors} errors, "
         f"{report.get('running_time') or 0:.1f} s"
     )
@@ -417,11 +511,6 @@ def _server_errors(log: Path, offset: int, limit: int = 12_000) -> str:
             distinct.setdefault(record.split(" ", 1)[-1], record)
     found = "".join(distinct.values())
     return found if len(found) <= limit else found[:limit] + "\n[…]"
-
-
-def _server_note(server: Server) -> str:
-    died = server.died()
-    return f"\n{died}" if died else ""
 
 
 def _without_proxies(environ: Mapping[str, str]) -> dict[str, str]:
