@@ -192,12 +192,21 @@ async def set_capacity(
     return service
 
 
+async def _unsuspended(session: AsyncSession, service_id: uuid.UUID, actor: Principal) -> Service:
+    """The service for a change of its status, locked: a suspension is Maillage's, and neither a closure
+    nor a reopening replaces it. Locked before the check, so that a suspension committed meanwhile is
+    seen (the status is one field: the later write would otherwise overwrite it)."""
+    service = await load_listing(session, Service, service_id, actor)
+    await session.refresh(service, with_for_update=True)
+    if service.status == ServiceStatus.suspended:
+        raise Conflict("the service is suspended: an admin lifts the suspension")
+    return service
+
+
 async def close_temporarily(
     session: AsyncSession, service_id: uuid.UUID, data: ClosureCreate, *, actor: Principal, request_id: str | None
 ) -> Service:
-    service = await load_listing(session, Service, service_id, actor)
-    if service.status == ServiceStatus.suspended:
-        raise Conflict("the service is suspended: an admin lifts the suspension")
+    service = await _unsuspended(session, service_id, actor)
     starts = data.starts or _now()
     if data.until is not None and data.until <= starts:
         raise InvalidInput("until", "must come after the start of the closure")
@@ -221,7 +230,7 @@ async def close_temporarily(
 
 
 async def reopen(session: AsyncSession, service_id: uuid.UUID, *, actor: Principal, request_id: str | None) -> Service:
-    service = await load_listing(session, Service, service_id, actor)
+    service = await _unsuspended(session, service_id, actor)
     values = {"status": ServiceStatus.active, "closed_from": None, "closed_until": None, "closure_message": None}
     await revisions.update_row(
         session, service, expected_version=None, values=values, action="reopen", actor=actor, request_id=request_id

@@ -203,12 +203,12 @@ async def close_service(
     "/services/{service_id}/reopen",
     response_model=ServiceDetail,
     response_class=GeoJSONText,
-    responses={**documented(), **_WRITE},
+    responses={**documented(), **problem_responses(401, 403, 404, 409, 413, 422, 429)},  # 409: suspended
 )
 async def reopen_service(
     request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
 ) -> GeoJSONText:
-    """End a temporary closure now."""
+    """End a temporary closure now. A suspended service stays suspended (409): only Maillage lifts it."""
     await services.reopen(session, service_id, actor=principal, request_id=_request_id(request))
     await session.commit()
     return await _service(conn, service_id, principal)

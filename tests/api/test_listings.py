@@ -15,7 +15,7 @@ import pytest
 from psycopg import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from directory.models import Location, Organisation, Service, ServiceArea
+from directory.models import Location, Organisation, Service, ServiceArea, ServiceStatus
 from tests import factories
 
 LYON = {"type": "Point", "coordinates": [4.8357, 45.7640]}  # Lyon, 69123
@@ -184,6 +184,25 @@ async def test_capacity_closure_reopen_and_verify(client: httpx.AsyncClient, par
     assert datetime.now(UTC) - last_verified < timedelta(seconds=30)
     actions = [item["action"] for item in (await client.get(f"{url}/history", headers=a.headers)).json()["items"]]
     assert actions[-4:] == ["capacity", "closure", "reopen", "verify"]
+
+
+async def test_a_suspended_service_is_neither_closed_nor_reopened_by_its_partner(
+    client: httpx.AsyncClient, partners: tuple[Partner, Partner], session: AsyncSession, reader: AsyncConnection
+) -> None:
+    """A suspension is Maillage's, not the partner's: reopening must not lift it, and a closure must not
+    replace it (the status is one field)."""
+    a, _ = partners
+    a.service.status = ServiceStatus.suspended
+    session.add(a.service)
+    await session.commit()
+    url = f"/v1/services/{a.service.id}"
+    before = await fingerprint(reader)
+    for path, body in (("closures", {"message": "Inventaire"}), ("reopen", None)):
+        refused = await client.post(f"{url}/{path}", headers=a.headers, json=body)
+        assert refused.status_code == 409, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "suspended" in refused.json()["detail"]
+    assert await fingerprint(reader) == before
 
 
 async def test_archiving_removes_from_search_and_keeps_history(
