@@ -31,6 +31,7 @@ sync_app = typer.Typer(no_args_is_help=True, help="Outbound webhooks.")
 retention_app = typer.Typer(no_args_is_help=True, help="Data retention (CNIL).")
 coverage_app = typer.Typer(no_args_is_help=True, help="Coverage of the territory, precomputed for the statistics.")
 hours_app = typer.Typer(no_args_is_help=True, help="Opening calendars, the search's projection of opening hours.")
+search_app = typer.Typer(no_args_is_help=True, help="Search points, the projection a search near a point scans.")
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(clients_app, name="clients")
@@ -40,6 +41,7 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(retention_app, name="retention")
 app.add_typer(hours_app, name="hours")
 app.add_typer(coverage_app, name="coverage")
+app.add_typer(search_app, name="search")
 
 T = TypeVar("T")
 log = structlog.get_logger()
@@ -402,6 +404,17 @@ def coverage_refresh(
     with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
         computed = coverage.refresh(conn, rebuild=rebuild)
     typer.echo(f"{computed} commune × specialism distances computed")
+
+
+@search_app.command("rebuild")
+def search_rebuild() -> None:
+    """Recompute the search points from the listing tables. Writes keep them current in their own
+    transaction; this is for a repair, or after loading listings with triggers disabled. Schema owner."""
+    from directory import search_points
+
+    with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
+        written = search_points.rebuild(conn)
+    typer.echo(f"{written} search points written")
 
 
 # --- API --------------------------------------------------------------------------------------

@@ -294,13 +294,26 @@ def _match_sql(query: Query) -> str:
         'away_km', {away_km})"""
 
 
-def _geographic_branches(query: Query, *, radius: str = "%(radius)s") -> list[str]:
-    """Candidate ids, each branch able to use its own index; UNION removes duplicates."""
+def _points(query: Query, *, specialisms: bool) -> str:
+    """The search points (one per service a search may return that has a place: see directory/
+    search_points.py), with the specialism filter applied in their own table when asked."""
+    if not (specialisms and query.filters.specialisms):
+        return "search_point p"
+    operator = "@>" if query.filters.match_all else "&&"
+    return f"(SELECT * FROM search_point WHERE specialisms {operator} %(specialisms)s::varchar[]) p"
+
+
+def _geographic_branches(query: Query, *, radius: str = "%(radius)s", specialisms: bool = True) -> list[str]:
+    """Candidate ids, each branch able to use its own index; UNION removes duplicates. With
+    `specialisms`, the nearby branch filters them in the search points already (the filter is applied
+    again with the others: the same rows either way)."""
     if query.bbox is not None:
         return [
             f"SELECT s.id {_FROM} WHERE l.public_point && {_ENVELOPE} AND ST_Intersects(l.public_point, {_ENVELOPE})"
         ]
-    branches = [f"SELECT s.id {_FROM} WHERE ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, {radius})"]
+    nearby = f"""SELECT p.service_id FROM {_points(query, specialisms=specialisms)}
+                  WHERE ST_DWithin(p.geog, {_ORIGIN}::geography, {radius})"""
+    branches = [f"SELECT s.id FROM ({nearby}) n JOIN service s ON s.id = n.service_id {JOINS} WHERE true"]
     if radius != "%(radius)s":
         # Locations the viewer sees exactly sort by their exact point, which can lie anywhere in their
         # commune: the bound does not hold for them, so they keep the full radius (a handful of rows).
@@ -333,10 +346,11 @@ def _geographic_branches(query: Query, *, radius: str = "%(radius)s") -> list[st
 # within that bound lies within it too, give or take the rounding of its distance — half a metre, or
 # 500 m when rounded to the kilometre — so the radius shrinks to the bound plus 501 m. (Locations the
 # viewer sees exactly have their own branch, see above.) The `limit` are taken, nearest first, among
-# the BOUND_SCAN locations nearest the origin (a KNN index scan that stops there): a selective filter
-# (a rare language, away_from) would otherwise walk the whole directory looking for `limit` that
-# pass. The bound holds only when `limit` of those pass the filters within the radius; otherwise the
-# radius stays, exact either way.
+# the BOUND_SCAN search points nearest the origin with the requested specialisms (a KNN scan of their
+# own index that rejects other specialisms in place and stops there): a selective filter (a rare
+# language, away_from) would otherwise walk the whole directory looking for `limit` that pass. Any
+# `limit` rows that pass bound the page, so the bound holds whichever are found; it holds only when
+# `limit` of those pass the filters within the radius, otherwise the radius stays: exact either way.
 BOUND_SCAN = 2000
 _BOUND = f"""bound AS (
     SELECT CASE WHEN count(*) FILTER (WHERE candidate) < %(limit)s THEN %(radius)s::float8
@@ -344,14 +358,15 @@ _BOUND = f"""bound AS (
            count(*) FILTER (WHERE candidate) >= %(limit)s AS holds
       FROM (SELECT ({_distance_sql()})::float8 AS key,
                    ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s) AS candidate
-              FROM (SELECT *, public_point::geography <-> {_ORIGIN}::geography AS knn FROM location
-                     WHERE archived_at IS NULL ORDER BY knn LIMIT {BOUND_SCAN}) l
-              JOIN service s ON s.location_id = l.id
+              FROM (SELECT p.service_id, p.geog <-> {_ORIGIN}::geography AS knn FROM {{points}}
+                     ORDER BY knn LIMIT {BOUND_SCAN}) p
+              JOIN service s ON s.id = p.service_id
+              JOIN location l ON l.id = s.location_id
               JOIN organisation o ON o.id = s.organisation_id
               LEFT JOIN commune lc ON lc.code = l.commune_code
               LEFT JOIN departement d ON d.code = lc.departement_code
              WHERE {{where}}
-             ORDER BY l.knn  -- the scan's own order: rows stream, and it stops at the limit
+             ORDER BY p.knn  -- the scan's own order: rows stream, and it stops at the limit
              LIMIT %(limit)s) nearest
 )"""
 
@@ -405,7 +420,8 @@ async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
             params.update(after_id=query.after[0])
     feature = feature_sql(with_origin=query.origin is not None, match=_match_sql(query))
     statement = f"""
-        WITH {_BOUND.format(where=where) + "," if bounded else ""} candidate AS ({candidates})
+        WITH {_BOUND.format(where=where, points=_points(query, specialisms=True)) + "," if bounded else ""}
+             candidate AS ({candidates})
         SELECT {feature}::text, {EXACT_CONFIDENTIAL}, {key_columns}
           FROM candidate c JOIN service s ON s.id = c.id {JOINS}
           CROSS JOIN LATERAL ({sort}) sort
@@ -466,7 +482,8 @@ async def _explain_empty(
     conn: AsyncConnection, query: Query, filters: list[tuple[str, str]], params: dict[str, Any]
 ) -> dict[str, Any]:
     """Say why nothing came back, so a specialist can relax the right filter."""
-    candidates = " UNION ".join(f"({branch} AND {_BASE})" for branch in _geographic_branches(query))
+    branches = _geographic_branches(query, specialisms=False)  # each filter is counted on its own
+    candidates = " UNION ".join(f"({branch} AND {_BASE})" for branch in branches)
     counts = ", ".join(f"count(*) FILTER (WHERE {condition})" for _, condition in filters) or "0"
     row = await (
         await conn.execute(

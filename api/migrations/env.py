@@ -12,6 +12,7 @@ import directory.hours  # noqa: F401 - registers the tables
 import directory.models  # noqa: F401 - registers the tables
 import directory.pathway_models  # noqa: F401 - registers the tables
 import directory.retention  # noqa: F401 - registers the tables
+import directory.search_points  # noqa: F401 - registers the tables
 import directory.stats  # noqa: F401 - registers the tables
 import geo.models  # noqa: F401 - registers the tables
 import sync.models  # noqa: F401 - registers the tables

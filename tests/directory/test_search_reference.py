@@ -1,5 +1,5 @@
-"""Searches give the same pages whether opening hours come from the calendars or from the functions
-that define them (the statement as it was before the projection): 1,000 random combinations of
+"""Searches give the same pages whether they read the projections (opening calendars, search points) or
+the tables and functions that define them (the statement as it was before): 1,000 random combinations of
 origin × viewer × filters × the present moment, on the demo directory with random hours — DST nights,
 an overseas public holiday and the calendar window's edges included — first pages and next pages."""
 
@@ -135,9 +135,22 @@ async def test_pages_equal_the_reference(world: World, connections: tuple[AsyncC
     rng = random.Random(119)
     combinations = [_combination(rng, world) for _ in range(COMBINATIONS)]
     with_calendars, without = connections
-    # Deleted in `without`'s own transaction only: there every search asks the functions, while
-    # `with_calendars` still reads the calendars. The two run side by side.
+    # In `without`'s own transaction only, the statement as it was before the projections: every search
+    # asks the hours functions (no calendars), and scans every current location and its services live
+    # (a temporary view shadows the search points: pg_temp comes first in the search path). Meanwhile
+    # `with_calendars` reads both projections. The two run side by side.
     await without.execute("DELETE FROM opening_calendar")
+    await without.execute(
+        """CREATE TEMPORARY VIEW search_point AS
+           SELECT s.id AS service_id, l.id AS location_id, l.public_point::geography AS geog, s.specialisms
+             FROM location l JOIN service s ON s.location_id = l.id WHERE l.archived_at IS NULL"""
+    )
+    shadowed = await (
+        await without.execute(
+            "SELECT relnamespace = pg_my_temp_schema() FROM pg_class WHERE oid = 'search_point'::regclass"
+        )
+    ).fetchone()
+    assert shadowed == (True,)
     projected, reference = await asyncio.gather(_pages(with_calendars, combinations), _pages(without, combinations))
     assert len(projected) == len(reference) > COMBINATIONS
     different = [n for n, (a, b) in enumerate(zip(projected, reference, strict=True)) if a != b]
