@@ -294,13 +294,12 @@ def _match_sql(query: Query) -> str:
         'away_km', {away_km})"""
 
 
-def _points(query: Query, *, specialisms: bool) -> str:
-    """The search points (one per service a search may return that has a place: see directory/
-    search_points.py), with the specialism filter applied in their own table when asked."""
-    if not (specialisms and query.filters.specialisms):
-        return "search_point p"
+def _specialisms(query: Query, alias: str) -> str:
+    """The specialism filter on search points `alias` (true without one)."""
+    if not query.filters.specialisms:
+        return "true"
     operator = "@>" if query.filters.match_all else "&&"
-    return f"(SELECT * FROM search_point WHERE specialisms {operator} %(specialisms)s::varchar[]) p"
+    return f"{alias}.specialisms {operator} %(specialisms)s::varchar[]"
 
 
 def _geographic_branches(query: Query, *, radius: str = "%(radius)s", specialisms: bool = True) -> list[str]:
@@ -311,8 +310,9 @@ def _geographic_branches(query: Query, *, radius: str = "%(radius)s", specialism
         return [
             f"SELECT s.id {_FROM} WHERE l.public_point && {_ENVELOPE} AND ST_Intersects(l.public_point, {_ENVELOPE})"
         ]
-    nearby = f"""SELECT p.service_id FROM {_points(query, specialisms=specialisms)}
-                  WHERE ST_DWithin(p.geog, {_ORIGIN}::geography, {radius})"""
+    nearby = f"""SELECT p.service_id FROM search_point p
+                  WHERE ST_DWithin(p.geog, {_ORIGIN}::geography, {radius})
+                    AND {_specialisms(query, "p") if specialisms else "true"}"""
     branches = [f"SELECT s.id FROM ({nearby}) n JOIN service s ON s.id = n.service_id {JOINS} WHERE true"]
     if radius != "%(radius)s":
         # Locations the viewer sees exactly sort by their exact point, which can lie anywhere in their
@@ -346,8 +346,8 @@ def _geographic_branches(query: Query, *, radius: str = "%(radius)s", specialism
 # within that bound lies within it too, give or take the rounding of its distance — half a metre, or
 # 500 m when rounded to the kilometre — so the radius shrinks to the bound plus 501 m. (Locations the
 # viewer sees exactly have their own branch, see above.) The `limit` are taken, nearest first, among
-# the BOUND_SCAN search points nearest the origin with the requested specialisms (a KNN scan of their
-# own index that rejects other specialisms in place and stops there): a selective filter (a rare
+# the BOUND_SCAN search points nearest the origin (a KNN scan of their own index that stops there; the
+# specialisms are judged on the points, before any join): a selective filter (a rare specialism or
 # language, away_from) would otherwise walk the whole directory looking for `limit` that pass. Any
 # `limit` rows that pass bound the page, so the bound holds whichever are found; it holds only when
 # `limit` of those pass the filters within the radius, otherwise the radius stays: exact either way.
@@ -358,10 +358,10 @@ _BOUND = f"""bound AS (
            count(*) FILTER (WHERE candidate) >= %(limit)s AS holds
       FROM (SELECT ({_distance_sql()})::float8 AS key,
                    ST_DWithin(l.public_point::geography, {_ORIGIN}::geography, %(radius)s) AS candidate
-              FROM (SELECT p.service_id, p.geog <-> {_ORIGIN}::geography AS knn FROM {{points}}
+              FROM (SELECT service_id, specialisms, geog <-> {_ORIGIN}::geography AS knn FROM search_point
                      ORDER BY knn LIMIT {BOUND_SCAN}) p
-              JOIN service s ON s.id = p.service_id
-              JOIN location l ON l.id = s.location_id
+              JOIN service s ON s.id = p.service_id AND {{specialisms}}
+              JOIN location l ON l.id = s.location_id AND l.archived_at IS NULL
               JOIN organisation o ON o.id = s.organisation_id
               LEFT JOIN commune lc ON lc.code = l.commune_code
               LEFT JOIN departement d ON d.code = lc.departement_code
@@ -420,7 +420,7 @@ async def search(conn: AsyncConnection, query: Query, *, now: datetime) -> Page:
             params.update(after_id=query.after[0])
     feature = feature_sql(with_origin=query.origin is not None, match=_match_sql(query))
     statement = f"""
-        WITH {_BOUND.format(where=where, points=_points(query, specialisms=True)) + "," if bounded else ""}
+        WITH {_BOUND.format(where=where, specialisms=_specialisms(query, "p")) + "," if bounded else ""}
              candidate AS ({candidates})
         SELECT {feature}::text, {EXACT_CONFIDENTIAL}, {key_columns}
           FROM candidate c JOIN service s ON s.id = c.id {JOINS}

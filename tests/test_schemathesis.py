@@ -352,6 +352,9 @@ def _run(
     outcome.summaries.append(summary)
 
     problems = _problems(report)
+    selected = (report.get("operations") or {}).get("selected")
+    if included and selected != len(included):  # a name that matches nothing would test nothing
+        problems.append(f"{selected} operations selected of the {len(included)} named")
     if result.returncode != 0 and not problems:  # e.g. a health check or a hook error outside the report
         problems.append(f"schemathesis exited with status {result.returncode}")
     if not problems:

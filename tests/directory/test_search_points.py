@@ -5,6 +5,8 @@ a service deleted. The definition is written here from the listing tables, not r
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 from psycopg import AsyncConnection
@@ -113,6 +115,53 @@ def test_the_rebuild_command_rewrites_what_the_definition_says(owner_url: str) -
         conn.commit()
         assert rebuild(conn) == len(before) > 0
         assert conn.execute(STORED).fetchall() == before
+
+
+async def test_a_service_added_while_its_location_moves_gets_the_new_point(owner_url: str) -> None:
+    """Two writers, committed: a service is added at a location while another transaction moves it. The
+    move waits for the addition (the refresh holds its location under a share lock), then refreshes the
+    new service too: its point is where the location is, not where it was."""
+    first = await psycopg.AsyncConnection.connect(plain(owner_url))
+    second = await psycopg.AsyncConnection.connect(plain(owner_url))
+    organisation = None
+    try:
+        organisation, location, _ = await _new_partner(first, ["outreach"])
+        await first.commit()
+        added = await (
+            await first.execute(
+                """INSERT INTO service (id, organisation_id, location_id, name, specialisms, demo)
+                   VALUES (gen_random_uuid(), %s, %s, 'Ajouté', ARRAY['legal-support'], true) RETURNING id""",
+                (organisation, location),
+            )
+        ).fetchone()
+        assert added is not None
+        move = asyncio.create_task(
+            second.execute("UPDATE location SET point = ST_Translate(point, 0.3, 0) WHERE id = %s", (location,))
+        )
+        await asyncio.sleep(0.3)
+        assert not move.done()  # the move waits for the addition's share lock
+        await first.commit()
+        await asyncio.wait_for(move, timeout=30)
+        await second.commit()
+        stored = await (
+            await first.execute(
+                """SELECT ST_AsText(p.geog::geometry), ST_AsText(l.public_point)
+                     FROM search_point p JOIN location l ON l.id = p.location_id WHERE p.service_id = %s""",
+                (added[0],),
+            )
+        ).fetchone()
+        assert stored is not None
+        assert stored[0] == stored[1]
+    finally:
+        await second.rollback()
+        await first.rollback()
+        if organisation is not None:
+            for table in ("service", "location", "organisation"):
+                column = "id" if table == "organisation" else "organisation_id"
+                await first.execute(f"DELETE FROM {table} WHERE {column} = %s", (organisation,))  # noqa: S608
+            await first.commit()
+        await first.close()
+        await second.close()
 
 
 @pytest.mark.parametrize(

@@ -33,8 +33,12 @@ depends_on: str | Sequence[str] | None = None
 APP_ROLE = "maillage_app"
 
 _FUNCTIONS = """
--- The rows of these services as the listing tables say now: upserted, so that two writers refreshing
--- one service (a location move and an organisation's deactivation) never collide on its key.
+-- The rows of these services as the listing tables say now. Their location and organisation are read
+-- under a share lock: a writer of either that commits meanwhile is waited for and read again, and one
+-- that comes later waits for this transaction and then sees its services (each statement of a trigger
+-- function reads what is committed when it starts). Without it, a service added at a location while
+-- the location moves would keep the old point. Upserted in service order: two writers refreshing the
+-- same services never collide on a key nor lock them in opposite orders.
 CREATE FUNCTION search_points_refresh(p_services uuid[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 BEGIN
@@ -47,6 +51,8 @@ BEGIN
       FROM service s JOIN location l ON l.id = s.location_id JOIN organisation o ON o.id = s.organisation_id
      WHERE s.id = ANY(p_services) AND s.archived_at IS NULL AND s.status <> 'suspended'
        AND o.deactivated_at IS NULL AND l.archived_at IS NULL AND l.public_point IS NOT NULL
+     ORDER BY s.id
+       FOR SHARE OF l, o
     ON CONFLICT (service_id) DO UPDATE
         SET location_id = EXCLUDED.location_id, geog = EXCLUDED.geog, specialisms = EXCLUDED.specialisms;
 END $$;
