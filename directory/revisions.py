@@ -183,13 +183,14 @@ async def update_row(
     actor: Principal,
     request_id: str | None,
     always: bool = False,
+    locked: bool = False,
 ) -> dict[str, Any]:
     """Apply `values` to a listing row (Organisation, Service, Location, ServiceArea) if it is still at
     one of the versions the caller read, and record the revision. Returns the changes recorded; a
     write that changes nothing records nothing and keeps the version, unless `always`. Without a
     precondition the row is locked and read again first, so that the changes recorded are against
-    what it holds now."""
-    if expected_version is None:
+    what it holds now (`locked`: the caller did so already, to judge the row before writing)."""
+    if expected_version is None and not locked:
         await session.refresh(row, with_for_update=True)
     check_version(row, expected_version)
     changes = {

@@ -225,6 +225,7 @@ async def close_temporarily(
         actor=actor,
         request_id=request_id,
         always=True,
+        locked=True,
     )
     return service
 
@@ -233,7 +234,14 @@ async def reopen(session: AsyncSession, service_id: uuid.UUID, *, actor: Princip
     service = await _unsuspended(session, service_id, actor)
     values = {"status": ServiceStatus.active, "closed_from": None, "closed_until": None, "closure_message": None}
     await revisions.update_row(
-        session, service, expected_version=None, values=values, action="reopen", actor=actor, request_id=request_id
+        session,
+        service,
+        expected_version=None,
+        values=values,
+        action="reopen",
+        actor=actor,
+        request_id=request_id,
+        locked=True,
     )
     return service
 
