@@ -32,6 +32,7 @@ retention_app = typer.Typer(no_args_is_help=True, help="Data retention (CNIL).")
 coverage_app = typer.Typer(no_args_is_help=True, help="Coverage of the territory, precomputed for the statistics.")
 hours_app = typer.Typer(no_args_is_help=True, help="Opening calendars, the search's projection of opening hours.")
 search_app = typer.Typer(no_args_is_help=True, help="Search points, the projection a search near a point scans.")
+stats_app = typer.Typer(no_args_is_help=True, help="Handoff rollups, what the statistics read.")
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(clients_app, name="clients")
@@ -42,6 +43,7 @@ app.add_typer(retention_app, name="retention")
 app.add_typer(hours_app, name="hours")
 app.add_typer(coverage_app, name="coverage")
 app.add_typer(search_app, name="search")
+app.add_typer(stats_app, name="stats")
 
 T = TypeVar("T")
 log = structlog.get_logger()
@@ -415,6 +417,17 @@ def search_rebuild() -> None:
     with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
         written = search_points.rebuild(conn)
     typer.echo(f"{written} search points written")
+
+
+@stats_app.command("rebuild")
+def stats_rebuild() -> None:
+    """Recompute the handoff rollups from the handoffs (the parts retention archived are kept). Writes
+    keep them current in their own transaction; this is for a repair. Schema owner."""
+    from directory import handoff_rollups
+
+    with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
+        written = handoff_rollups.rebuild(conn)
+    typer.echo(f"{written} handoff rollup rows written")
 
 
 # --- API --------------------------------------------------------------------------------------

@@ -131,6 +131,11 @@ class Case(SQLModel, table=True):
     created_by: str = Field(max_length=200)
     version: int = version_column()
     updated_at: datetime = updated_at()
+    # The case's number in the statistics' rollups (directory/handoff_rollups.py): an internal sequence,
+    # never shown, that outlives the case there once retention has deleted it.
+    stat_no: int | None = Field(
+        default=None, sa_column=sa.Column(sa.Integer, sa.Identity(always=True), nullable=False, unique=True)
+    )
 
 
 CREATED_MONTH = "date_trunc('month', timezone('Europe/Paris', created_at))::date"

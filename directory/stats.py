@@ -30,6 +30,12 @@ by every specialism for the country — from month atoms of at least k: there, a
 publish is left out entirely, which depends only on the atoms of k or more (see `needs`).
 
 `entered_in_error` handoffs are excluded.
+
+Where the figures come from: a table over collectivité, month and kind only is read from the handoff
+rollups (directory/handoff_rollups.py), which give the very values `_scan` counts from the handoffs —
+distinct cases, runaways, overdue at the moment of reading, percentiles — and still hold the months
+retention has emptied; any other table is counted from the handoffs by `_scan`, which is also the
+reference the rollups are tested against.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ from psycopg import AsyncConnection
 from sqlmodel import Field, SQLModel
 
 from . import coverage as coverage_table
-from . import disclosure
+from . import disclosure, handoff_rollups
 from .models import OrganisationKind
 from .pathway_models import Beneficiary, HandoffKind, HandoffStatus, IntakeChannel, Urgency
 from .taxonomy import SLUGS
@@ -294,9 +300,29 @@ async def _scan(
         )
     ).fetchall()
     names = ["detail", *dims, *COLUMNS]
-    records = [dict(zip(names, row, strict=True)) for row in rows]
-    if "month" in dims:
-        for record in records:
+    return _months_shown([dict(zip(names, row, strict=True)) for row in rows])
+
+
+async def _scan_rollups(
+    conn: AsyncConnection, query: Query, dims: list[str], now: datetime, *, totals_over: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """What `_scan` answers, read from the rollups (for dimensions they hold: `handoff_rollups.serves`)."""
+    records = await handoff_rollups.scan(
+        conn,
+        dims=dims,
+        collectivites=query.collectivites,
+        start=query.start,
+        end=query.end,
+        k=query.k,
+        now=now,
+        totals_over=totals_over,
+    )
+    return _months_shown([{name: record[name] for name in ("detail", *dims, *COLUMNS)} for record in records])
+
+
+def _months_shown(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for record in records:
+        if "month" in record:
             record["month"] = record["month"] and record["month"].strftime("%Y-%m")
     return records
 
@@ -320,7 +346,11 @@ async def handoff_table(
     async with conn.transaction():
         # A national year sorts half a million rows per measure: in memory, not in temporary files.
         await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-        if dims == filtered:  # no grouping beyond the filters: the table is the totals' table
+        if handoff_rollups.serves(dims):
+            records = await _scan_rollups(conn, query, dims, now, totals_over=filtered)
+            table = [record for record in records if record["detail"]]
+            totals = table if dims == filtered else [record for record in records if not record["detail"]]
+        elif dims == filtered:  # no grouping beyond the filters: the table is the totals' table
             table = totals = await _scan(conn, query, dims, now)
         elif "specialism" in dims and "specialism" not in filtered:
             # A handoff has a row per specialism here: its totals need rows of their own.

@@ -8,10 +8,10 @@ from sqlmodel import SQLModel
 import api.audit  # noqa: F401 - registers the tables
 import api.idempotency  # noqa: F401 - registers the tables
 import directory.coverage  # noqa: F401 - registers the tables
+import directory.handoff_rollups  # noqa: F401 - registers the tables
 import directory.hours  # noqa: F401 - registers the tables
 import directory.models  # noqa: F401 - registers the tables
 import directory.pathway_models  # noqa: F401 - registers the tables
-import directory.retention  # noqa: F401 - registers the tables
 import directory.search_points  # noqa: F401 - registers the tables
 import directory.stats  # noqa: F401 - registers the tables
 import geo.models  # noqa: F401 - registers the tables
