@@ -88,7 +88,7 @@ class HandoffRollup(SQLModel, table=True):
 
 class RunawayCase(SQLModel, table=True):
     """A case that ran away, by its number, and the collectivité its events are in (kept by a trigger on
-    case_event; retention deletes the events, not these rows)."""
+    case_event; retention deletes the events and renumbers these rows as it does the rollups')."""
 
     __tablename__ = "runaway_case"
 
@@ -194,7 +194,9 @@ async def scan(
     now: datetime,
     totals_over: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The cells of `statement`, each as a dict by column name."""
+    """The cells of `statement`, each as a dict by column name, after the atoms this transaction wrote
+    (if any) are recomputed: they are otherwise recomputed at commit."""
+    await conn.execute("SELECT handoff_rollup_flush()")
     cursor = await conn.execute(
         statement(dims, territorial=collectivites is not None, totals_over=totals_over),
         {"start": start, "end": end, "k": k, "now": now, "collectivites": collectivites},

@@ -29,11 +29,18 @@ def apply(conn: psycopg.Connection, *, now: datetime, case_years: int, audit_day
             {"cutoff": cutoff},
         ).fetchone()
         expired = {"cases": row[0] if row else []}
+        # Their handoffs locked too, before the statistics' atoms are: a partner moving one of them
+        # meanwhile is waited for, never deadlocked with.
+        conn.execute("SELECT id FROM handoff WHERE case_id = ANY(%(cases)s) ORDER BY id FOR UPDATE", expired)
         # What the statistics keep of them: their part of each atom, and where they ran away
-        # (directory/handoff_rollups.py), under case numbers that nothing else holds.
+        # (directory/handoff_rollups.py), under new numbers that lead back to no case.
         conn.execute("SELECT handoff_rollup_archive(%(cases)s::uuid[])", expired)
         conn.execute("DELETE FROM case_event WHERE case_id = ANY(%(cases)s)", expired)
         conn.execute("DELETE FROM handoff_event WHERE case_id = ANY(%(cases)s)", expired)
+        conn.execute(
+            "DELETE FROM handoff_assignee WHERE handoff_id IN (SELECT id FROM handoff WHERE case_id = ANY(%(cases)s))",
+            expired,
+        )
         handoffs = conn.execute("DELETE FROM handoff WHERE case_id = ANY(%(cases)s)", expired).rowcount
         cases = conn.execute("DELETE FROM case_record WHERE id = ANY(%(cases)s)", expired).rowcount
         audit = conn.execute(

@@ -144,6 +144,20 @@ def _dims(query: Query) -> list[str]:
     return [d for d in DIMENSIONS if d in query.group_by or d in query.filters]
 
 
+def from_rollups(query: Query) -> bool:
+    """Whether the query's table is read from the rollups, which keep what retention deleted."""
+    return handoff_rollups.serves(_dims(query))
+
+
+def complete_since(today: date, case_years: int) -> date:
+    """The first month whose handoffs retention cannot have touched: it deletes cases closed more than
+    `case_years` ago, and their handoffs came before. A table counted from the handoffs themselves (any
+    table the rollups do not serve, and unmet needs) starts there, or it would count what is left of
+    older months, and differ from a rollup table by the children deleted."""
+    cutoff = date(today.year - case_years, today.month, 1)
+    return date(cutoff.year + (cutoff.month == 12), cutoff.month % 12 + 1, 1)
+
+
 def table_cells(query: Query, collectivites: int) -> int:
     """How many cells the query's table has (`collectivites`: how many are in scope)."""
     return math.prod(len(values) for values in domains(query, ["?"] * collectivites).values())

@@ -151,6 +151,16 @@ def _period(from_: str | None, to: str | None) -> tuple[date, date, str, str]:
     return first, end, first.strftime("%Y-%m"), last.strftime("%Y-%m")
 
 
+def _retained(request: Request, start: date, what: str) -> None:
+    """Refuse a period reaching months retention may have emptied, for a table counted from the handoffs."""
+    since = stats.complete_since(datetime.now(UTC).date(), request.app.state.settings.case_retention_years)
+    if start < since:
+        raise InvalidParameter(
+            "from",
+            f"{what} start at {since:%Y-%m} at the earliest: retention has deleted older cases' handoffs",
+        )
+
+
 @router.get("/handoffs", response_model=StatsOut, responses={**_CSV, **problem_responses(401, 403, 404, 406, 422, 429)})
 async def handoff_statistics(
     request: Request,
@@ -196,6 +206,8 @@ async def handoff_statistics(
             "group_by",
             f"more than {stats.MAX_CELLS} cells: fewer dimensions, fewer months or one collectivité",
         )
+    if not stats.from_rollups(query):
+        _retained(request, start, "tables grouped or filtered by other dimensions than collectivite, month and kind")
     table = await stats.handoff_table(conn, query, collectivites=collectivites, now=datetime.now(UTC))
     if media_type == "text/csv":
         return Response(
@@ -230,6 +242,7 @@ async def need_statistics(
     that expired. Months under k are left out; a signal with nothing left is null, and a row with no
     signal left is not listed."""
     start, end, first, last = _period(from_, to)
+    _retained(request, start, "unmet needs")
     k = request.app.state.settings.stats_k
     cells = await stats.needs(conn, collectivites=territory, start=start, end=end, k=k)
     return {

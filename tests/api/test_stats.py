@@ -12,7 +12,7 @@ import random
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -1074,3 +1074,28 @@ async def test_bad_needs_and_coverage_requests(
     response = await client.get(path, params=params, headers=specialist)
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["name"] == name
+
+
+async def test_tables_counted_from_handoffs_stop_where_retention_may_have_deleted(
+    client: httpx.AsyncClient, auth, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Rollup tables keep what retention deleted; a table counted from the handoffs would count only what
+    is left of those months, and differ from the rollups by the children deleted: it is refused there."""
+    monkeypatch.setattr(app.state.settings, "case_retention_years", 3)
+    today = datetime.now(UTC).date()
+    since = date(today.year - 3 + (today.month == 12), today.month % 12 + 1, 1)
+    before = date(since.year - 1, since.month, 1).strftime("%Y-%m")
+    headers = auth("specialist")
+    period = {"from": before, "to": since.strftime("%Y-%m")}
+    for params in ({"group_by": "status"}, {"group_by": "month", "urgency": "routine"}):
+        response = await client.get(URL, params={**period, **params}, headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["name"] == "from"
+        assert f"at {since:%Y-%m} at the earliest" in response.json()["detail"]
+    needs = await client.get("/v1/stats/needs", params=period, headers=headers)
+    assert needs.status_code == 422
+    for params in ({"group_by": ["month", "kind"]}, {"group_by": "collectivite", "kind": "orientation"}):
+        response = await client.get(URL, params={**period, **params}, headers=headers)
+        assert response.status_code == 200, response.text
+    later = {"from": since.strftime("%Y-%m"), "to": since.strftime("%Y-%m"), "group_by": "status"}
+    assert (await client.get(URL, params=later, headers=headers)).status_code == 200

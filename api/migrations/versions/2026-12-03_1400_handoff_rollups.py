@@ -13,14 +13,21 @@ kind) — with everything the tables grouped by those dimensions need, exactly:
   depends on the moment the statistics are read;
 - the hours to acknowledgement and to acceptance of every handoff, so percentiles stay exact.
 
-`archived` rows hold what retention deleted (its cases are gone; only these numbers remain), so months
-older than the retention period are still counted. `runaway_case` holds the numbers of the cases that
-ran away and the collectivité their events are in (a trigger on `case_event` keeps it; retention keeps
-its rows): a cell's runaways are its case numbers found there. The live rows (`archived = false`) are a projection of `handoff`: a
-statement-level trigger recomputes the atoms a write touched, in the same transaction, under one
-advisory lock per atom taken before reading (so two writers of one atom never overwrite each other with
-stale sums), and `handoff_rollup_rebuild()` (`maillage stats rebuild`) recomputes them all. The
-application role only reads.
+`archived` rows hold what retention deleted, so months older than the retention period are still
+counted. What stays cannot lead back to a child: the case numbers are new ones from a sequence of their
+own, deadlines long past are counted as late handoffs, hours are kept to the minute.
+`runaway_case` holds the numbers of the cases that ran away and the collectivité their events are in
+(a trigger on `case_event` keeps it; retention renumbers its rows instead of deleting them): a cell's
+runaways are its case numbers found there.
+
+The live rows (`archived = false`) are a projection of `handoff`. Each handoff statement records the
+atoms it touched; a deferred trigger recomputes them at commit, under one advisory lock per atom taken
+in key order before reading (two writers of one atom never overwrite each other with stale sums, and
+never deadlock, since those locks are the last a transaction waits for), and a statistics read first
+recomputes what its own transaction touched. Writers must run at READ COMMITTED (the application
+does): a REPEATABLE READ writer would recompute from its old snapshot and fail to serialise.
+`handoff_rollup_rebuild()` (`maillage stats rebuild`) recomputes every live row; the application
+role only reads the tables.
 
 `handoff_archive` (counts by status, without cases: no k could be applied to them) is replaced: the
 upgrade refuses to drop it while it holds rows rather than lose them.
@@ -45,6 +52,7 @@ APP_ROLE = "maillage_app"
 # directory/stats.py's DECLINE_REASONS: a test compares the rollup with the statement over handoffs.
 _REASONS = ("no_capacity", "out_of_criteria", "out_of_territory", "refused_by_young_person", "other")
 _REASON_COLUMNS = "".join(f", s.declined_{r}, s.declined_{r}_key" for r in _REASONS)
+_ARCHIVED_REASON_COLUMNS = "".join(f", p.declined_{r}, p.declined_{r}_key" for r in _REASONS)
 _REASON_SUMS = "".join(
     f""",
                count(*) FILTER (WHERE reason = '{r}')::int AS declined_{r},
@@ -112,16 +120,17 @@ RETURNS SETOF handoff_rollup LANGUAGE sql STABLE SET search_path = public, pg_te
       FROM sums s JOIN by_case b USING (collectivite_code, month, kind)
 $$;
 
--- Serialises the writers of each atom, in a fixed order (no deadlock between two of them), before
--- anything is read: the statements after it see every commit that came before.
+-- Serialises the writers of each atom before anything is read (the statements after it see every
+-- commit that came before), in the order of the lock keys, so that two flushes never wait on each other
+-- in a cycle. The key spells the month out, whatever the session's DateStyle.
 CREATE FUNCTION handoff_rollup_lock(p_collectivites varchar[], p_months date[], p_kinds varchar[])
 RETURNS void LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
 DECLARE
-    atom record;
+    key integer;
 BEGIN
-    FOR atom IN SELECT DISTINCT c, m, k FROM unnest(p_collectivites, p_months, p_kinds) AS a(c, m, k)
-                 ORDER BY c, m, k LOOP
-        PERFORM pg_advisory_xact_lock(hashtext('handoff_rollup'), hashtext(atom.c || atom.m::text || atom.k));
+    FOR key IN SELECT DISTINCT hashtext(c || '/' || to_char(m, 'YYYY-MM-DD') || '/' || k)
+                 FROM unnest(p_collectivites, p_months, p_kinds) AS a(c, m, k) ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(hashtext('handoff_rollup'), key);
     END LOOP;
 END $$;
 
@@ -146,6 +155,10 @@ DECLARE
 BEGIN
     LOCK TABLE handoff_rollup IN EXCLUSIVE MODE;  -- readers go on; triggered refreshes wait
     DELETE FROM handoff_rollup WHERE NOT archived;
+    DELETE FROM runaway_case WHERE stat_no > 0;  -- the live cases' (archived ones are negative)
+    INSERT INTO runaway_case (stat_no, collectivite_code)
+    SELECT DISTINCT c.stat_no, e.collectivite_code FROM case_event e JOIN case_record c ON c.id = e.case_id
+     WHERE e.kind = 'runaway_started';
     INSERT INTO handoff_rollup
     SELECT r.* FROM (SELECT array_agg(collectivite_code) AS c, array_agg(created_month) AS m, array_agg(kind) AS k
                        FROM (SELECT DISTINCT collectivite_code, created_month, kind FROM handoff) atoms) a,
@@ -154,8 +167,11 @@ BEGIN
     RETURN written;
 END $$;
 
--- Retention, before it deletes these cases: their part of each atom moves to the archived rows (case
--- numbers are disjoint: a case leaves whole).
+-- Retention, before it deletes these cases: their part of each atom moves to the archived rows. What
+-- stays must not lead back to a child: each case gets a new number from a sequence of its own (negative,
+-- apart from the live ones; the same across its atoms, so distinct counts still hold, and a case leaves
+-- whole, so the parts never share one), its runaway row follows that number, deadlines long past become
+-- late handoffs, and hours are kept to the minute.
 CREATE FUNCTION handoff_rollup_archive(p_cases uuid[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
@@ -169,7 +185,32 @@ BEGIN
         RETURN;
     END IF;
     PERFORM handoff_rollup_lock(c, m, k);
-    INSERT INTO handoff_rollup AS r SELECT * FROM handoff_rollup_of(c, m, k, p_cases, true)
+    WITH renumbered AS MATERIALIZED (
+        SELECT stat_no, -nextval('archived_case_no')::integer AS archived_no
+          FROM case_record WHERE id = ANY(p_cases) ORDER BY stat_no
+    ), runaways AS (
+        UPDATE runaway_case r SET stat_no = n.archived_no FROM renumbered n WHERE r.stat_no = n.stat_no RETURNING 1
+    ), part AS MATERIALIZED (
+        SELECT * FROM handoff_rollup_of(c, m, k, p_cases, true)
+    ), cases AS (
+        SELECT p.collectivite_code, p.month, p.kind, array_agg(n.archived_no ORDER BY n.archived_no) AS nos,
+               array_agg(u.key ORDER BY n.archived_no) AS keys
+          FROM part p CROSS JOIN LATERAL unnest(p.case_nos, p.case_keys) AS u(no, key)
+          JOIN renumbered n ON n.stat_no = u.no
+         GROUP BY 1, 2, 3
+    ), rows AS (
+        SELECT p.collectivite_code, p.month, p.kind, true, p.handoffs, p.handoffs_key, cs.nos, cs.keys,
+               p.accepted, p.accepted_key, p.declined, p.declined_key, p.failed, p.failed_key{_ARCHIVED_REASON_COLUMNS},
+               p.overdue_late + late.n, p.overdue_late_key + late.key,
+               ARRAY(SELECT d FROM unnest(p.pending_due) d WHERE d >= now() ORDER BY 1),
+               ARRAY(SELECT pk FROM unnest(p.pending_due, p.pending_keys) u(d, pk) WHERE d >= now() ORDER BY d, pk),
+               ARRAY(SELECT round(x * 60) / 60 FROM unnest(p.ack_hours) x ORDER BY 1),
+               ARRAY(SELECT round(x * 60) / 60 FROM unnest(p.accept_hours) x ORDER BY 1)
+          FROM part p JOIN cases cs USING (collectivite_code, month, kind)
+         CROSS JOIN LATERAL (SELECT count(*)::integer AS n, coalesce(sum(pk), 0)::bigint AS key
+                               FROM unnest(p.pending_due, p.pending_keys) u(d, pk) WHERE d < now()) late
+    )
+    INSERT INTO handoff_rollup AS r SELECT * FROM rows
     ON CONFLICT (collectivite_code, month, kind, archived) DO UPDATE SET
         handoffs = r.handoffs + EXCLUDED.handoffs, handoffs_key = r.handoffs_key + EXCLUDED.handoffs_key,
         case_nos = r.case_nos || EXCLUDED.case_nos, case_keys = r.case_keys || EXCLUDED.case_keys,
@@ -199,34 +240,77 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- A handoff statement records the atoms it touched (in a setting local to the transaction); a deferred
+-- trigger refreshes them once, at commit, after every row lock the transaction takes: the atoms' locks
+-- are then the last ones it waits for, taken in key order, so no two writers deadlock on them however
+-- many statements each ran, and an atom a job touched a hundred times is recomputed once.
 CREATE FUNCTION handoff_rollup_trigger() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
+    touched jsonb;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM handoff_rollup WHERE NOT archived;
+        RETURN NULL;
+    ELSIF TG_OP = 'INSERT' THEN
+        SELECT jsonb_agg(DISTINCT jsonb_build_array(collectivite_code, created_month, kind)) INTO touched FROM new_rows;
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT jsonb_agg(DISTINCT jsonb_build_array(collectivite_code, created_month, kind)) INTO touched FROM old_rows;
+    ELSE
+        SELECT jsonb_agg(DISTINCT x.atom) INTO touched
+          FROM new_rows n FULL JOIN old_rows o ON o.id = n.id
+         CROSS JOIN LATERAL (VALUES (jsonb_build_array(n.collectivite_code, n.created_month, n.kind)),
+                                    (jsonb_build_array(o.collectivite_code, o.created_month, o.kind))) AS x(atom)
+         WHERE x.atom <> '[null, null, null]'::jsonb
+           AND (n.id IS NULL OR o.id IS NULL
+                OR (n.collectivite_code, n.created_month, n.kind, n.case_id, n.status, n.acknowledge_by,
+                    n.acknowledged_at, n.accepted_at, n.decline_reason, n.created_at)
+                   IS DISTINCT FROM
+                   (o.collectivite_code, o.created_month, o.kind, o.case_id, o.status, o.acknowledge_by,
+                    o.acknowledged_at, o.accepted_at, o.decline_reason, o.created_at));
+    END IF;
+    IF touched IS NOT NULL THEN
+        PERFORM set_config('maillage.rollup_pending',
+            (coalesce(nullif(current_setting('maillage.rollup_pending', true), ''), '[]')::jsonb || touched)::text,
+            true);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- Refreshes the atoms this transaction touched (none: nothing to do). At commit, by the deferred
+-- trigger; and by a statistics read, so that a transaction reads its own writes.
+CREATE FUNCTION handoff_rollup_flush() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    pending jsonb := nullif(current_setting('maillage.rollup_pending', true), '')::jsonb;
     c varchar[];
     m date[];
     k varchar[];
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        SELECT array_agg(collectivite_code), array_agg(created_month), array_agg(kind) INTO c, m, k
-          FROM (SELECT DISTINCT collectivite_code, created_month, kind FROM new_rows) atoms;
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT array_agg(collectivite_code), array_agg(created_month), array_agg(kind) INTO c, m, k
-          FROM (SELECT DISTINCT collectivite_code, created_month, kind FROM old_rows) atoms;
-    ELSE
-        SELECT array_agg(collectivite_code), array_agg(created_month), array_agg(kind) INTO c, m, k
-          FROM (SELECT DISTINCT x.collectivite_code, x.created_month, x.kind
-                  FROM new_rows n JOIN old_rows o ON o.id = n.id
-                 CROSS JOIN LATERAL (VALUES (n.collectivite_code, n.created_month, n.kind),
-                                            (o.collectivite_code, o.created_month, o.kind))
-                       AS x(collectivite_code, created_month, kind)
-                 WHERE (n.collectivite_code, n.case_id, n.status, n.acknowledge_by, n.acknowledged_at,
-                        n.accepted_at, n.decline_reason, n.created_at)
-                       IS DISTINCT FROM
-                       (o.collectivite_code, o.case_id, o.status, o.acknowledge_by, o.acknowledged_at,
-                        o.accepted_at, o.decline_reason, o.created_at)) atoms;
+    IF pending IS NULL THEN
+        RETURN;
     END IF;
+    PERFORM set_config('maillage.rollup_pending', '', true);
+    SELECT array_agg(a ->> 0), array_agg((a ->> 1)::date), array_agg(a ->> 2) INTO c, m, k
+      FROM (SELECT DISTINCT a FROM jsonb_array_elements(pending) a) atoms;
     PERFORM handoff_rollup_refresh(c, m, k);
+END $$;
+
+CREATE FUNCTION handoff_rollup_flush_trigger() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    PERFORM handoff_rollup_flush();
     RETURN NULL;
+END $$;
+
+-- A case's number never changes: the rollups and runaway_case hold it.
+CREATE FUNCTION case_stat_no_fixed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = public, pg_temp AS $$
+BEGIN
+    IF NEW.stat_no IS DISTINCT FROM OLD.stat_no THEN
+        RAISE EXCEPTION 'a case''s statistics number cannot change' USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
 END $$;
 
 CREATE TRIGGER handoff_rollup_insert AFTER INSERT ON handoff REFERENCING NEW TABLE AS new_rows
@@ -235,6 +319,12 @@ CREATE TRIGGER handoff_rollup_update AFTER UPDATE ON handoff REFERENCING OLD TAB
     FOR EACH STATEMENT EXECUTE FUNCTION handoff_rollup_trigger();
 CREATE TRIGGER handoff_rollup_delete AFTER DELETE ON handoff REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION handoff_rollup_trigger();
+CREATE TRIGGER handoff_rollup_truncate AFTER TRUNCATE ON handoff
+    FOR EACH STATEMENT EXECUTE FUNCTION handoff_rollup_trigger();
+CREATE CONSTRAINT TRIGGER handoff_rollup_flush AFTER INSERT OR UPDATE OR DELETE ON handoff
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION handoff_rollup_flush_trigger();
+CREATE TRIGGER case_stat_no_fixed BEFORE UPDATE OF stat_no ON case_record
+    FOR EACH ROW EXECUTE FUNCTION case_stat_no_fixed();
 CREATE TRIGGER runaway_case_insert AFTER INSERT ON case_event REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION runaway_case_trigger();
 CREATE TRIGGER runaway_case_update AFTER UPDATE ON case_event REFERENCING NEW TABLE AS new_rows
@@ -245,12 +335,16 @@ _TRIGGERS = (
     ("handoff_rollup_insert", "handoff"),
     ("handoff_rollup_update", "handoff"),
     ("handoff_rollup_delete", "handoff"),
+    ("handoff_rollup_truncate", "handoff"),
+    ("handoff_rollup_flush", "handoff"),
+    ("case_stat_no_fixed", "case_record"),
     ("runaway_case_insert", "case_event"),
     ("runaway_case_update", "case_event"),
 )
 _FUNCTION_NAMES = (
     "handoff_rollup_of, handoff_rollup_lock, handoff_rollup_refresh, handoff_rollup_rebuild,"
-    " handoff_rollup_archive, handoff_rollup_trigger, runaway_case_trigger"
+    " handoff_rollup_archive, handoff_rollup_trigger, handoff_rollup_flush, handoff_rollup_flush_trigger,"
+    " case_stat_no_fixed, runaway_case_trigger"
 )
 
 
@@ -302,10 +396,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("stat_no", "collectivite_code", name=op.f("pk_runaway_case")),
     )
     op.create_index(op.f("ix_runaway_case__collectivite_code"), "runaway_case", ["collectivite_code"], unique=False)
+    op.execute("CREATE SEQUENCE archived_case_no AS integer")
     op.drop_table("handoff_archive")
     op.execute(_FUNCTIONS)
     op.execute(f"GRANT SELECT ON handoff_rollup, runaway_case TO {APP_ROLE}")
     op.execute(f"REVOKE EXECUTE ON FUNCTION {_FUNCTION_NAMES} FROM PUBLIC")
+    # A statistics read first refreshes what its own transaction touched (it recomputes from the handoffs).
+    op.execute(f"GRANT EXECUTE ON FUNCTION handoff_rollup_flush() TO {APP_ROLE}")
     op.execute(
         """INSERT INTO runaway_case (stat_no, collectivite_code)
            SELECT DISTINCT c.stat_no, e.collectivite_code FROM case_event e JOIN case_record c ON c.id = e.case_id
@@ -315,6 +412,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    archived = op.get_bind().execute(sa.text("SELECT count(*) FROM handoff_rollup WHERE archived")).scalar_one()
+    if archived:
+        raise RuntimeError(
+            f"handoff_rollup holds {archived} archived rows (what retention kept of deleted cases), which the "
+            "previous schema cannot hold: export them first, and delete them to downgrade."
+        )
     for trigger, table in _TRIGGERS:
         op.execute(f"DROP TRIGGER {trigger} ON {table}")
     op.execute(f"DROP FUNCTION {_FUNCTION_NAMES}")
@@ -329,6 +432,7 @@ def downgrade() -> None:
     )
     op.drop_index(op.f("ix_runaway_case__collectivite_code"), table_name="runaway_case")
     op.drop_table("runaway_case")
+    op.execute("DROP SEQUENCE archived_case_no")
     op.drop_index("ix_handoff_rollup__month", table_name="handoff_rollup")
     op.drop_table("handoff_rollup")
     op.drop_constraint(op.f("uq_case_record__stat_no"), "case_record", type_="unique")
