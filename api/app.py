@@ -24,17 +24,19 @@ from sync.webhooks import Resolver, SecretBox, system_resolver
 from .auth import AUTHENTICATION, Allow, Public
 from .cluster import Cluster
 from .db import ReaderDep, make_engine, make_reader_pool
-from .errors import Problem, Unauthenticated
+from .errors import IdentityProviderUnavailable, Problem, Unauthenticated
 from .errors import install as install_error_handlers
 from .headers import declare as declare_headers
 from .logs import configure_logging
 from .middleware import Authentication, BodySizeLimit, PublicOrigin, RequestContext
+from .oidc import OidcVerifier
 from .pagination import Cursors
 from .ratelimit import RateLimiter
 from .routes import (
     audit,
     clients,
     health,
+    identity,
     listings,
     organisations,
     pathways,
@@ -108,7 +110,7 @@ async def authentication_first(request: Request, conn: ReaderDep) -> None:
     data — before If-Match, Idempotency-Key, parameters or body are looked at. The reader connection
     is the one the policy uses anyway (dependencies are cached per request)."""
     verdict = request.scope.get("state", {}).get(AUTHENTICATION)
-    if not isinstance(verdict, Unauthenticated):
+    if not isinstance(verdict, Unauthenticated | IdentityProviderUnavailable):
         return
     route = request.scope.get("route")
     policy = _policy_of(route.dependant) if isinstance(route, APIRoute) else None
@@ -172,8 +174,10 @@ def create_app(
     *,
     http_client: httpx.AsyncClient | None = None,
     resolver: Resolver | None = None,
+    oidc_client: httpx.AsyncClient | None = None,
 ) -> FastAPI:
-    """The application. Tests inject an httpx client (MockTransport) and a DNS resolver for webhooks."""
+    """The application. Tests inject an httpx client (MockTransport) and a DNS resolver for webhooks,
+    and the client that reads the outside identity providers' discovery documents and keys."""
     settings = settings or Settings()
     configure_logging(json=settings.log_json)
 
@@ -217,6 +221,8 @@ def create_app(
                     await delivery
             if owned_http:
                 await app.state.http.aclose()
+            if oidc_client is None:
+                await oidc_http.aclose()
             await app.state.reader.close()
             await app.state.engine.dispose()
 
@@ -232,6 +238,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.tokens = build_token_service(settings)
+    oidc_http = oidc_client or httpx.AsyncClient(timeout=5.0, follow_redirects=False)
+    app.state.oidc = OidcVerifier(settings.oidc_issuers, oidc_http)
     app.state.cursors = Cursors(load_or_create_secret(settings.secrets_path / "cursor-key"))
     reset_rate_limits(app)
     app.state.secret_box = SecretBox(load_or_create_secret(settings.secrets_path / "webhook-key"))
@@ -246,6 +254,7 @@ def create_app(
         organisations.router,
         listings.router,
         clients.router,
+        identity.router,
         pathways.router,
         webhooks.router,
         audit.router,

@@ -28,7 +28,7 @@ from geo.columns import created_at
 
 from .auth import Allow, _bearer_scheme
 from .db import ReaderDep
-from .errors import RoleNotAllowed, Unauthenticated, status_for
+from .errors import IdentityNotBound, IdentityProviderUnavailable, RoleNotAllowed, Unauthenticated, status_for
 
 log = structlog.get_logger("maillage.audit")
 
@@ -159,7 +159,7 @@ class AuditedAllow(Allow):
         request.state.audit = (self.action, self.object_type)  # refusals further on are journalled too
         try:
             return await super().__call__(request, _, conn)
-        except (Unauthenticated, RoleNotAllowed) as exc:
+        except (Unauthenticated, RoleNotAllowed, IdentityNotBound, IdentityProviderUnavailable) as exc:
             principal = getattr(request.state, "principal", None)
             entry = Entry(request, principal, self.action, self.object_type, _path_id(request))
             await record(conn, entry, status_for(exc) or 403)

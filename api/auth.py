@@ -7,20 +7,22 @@ route lacks one, and a test enumerates the routes against a checked-in table.
 
 import dataclasses
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
+import jwt
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from starlette.datastructures import Headers
 
-from directory import clients
+from directory import clients, identity_bindings
 from directory.access import Principal, Role
 from directory.seeding import HOTLINE_SEED_KEY
 
 from .db import ReaderDep
-from .errors import RoleNotAllowed, Unauthenticated
-from .tokens import InvalidToken, TokenService
+from .errors import ApiError, IdentityNotBound, IdentityProviderUnavailable, RoleNotAllowed, Unauthenticated
+from .oidc import ExternalIdentity, OidcVerifier, ProviderUnavailable
+from .tokens import InvalidToken
 
 # Declares the scheme in OpenAPI (the /docs "Authorize" button); parsing is ours, below, because it
 # must refuse duplicated headers and say why a token was refused.
@@ -39,26 +41,65 @@ def _bearer_token(headers: Headers) -> str:
     return token.strip()
 
 
-def verify_bearer(tokens: TokenService, headers: Headers) -> Principal:
-    """The principal of a request's bearer token, or Unauthenticated saying why not."""
+async def verify_bearer(state: Any, headers: Headers) -> Principal | ExternalIdentity:
+    """Who a request's bearer token says the caller is — a principal of our own tokens, or an identity
+    an outside provider vouches for (`state.oidc`, api/oidc.py) — or Unauthenticated saying why not."""
+    token = _bearer_token(headers)
+    oidc: OidcVerifier | None = getattr(state, "oidc", None)
     try:
-        return tokens.verify(_bearer_token(headers))
+        if oidc is not None and oidc.providers and oidc.owns(_unverified_issuer(token)):
+            return await oidc.verify(token)
+        return state.tokens.verify(token)
     except InvalidToken as exc:
         raise Unauthenticated(str(exc)) from exc
+    except ProviderUnavailable as exc:
+        raise IdentityProviderUnavailable(str(exc)) from exc
 
 
-# The request-state key under which `api.middleware.Authentication` leaves its verdict (a Principal
-# or the Unauthenticated error), so that a token is verified once per request.
+def _unverified_issuer(token: str) -> object:
+    """The `iss` a token claims, to choose who verifies it (never trusted beyond that)."""
+    try:
+        return jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return None
+
+
+# The request-state key under which `api.middleware.Authentication` leaves its verdict (a Principal,
+# an ExternalIdentity, or the error to answer), so that a token is verified once per request.
 AUTHENTICATION = "authentication"
 
 
-def authenticate(request: Request) -> Principal:
+def authenticate(request: Request) -> Principal | ExternalIdentity:
     verdict = request.scope.get("state", {}).get(AUTHENTICATION)
-    if isinstance(verdict, Unauthenticated):
+    if isinstance(verdict, ApiError):
         raise verdict
-    if isinstance(verdict, Principal):
+    if isinstance(verdict, Principal | ExternalIdentity):
         return verdict
-    return verify_bearer(request.app.state.tokens, request.headers)
+    raise Unauthenticated("the request was not authenticated")  # the middleware runs before every route
+
+
+async def bound_principal(conn: AsyncConnection, identity: ExternalIdentity) -> Principal:
+    """The principal an outside identity acts as: the one grant its claims' bindings give
+    (directory/identity_bindings.py). None, or several that disagree, is a 403 that says so."""
+    found = await identity_bindings.grants(conn, identity.issuer, identity.claims)
+    if not found:
+        raise IdentityNotBound(
+            "your identity provider vouches for you, but no Maillage binding names your "
+            f"{' or '.join(identity.claims)}: ask an administrator to bind it"
+        )
+    if len(found) > 1:
+        raise IdentityNotBound(
+            f"your {' or '.join(identity.claims)} name several Maillage bindings that disagree: "
+            "ask an administrator to keep one"
+        )
+    (grant,) = found
+    return Principal(
+        subject=identity.subject,
+        role=grant.role,
+        organisation_id=grant.organisation_id,
+        collectivite_code=grant.collectivite_code,
+        issuer=identity.issuer,
+    )
 
 
 async def hotline_id(request: Request, conn: AsyncConnection) -> uuid.UUID:
@@ -89,7 +130,10 @@ class Allow:
         _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)],
         conn: ReaderDep,
     ) -> Principal:
-        principal = request.state.principal = authenticate(request)
+        verdict = authenticate(request)
+        if isinstance(verdict, ExternalIdentity):
+            verdict = await bound_principal(conn, verdict)
+        principal = request.state.principal = verdict
         if principal.role not in self.roles:
             raise RoleNotAllowed(f"the {principal.role} role may not call this operation")
         if principal.role is Role.specialist:

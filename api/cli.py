@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import psycopg
 import structlog
 import typer
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from directory.access import Role
 from directory.errors import DirectoryError
-from directory.models import ApiClient
+from directory.models import ApiClient, Organisation
 
 from .cluster import Cluster, ClusterError
 from .db import make_engine
-from .settings import REPO_ROOT, Settings
+from .settings import REPO_ROOT, OidcIssuer, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="The project-managed local PostGIS cluster.")
@@ -33,6 +37,9 @@ coverage_app = typer.Typer(no_args_is_help=True, help="Coverage of the territory
 hours_app = typer.Typer(no_args_is_help=True, help="Opening calendars, the search's projection of opening hours.")
 search_app = typer.Typer(no_args_is_help=True, help="Search points, the projection a search near a point scans.")
 stats_app = typer.Typer(no_args_is_help=True, help="Handoff rollups, what the statistics read.")
+bindings_app = typer.Typer(
+    no_args_is_help=True, help="Identity bindings: who of an outside OpenID provider acts in Maillage, as what."
+)
 app.add_typer(db_app, name="db")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(clients_app, name="clients")
@@ -44,6 +51,7 @@ app.add_typer(hours_app, name="hours")
 app.add_typer(coverage_app, name="coverage")
 app.add_typer(search_app, name="search")
 app.add_typer(stats_app, name="stats")
+app.add_typer(bindings_app, name="bindings")
 
 T = TypeVar("T")
 log = structlog.get_logger()
@@ -419,6 +427,73 @@ def search_rebuild() -> None:
     typer.echo(f"{written} search points written")
 
 
+def _print_binding(binding: Any) -> None:
+    scope = binding.organisation_id or binding.collectivite_code or ""
+    state = f"revoked {binding.revoked_at:%Y-%m-%d}" if binding.revoked_at else "active"
+    typer.echo(f"{binding.id}  {state:18} {binding.issuer}  {binding.claim}={binding.value}  {binding.role} {scope}")
+
+
+@bindings_app.command("add")
+def bindings_add(
+    issuer: Annotated[str, typer.Option(help="A configured provider's issuer (MAILLAGE_OIDC_ISSUERS).")],
+    claim: Annotated[str, typer.Option(help="One of that provider's mapped claims, e.g. groups.")],
+    value: Annotated[str, typer.Option(help="The claim's value, e.g. crip-93.")],
+    role: Annotated[Role, typer.Option(help="partner (with --org), department (with --collectivite)…")],
+    org: Annotated[uuid.UUID | None, typer.Option(help="The partner's organisation id.")] = None,
+    collectivite: Annotated[str | None, typer.Option(help="The department's collectivité, e.g. 93D.")] = None,
+) -> None:
+    """Bind a claim value of an outside provider to a role (and organisation or collectivité)."""
+    from directory import identity_bindings
+
+    _check_issuer(issuer, claim)
+    try:
+        binding = _in_session(
+            lambda s: identity_bindings.create(
+                s,
+                issuer=issuer,
+                claim=claim,
+                value=value,
+                role=role,
+                organisation_id=org,
+                collectivite_code=collectivite,
+                created_by="cli",
+            )
+        )
+    except DirectoryError as exc:
+        _fail(exc.detail)
+    _print_binding(binding)
+
+
+def _check_issuer(issuer: str, claim: str) -> None:
+    """A binding for a provider the settings do not name, or a claim they do not map, would never apply."""
+    configured = {config.issuer: config for config in _settings().oidc_issuers}
+    if issuer not in configured:
+        _fail(f"{issuer} is not a configured issuer (MAILLAGE_OIDC_ISSUERS): {', '.join(configured) or 'none'}")
+    if claim not in configured[issuer].claims:
+        _fail(f"{claim} is not one of {issuer}'s mapped claims: {', '.join(configured[issuer].claims)}")
+
+
+@bindings_app.command("list")
+def bindings_list(issuer: Annotated[str | None, typer.Option(help="Only this provider's.")] = None) -> None:
+    """List identity bindings, revoked ones included."""
+    from directory import identity_bindings
+
+    for binding in _in_session(lambda s: identity_bindings.list_(s, issuer=issuer)):
+        _print_binding(binding)
+
+
+@bindings_app.command("revoke")
+def bindings_revoke(binding_id: uuid.UUID) -> None:
+    """Revoke a binding: its people lose that role on their next request."""
+    from directory import identity_bindings
+
+    try:
+        binding = _in_session(lambda s: identity_bindings.revoke(s, binding_id))
+    except DirectoryError as exc:
+        _fail(exc.detail)
+    _print_binding(binding)
+
+
 @stats_app.command("rebuild")
 def stats_rebuild() -> None:
     """Recompute the handoff rollups from the handoffs (the parts retention archived are kept). Writes
@@ -483,14 +558,73 @@ def run() -> None:
     except ClusterError as exc:
         _fail(str(exc))
     migrate()
-    seed(demo=settings.database_url is None)
+    local = settings.database_url is None
+    seed(demo=local)
     base = settings.public_base_url
-    typer.secho(f"\nMaillage on {base} — interactive docs at {base}/docs", fg=typer.colors.GREEN)
-    typer.echo("Get a token (valid 15 minutes), then call the API:")
-    typer.echo("  TOKEN=$(.venv/bin/maillage tokens issue --role specialist)")
-    typer.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}/v1/territories/resolve?lat=45.76&lon=4.84"')
-    typer.echo("Ctrl-C stops the server; `.venv/bin/maillage db stop` stops the database.\n")
-    serve()
+    with contextlib.ExitStack() as stack:
+        issuer = stack.enter_context(_local_provider(settings)) if local else None
+        typer.secho(f"\nMaillage on {base} — interactive docs at {base}/docs", fg=typer.colors.GREEN)
+        typer.echo("Get a token (valid 15 minutes), then call the API:")
+        typer.echo("  TOKEN=$(.venv/bin/maillage tokens issue --role specialist)")
+        typer.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}/v1/territories/resolve?lat=45.76&lon=4.84"')
+        if issuer is not None:
+            typer.echo(
+                f"Or log in as a person, the way production does: OpenID provider {issuer} (client "
+                "maillage-console, authorization code + PKCE); users specialiste, analyste-93, partenaire, "
+                "admin (README, 'Logging in')."
+            )
+        typer.echo("Ctrl-C stops the server; `.venv/bin/maillage db stop` stops the database.\n")
+        serve()
+
+
+@contextlib.contextmanager
+def _local_provider(settings: Settings) -> Iterator[str | None]:
+    """The local OpenID provider with its demo people, trusted by the server it runs beside, and the demo
+    bindings of their groups. Without Node.js it is skipped with a warning: tokens of `maillage tokens
+    issue` still work."""
+    from directory import identity_bindings
+
+    from .local_oidc import DEMO_AUDIENCE, DEMO_USERS, demo_config, demo_keys, running
+
+    keys = demo_keys(settings.var_dir / "oidc" / "keys.json")
+    redirects = [f"{settings.public_base_url}/console/callback", "http://127.0.0.1:8080/callback"]
+    port = settings.local_oidc_port
+    try:
+        provider = running(demo_config(keys, redirects), settings.var_dir / "oidc" / "provider.log", port=port)
+        started = provider.__enter__()
+    except RuntimeError as exc:
+        typer.secho(f"The local OpenID provider is not running: {exc}", fg=typer.colors.YELLOW, err=True)
+        yield None
+        return
+    try:
+        configured = OidcIssuer(issuer=started.issuer, audience=DEMO_AUDIENCE, algorithms=("ES256",))
+        others = [c for c in settings.oidc_issuers if c.issuer != started.issuer]
+        os.environ["MAILLAGE_OIDC_ISSUERS"] = json.dumps([c.model_dump() for c in (*others, configured)])
+
+        async def bind(session: AsyncSession) -> None:
+            partner = (
+                await session.exec(select(Organisation.id).where(Organisation.demo).order_by(Organisation.seed_key))
+            ).first()
+            bound = await identity_bindings.list_(session, issuer=started.issuer)
+            active = {b.value for b in bound if not b.revoked_at}
+            for _, group, role in DEMO_USERS:
+                if group in active or (role == "partner" and partner is None):
+                    continue
+                await identity_bindings.create(
+                    session,
+                    issuer=started.issuer,
+                    claim="groups",
+                    value=group,
+                    role=Role(role),
+                    organisation_id=partner if role == "partner" else None,
+                    collectivite_code="93D" if role == "department" else None,
+                    created_by="maillage run",
+                )
+
+        _in_session(bind)
+        yield started.issuer
+    finally:
+        provider.__exit__(None, None, None)
 
 
 def main() -> None:

@@ -61,6 +61,22 @@ class RoleNotAllowed(ApiError):
     code = "forbidden"
 
 
+class IdentityNotBound(ApiError):
+    """A valid token from an outside provider whose claims no identity binding names (or name several
+    that disagree): the person is known to their provider, not to Maillage."""
+
+    code = "identity_not_bound"
+
+
+class IdentityProviderUnavailable(ApiError):
+    """An outside provider's keys could not be read, so its token can be neither accepted nor refused."""
+
+    code = "unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": "5"})
+
+
 class InvalidParameter(ApiError):
     """A parameter that passed type validation but makes no sense (inverted bbox, unknown cursor…)."""
 
@@ -97,6 +113,8 @@ class NotAcceptable(ApiError):
 STATUS_BY_ERROR: dict[type[Exception], int] = {
     Unauthenticated: 401,
     RoleNotAllowed: 403,
+    IdentityNotBound: 403,
+    IdentityProviderUnavailable: 503,
     InvalidParameter: 422,
     directory_errors.PreconditionRequired: 428,
     RateLimited: 429,

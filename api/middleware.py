@@ -13,7 +13,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import AUTHENTICATION, verify_bearer
-from .errors import Unauthenticated, problem_response
+from .errors import IdentityProviderUnavailable, Unauthenticated, problem_response
 from .links import bind_base_url
 
 access_log = structlog.get_logger("maillage.access")
@@ -224,8 +224,8 @@ class Authentication:
             return
         state = scope.setdefault("state", {})
         try:
-            state[AUTHENTICATION] = verify_bearer(scope["app"].state.tokens, Headers(scope=scope))
-        except Unauthenticated as exc:
+            state[AUTHENTICATION] = await verify_bearer(scope["app"].state, Headers(scope=scope))
+        except (Unauthenticated, IdentityProviderUnavailable) as exc:
             state[AUTHENTICATION] = exc
             headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"transfer-encoding")]
             scope = {**scope, "headers": [*headers, (b"content-length", b"0")]}

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from directory.schemas import CollectiviteCode, Input, Name
+from directory.schemas import CollectiviteCode, Input, Name, OneLine
 
 from .params import PointIn
 
@@ -553,3 +553,48 @@ class CoverageOut(BaseModel):
     min_population: int
     items: list[CoverageItem]
     uncovered: dict[str, Any] | None = None
+
+
+class BindingOut(BaseModel):
+    binding_id: uuid.UUID
+    issuer: str
+    claim: str
+    value: str
+    role: str
+    organisation_id: uuid.UUID | None
+    collectivite_code: str | None
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+
+class _BindingCreate(Input):
+    issuer: Annotated[OneLine, Field(max_length=300, description="A configured provider's issuer, exactly.")]
+    claim: Annotated[OneLine, Field(max_length=100, description="One of that provider's mapped claims.")]
+    value: Annotated[OneLine, Field(min_length=1, max_length=200, description="The claim's value, e.g. a group.")]
+
+
+class PartnerBindingCreate(_BindingCreate):
+    """The provider's people with this claim value act for a partner organisation."""
+
+    role: Literal["partner"]
+    organisation_id: uuid.UUID
+
+
+class DepartmentBindingCreate(_BindingCreate):
+    """The provider's people with this claim value read a collectivité's statistics."""
+
+    role: Literal["department"]
+    collectivite_code: CollectiviteCode
+
+
+class StaffBindingCreate(_BindingCreate):
+    """The provider's people with this claim value are the 119's specialists or the operator's admins."""
+
+    role: Literal["specialist", "admin"]
+
+
+# As for API clients: which fields a binding has depends on its role (oneOf on `role`).
+BindingCreate = Annotated[
+    PartnerBindingCreate | DepartmentBindingCreate | StaffBindingCreate, Field(discriminator="role")
+]

@@ -9,10 +9,50 @@ from pathlib import Path
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Signature algorithms an outside provider may be allowed: asymmetric only (RFC 8725 §3.1-3.2: never
+# "none", never a shared secret that a provider's JWKS cannot carry).
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+
+class OidcIssuer(BaseModel):
+    """An outside OpenID provider whose access tokens the API accepts (api/oidc.py). Its people act as
+    the identity bindings name (directory/identity_bindings.py), by the values of `claims`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(max_length=300, description="Exactly the `iss` its tokens carry.")
+    audience: str = Field(min_length=1, max_length=300, description="The `aud` a token for Maillage carries.")
+    algorithms: tuple[str, ...] = Field(default=("RS256", "ES256"), min_length=1)
+    claims: tuple[str, ...] = Field(default=("groups",), min_length=1, description="Claims bindings name values of.")
+    max_token_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
+    leeway_seconds: int = Field(default=30, ge=0, le=60)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str) -> str:
+        parts = urlsplit(value)
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError(f"an issuer is an https URL (http only on the loopback, for local runs): {value!r}")
+        if parts.query or parts.fragment or parts.username:
+            raise ValueError(f"an issuer has no query, fragment or user: {value!r}")
+        return value
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        refused = [alg for alg in value if alg not in ASYMMETRIC_ALGORITHMS]
+        if refused:
+            raise ValueError(f"only asymmetric signature algorithms may be allowed, not {', '.join(refused)}")
+        return value
+
+    @property
+    def discovery_url(self) -> str:
+        return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
 class Settings(BaseSettings):
@@ -43,6 +83,12 @@ class Settings(BaseSettings):
     token_max_ttl_seconds: int = Field(default=900, ge=30, le=900)
     token_leeway_seconds: int = Field(default=30, ge=0, le=60)
     keys_dir: Path | None = None
+    # Outside OpenID providers (the 119's, the départements', the associations'), as JSON:
+    # MAILLAGE_OIDC_ISSUERS='[{"issuer": "https://login.example.fr", "audience": "maillage-api",
+    #                         "algorithms": ["RS256"], "claims": ["groups"]}]'
+    oidc_issuers: tuple[OidcIssuer, ...] = ()
+    # `maillage run` (local, with its demo data) starts a local OpenID provider on this port.
+    local_oidc_port: int = Field(default=4000, ge=1, le=65535)
 
     # Resource limits (OWASP API4).
     max_body_bytes: int = 256 * 1024
@@ -81,6 +127,15 @@ class Settings(BaseSettings):
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _outside_issuers(self) -> Self:
+        issuers = [config.issuer for config in self.oidc_issuers]
+        if self.token_issuer in issuers:
+            raise ValueError("an outside OpenID provider cannot have Maillage's own issuer (token_issuer)")
+        if len(set(issuers)) != len(issuers):
+            raise ValueError("each OpenID provider is configured once")
+        return self
 
     @model_validator(mode="after")
     def _public_base(self) -> Self:

@@ -3,9 +3,11 @@ tokens signed by the app's own key store."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -19,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from api.app import create_app, reset_rate_limits
 from api.cluster import Cluster
 from api.db import get_reader, get_session
-from api.settings import REPO_ROOT, Settings
+from api.settings import REPO_ROOT, OidcIssuer, Settings
 from directory.access import Role
 from tests.database import create_test_database, ensure_template, plain
 
@@ -30,6 +32,23 @@ def cluster() -> Cluster:
     cluster.start()
     ensure_template(cluster)
     return cluster
+
+
+@pytest.fixture(scope="session", autouse=True)
+def schemathesis_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[concurrent.futures.Future[Any] | None]:
+    """The Schemathesis runs (tests/test_schemathesis.py), started with the session when that module is
+    selected: about four minutes of servers and CLIs on databases of their own, which go on beside the
+    other tests instead of after them. Waited for before the session ends."""
+    if not any(item.path.name == "test_schemathesis.py" for item in request.session.items):
+        yield None
+        return
+    from tests.test_schemathesis import start
+
+    runs = start(request.getfixturevalue("cluster"), tmp_path_factory.mktemp("schemathesis"))
+    yield runs
+    concurrent.futures.wait([runs])
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +85,15 @@ async def owner(owner_url: str) -> AsyncIterator[AsyncConnection]:
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     var = tmp_path_factory.mktemp("var")
     return Settings(
-        database_url=database_url, var_dir=var, keys_dir=var / "keys", public_base_url="http://maillage.test"
+        database_url=database_url,
+        var_dir=var,
+        keys_dir=var / "keys",
+        public_base_url="http://maillage.test",
+        # Tests date their handoffs: statistics counted from handoffs refuse months retention may have
+        # emptied, and the longest retention keeps those dates in reach for years.
+        case_retention_years=10,
+        # A provider whose bindings admins may manage (never reached: tests/api/test_oidc.py runs a real one).
+        oidc_issuers=(OidcIssuer(issuer="https://login.example.test", audience="maillage-api"),),
     )
 
 

@@ -35,10 +35,10 @@ import httpx
 import psycopg
 import pytest
 
-from api.app import build_token_service, create_app, route_policies
+from api.app import create_app, route_policies
 from api.cluster import Cluster
 from api.settings import REPO_ROOT, Settings
-from api.tokens import TokenService
+from api.tokens import KeyStore, TokenService
 from directory.access import Role
 from directory.demo import seed_demo
 from tests.database import create_test_database, plain
@@ -159,10 +159,16 @@ def _server(cluster: Cluster, demo: Demo, var: Path) -> Iterator[Server]:
     # Built before the server starts: it writes the signing key under var/keys, which the server then
     # loads instead of generating its own, so the tokens issued here verify there. Neither side reads
     # the caller's MAILLAGE_* (a keys directory or issuer of its own would part them).
-    with pytest.MonkeyPatch.context() as patch:
-        for key in [key for key in os.environ if key.startswith("MAILLAGE_")]:
-            patch.delenv(key)
-        tokens = build_token_service(Settings(var_dir=var, database_url=database_url))
+    # (The settings' defaults, without reading the environment: these runs go on in a thread beside the
+    # other tests, which must not see it change.)
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    tokens = TokenService(
+        KeyStore.load_or_create(var / "keys"),
+        issuer=defaults["token_issuer"],
+        audience=defaults["token_audience"],
+        max_ttl=defaults["token_max_ttl_seconds"],
+        leeway=defaults["token_leeway_seconds"],
+    )
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {key: value for key, value in os.environ.items() if not key.startswith("MAILLAGE_")}
@@ -174,6 +180,9 @@ def _server(cluster: Cluster, demo: Demo, var: Path) -> Iterator[Server]:
         MAILLAGE_WRITES_PER_MINUTE=UNLIMITED,
         MAILLAGE_TOKEN_REQUESTS_PER_MINUTE=UNLIMITED,
         MAILLAGE_STATS_QUERIES_PER_MINUTE=UNLIMITED,
+        # The contract is checked here, not the speed: these runs share the machine with the other tests,
+        # and a national statistic that takes 3 s alone can pass the 5 s timeout beside them (a 503).
+        MAILLAGE_STATEMENT_TIMEOUT_MS="60000",
         # Generated webhook subscriptions name arbitrary hosts: never send them anything.
         MAILLAGE_DELIVER_WEBHOOKS_IN_PROCESS="false",
     )
@@ -203,16 +212,25 @@ class Outcome:
     problems: list[str]
 
 
-@pytest.fixture(scope="module")
-def outcomes(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[Role, Outcome]]:
-    """Every role's runs, the chains side by side (each CLI run leaves a core mostly idle)."""
+def start(cluster: Cluster, workdir: Path) -> concurrent.futures.Future[dict[Role, Outcome]]:
+    """Every role's runs, in a thread of their own: tests/conftest.py starts them with the session, so
+    that their ~4 minutes of servers and CLIs go on beside the other tests rather than after them."""
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="schemathesis")
+    future = executor.submit(_run_chains, cluster, workdir)
+    executor.shutdown(wait=False)
+    return future
+
+
+def _run_chains(cluster: Cluster, workdir: Path) -> dict[Role, Outcome]:
+    """The chains side by side (each CLI run leaves a core mostly idle), each on its own server and
+    database, stopped and dropped once both are done."""
     with contextlib.ExitStack() as stack:
         servers = []
         for index, _ in enumerate(CHAINS):
             demo = stack.enter_context(_demo_database(cluster, suffix=f"_st{index}"))
-            var = tmp_path_factory.mktemp(f"schemathesis-var{index}")
+            var = workdir / f"var{index}"
+            var.mkdir()
             servers.append(stack.enter_context(_server(cluster, demo, var)))
-        workdir = tmp_path_factory.mktemp("schemathesis")
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(CHAINS)) as pool:
             chains = [
                 pool.submit(_chain, chain, server, workdir) for chain, server in zip(CHAINS, servers, strict=True)
@@ -223,7 +241,14 @@ def outcomes(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
             if died is not None:
                 for outcome in results.values():
                     outcome.problems.append(died)
-        yield results
+    return results
+
+
+@pytest.fixture(scope="module")
+def outcomes(schemathesis_runs: concurrent.futures.Future[dict[Role, Outcome]] | None) -> dict[Role, Outcome]:
+    """The runs started with the session (tests/conftest.py), waited for."""
+    assert schemathesis_runs is not None, "conftest.py starts the runs when this module is selected"
+    return schemathesis_runs.result(timeout=2 * len(ROLES) * RUN_TIMEOUT)
 
 
 def _chain(roles: tuple[Role, ...], server: Server, workdir: Path) -> dict[Role, Outcome]:

@@ -10,6 +10,7 @@ import api.idempotency  # noqa: F401 - registers the tables
 import directory.coverage  # noqa: F401 - registers the tables
 import directory.handoff_rollups  # noqa: F401 - registers the tables
 import directory.hours  # noqa: F401 - registers the tables
+import directory.identity_bindings  # noqa: F401 - registers the tables
 import directory.models  # noqa: F401 - registers the tables
 import directory.pathway_models  # noqa: F401 - registers the tables
 import directory.search_points  # noqa: F401 - registers the tables

@@ -31,7 +31,8 @@ async def fingerprint(reader: AsyncConnection) -> str:
                UNION ALL SELECT 'l' || l::text FROM location l
                UNION ALL SELECT 'a' || a::text FROM service_area a
                UNION ALL SELECT 'r' || r::text FROM listing_revision r
-               UNION ALL SELECT 'c' || c::text FROM api_client c) rows"""
+               UNION ALL SELECT 'c' || c::text FROM api_client c
+               UNION ALL SELECT 'b' || b::text FROM identity_binding b) rows"""
         )
     ).fetchone()
     return str(row[0])

@@ -75,6 +75,10 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/v1/clients/{client_id}"): ADMIN,
     ("POST", "/v1/clients/{client_id}/rotate"): ADMIN,
     ("POST", "/v1/clients/{client_id}/revoke"): ADMIN,
+    ("GET", "/v1/identity-bindings"): ADMIN,
+    ("POST", "/v1/identity-bindings"): ADMIN,
+    ("GET", "/v1/identity-bindings/{binding_id}"): ADMIN,
+    ("POST", "/v1/identity-bindings/{binding_id}/revoke"): ADMIN,
     # OAuth 2.0 token endpoint: client credentials instead of a bearer token.
     ("POST", "/v1/auth/token"): DECLARED_PUBLIC,
     # Care pathways (tests/api/test_pathways.py checks scope per object; departments and admins read none).
@@ -159,6 +163,7 @@ def test_an_app_with_an_unprotected_v1_route_is_refused() -> None:
         assert_policies(app)
 
 
+OIDC_ISSUER = "https://login.example.test"  # configured in tests/conftest.py's settings
 ADMIN_ONLY: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
     ("POST", "/v1/organisations"): {"url": "/v1/organisations", "json": {"name": "Nouvelle", "kind": "association"}},
     ("PATCH", "/v1/organisations/{organisation_id}"): {"url": "/v1/organisations/{crip}", "json": {"website": None}},
@@ -175,6 +180,19 @@ ADMIN_ONLY: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
     ("GET", "/v1/clients/{client_id}"): {"url": "/v1/clients/{client}"},
     ("POST", "/v1/clients/{client_id}/rotate"): {"url": "/v1/clients/{client}/rotate"},
     ("POST", "/v1/clients/{client_id}/revoke"): {"url": "/v1/clients/{client}/revoke"},
+    ("GET", "/v1/identity-bindings"): {"url": "/v1/identity-bindings"},
+    ("POST", "/v1/identity-bindings"): {
+        "url": "/v1/identity-bindings",
+        "json": {
+            "issuer": OIDC_ISSUER,
+            "claim": "groups",
+            "value": "crip-93",
+            "role": "department",
+            "collectivite_code": "93D",
+        },
+    },
+    ("GET", "/v1/identity-bindings/{binding_id}"): {"url": "/v1/identity-bindings/{binding}"},
+    ("POST", "/v1/identity-bindings/{binding_id}/revoke"): {"url": "/v1/identity-bindings/{binding}/revoke"},
 }
 
 
@@ -226,7 +244,20 @@ async def ids(reader: AsyncConnection) -> dict[str, str]:
         "INSERT INTO api_client (id, name, role, organisation_id, secret_hash) VALUES (%s, 'x', 'partner', %s, 'x')",
         (client_id, member[0]),
     )
-    return {"crip": str(row[0]), "crip_service": str(row[1]), "member": str(member[0]), "client": str(client_id)}
+    binding = await (
+        await reader.execute(
+            "INSERT INTO identity_binding (id, issuer, claim, value, role, created_by)"
+            " VALUES (gen_random_uuid(), %s, 'groups', 'admins', 'admin', 'test') RETURNING id",
+            (OIDC_ISSUER,),
+        )
+    ).fetchone()
+    return {
+        "crip": str(row[0]),
+        "crip_service": str(row[1]),
+        "member": str(member[0]),
+        "client": str(client_id),
+        "binding": str(binding[0]),
+    }
 
 
 def _example(key: tuple[str, str], ids: dict[str, str]) -> dict:  # type: ignore[type-arg]

@@ -1,0 +1,199 @@
+"""Access tokens from outside OpenID providers: discovery, keys, verification.
+
+Each configured provider (`Settings.oidc_issuers`) is discovered through its
+`/.well-known/openid-configuration` (whose `issuer` must be the configured one, OpenID Connect
+Discovery §4.3) and its JWKS fetched from the `jwks_uri` it names, through the application's injected
+httpx client. Keys are cached; a token signed under a `kid` the cache does not hold makes it fetch
+again — at most once per `REFETCH_SECONDS` per provider, so a stream of forged kids cannot make
+Maillage hammer the provider — and the new set replaces the old one, so a key the provider withdrew
+stops verifying.
+
+A token is verified as RFC 9068 and RFC 8725 ask: `typ` at+jwt (an ID token is not an access token),
+the algorithm among those allowed for that provider (asymmetric only), the key of its `kid`, `iss`,
+`aud`, `exp`, `iat` and `sub` required, and a lifetime no longer than the provider's maximum. What it
+proves is an `ExternalIdentity`: who (issuer, subject) and the values of the provider's mapped
+claims; api/auth.py turns it into a role through the identity bindings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+
+from .settings import OidcIssuer
+from .tokens import MAX_TOKEN_BYTES, TOKEN_TYPE, InvalidToken
+
+REFETCH_SECONDS = 30.0
+FETCH_TIMEOUT = 5.0
+_TYPES = (TOKEN_TYPE, "application/" + TOKEN_TYPE)
+
+
+class ProviderUnavailable(Exception):
+    """The provider's discovery document or keys could not be read: the token can be neither accepted
+    nor refused (the message is safe to return)."""
+
+
+@dataclass(frozen=True)
+class ExternalIdentity:
+    """A person or system an outside provider vouches for, with its mapped claims' values."""
+
+    issuer: str
+    subject: str
+    claims: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+class ProviderKeys:
+    """One provider's signing keys, as its JWKS publishes them."""
+
+    def __init__(self, config: OidcIssuer, http: httpx.AsyncClient, *, refetch_seconds: float) -> None:
+        self.config = config
+        self.http = http
+        self.refetch_seconds = refetch_seconds
+        self.fetches = 0  # for the operator's logs and the tests
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> jwt.PyJWK | None:
+        if kid in self._keys:
+            return self._keys[kid]
+        async with self._lock:  # concurrent requests with a new kid share one fetch
+            if kid in self._keys:
+                return self._keys[kid]
+            if self._fetched_at is not None and time.monotonic() - self._fetched_at < self.refetch_seconds:
+                return None
+            await self._fetch()
+        return self._keys.get(kid)
+
+    async def _fetch(self) -> None:
+        self._fetched_at = time.monotonic()  # a failed fetch waits its turn too
+        self.fetches += 1
+        discovery = await self._get_json(self.config.discovery_url)
+        if discovery.get("issuer") != self.config.issuer:
+            raise ProviderUnavailable("the identity provider's discovery document names another issuer")
+        jwks_uri = discovery.get("jwks_uri")
+        if not isinstance(jwks_uri, str):
+            raise ProviderUnavailable("the identity provider's discovery document names no jwks_uri")
+        document = await self._get_json(jwks_uri)
+        keys: dict[str, jwt.PyJWK] = {}
+        for entry in document.get("keys", []) if isinstance(document.get("keys"), list) else []:
+            if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str) or entry.get("use", "sig") != "sig":
+                continue
+            try:
+                keys[entry["kid"]] = jwt.PyJWK(entry)
+            except jwt.PyJWTError:
+                continue  # a key type or curve PyJWT does not know: tokens signed with it are refused
+        self._keys = keys
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            response = await self.http.get(url, timeout=FETCH_TIMEOUT, follow_redirects=False)
+            response.raise_for_status()
+            body = response.json()
+        except (httpx.HTTPError, json.JSONDecodeError, ValueError) as exc:
+            raise ProviderUnavailable("the identity provider could not be reached; try again shortly") from exc
+        if not isinstance(body, dict):
+            raise ProviderUnavailable("the identity provider answered something else than a JSON object")
+        return body
+
+
+class OidcVerifier:
+    """Verifies the access tokens of the configured providers. Verified tokens are cached by their exact
+    text until they expire (the signature check is the costly part)."""
+
+    def __init__(
+        self, issuers: Sequence[OidcIssuer], http: httpx.AsyncClient, *, refetch_seconds: float = REFETCH_SECONDS
+    ) -> None:
+        self.providers = {
+            config.issuer: ProviderKeys(config, http, refetch_seconds=refetch_seconds) for config in issuers
+        }
+        self._cache: OrderedDict[str, tuple[ExternalIdentity, float, int]] = OrderedDict()
+        self._cache_size = 10_000
+
+    def owns(self, issuer: object) -> bool:
+        return isinstance(issuer, str) and issuer in self.providers
+
+    async def verify(self, token: str) -> ExternalIdentity:
+        cached = self._cache.get(token)
+        if cached is not None:
+            identity, expires, leeway = cached
+            if time.time() <= expires + leeway:
+                self._cache.move_to_end(token)
+                return identity
+            del self._cache[token]
+            raise InvalidToken("the token has expired")
+        identity, expires, leeway = await self._decode(token)
+        self._cache[token] = (identity, expires, leeway)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return identity
+
+    async def _decode(self, token: str) -> tuple[ExternalIdentity, float, int]:
+        if len(token) > MAX_TOKEN_BYTES:
+            raise InvalidToken("the token is too large")
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("the token is malformed") from exc
+        provider = self.providers.get(unverified.get("iss"))  # type: ignore[arg-type]
+        if provider is None:
+            raise InvalidToken("the token comes from an unknown issuer")
+        config = provider.config
+        algorithm = header.get("alg")
+        if algorithm not in config.algorithms:
+            raise InvalidToken(f"the token's algorithm is not one this issuer may use ({', '.join(config.algorithms)})")
+        if str(header.get("typ", "")).lower() not in _TYPES:
+            raise InvalidToken(f"the token type must be {TOKEN_TYPE}")
+        kid = header.get("kid")
+        key = await provider.key(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidToken("the token is signed with a key its issuer does not publish")
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[algorithm],
+                audience=config.audience,
+                issuer=config.issuer,
+                leeway=config.leeway_seconds,
+                options={"require": ["iss", "aud", "exp", "iat", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise InvalidToken("the token has expired") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise InvalidToken("the token is not valid yet") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"the token lacks the {exc.claim} claim") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise InvalidToken("the token is meant for another audience") from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidToken("the token signature or claims are invalid") from exc
+        if not isinstance(claims["exp"], int | float) or not isinstance(claims["iat"], int | float):
+            raise InvalidToken("the token's exp and iat must be numbers")
+        if claims["exp"] - claims["iat"] > config.max_token_lifetime_seconds:
+            raise InvalidToken(f"the token lives longer than {config.max_token_lifetime_seconds} seconds")
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not 0 < len(subject) <= 200:
+            raise InvalidToken("the token lacks a valid sub claim")
+        mapped: dict[str, tuple[str, ...]] = {}
+        for name in config.claims:
+            value = claims.get(name)
+            if value is None:
+                continue
+            values = (value,) if isinstance(value, str) else value
+            if not isinstance(values, list | tuple) or not all(isinstance(v, str) and len(v) <= 200 for v in values):
+                raise InvalidToken(f"the {name} claim must be a string or a list of strings")
+            mapped[name] = tuple(values)
+        if not mapped:
+            raise InvalidToken(f"the token lacks the {' or '.join(config.claims)} claim")
+        identity = ExternalIdentity(issuer=config.issuer, subject=subject, claims=mapped)
+        return identity, float(claims["exp"]), config.leeway_seconds
