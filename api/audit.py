@@ -44,6 +44,9 @@ class AuditEvent(SQLModel, table=True):
     at: datetime = created_at()
     actor_subject: str = Field(max_length=200)
     actor_role: str | None = Field(default=None, max_length=32)
+    # Who vouches for the subject: our own token issuer, or an outside OpenID provider (two providers
+    # may use the same subject for two people).
+    actor_issuer: str = Field(default="", max_length=300, sa_column_kwargs={"server_default": ""})
     actor_organisation_id: uuid.UUID | None = None
     action: str = Field(max_length=64)
     object_type: str = Field(max_length=32)
@@ -54,10 +57,10 @@ class AuditEvent(SQLModel, table=True):
     request_id: str | None = Field(default=None, max_length=64)
 
 
-_INSERT = """INSERT INTO audit_event (actor_subject, actor_role, actor_organisation_id, action, object_type, object_id,
-                                      case_id, outcome, status_code, request_id)
-             VALUES (%(actor_subject)s, %(actor_role)s, %(actor_organisation_id)s, %(action)s, %(object_type)s,
-                     %(object_id)s, %(case_id)s, %(outcome)s, %(status_code)s, %(request_id)s)"""
+_INSERT = """INSERT INTO audit_event (actor_issuer, actor_subject, actor_role, actor_organisation_id, action,
+                                      object_type, object_id, case_id, outcome, status_code, request_id)
+             VALUES (%(actor_issuer)s, %(actor_subject)s, %(actor_role)s, %(actor_organisation_id)s, %(action)s,
+                     %(object_type)s, %(object_id)s, %(case_id)s, %(outcome)s, %(status_code)s, %(request_id)s)"""
 
 
 def _outcome(status: int) -> str:
@@ -95,8 +98,11 @@ class Entry:
 
     def row(self, status: int) -> dict[str, Any]:
         principal = self.principal
+        # A provider's person whose claims no binding names has no role here, but is known all the same.
+        identity = getattr(self.request.state, "identity", None) if principal is None else None
         return {
-            "actor_subject": principal.subject if principal else "anonymous",
+            "actor_issuer": principal.issuer if principal else getattr(identity, "issuer", ""),
+            "actor_subject": principal.subject if principal else getattr(identity, "subject", "anonymous"),
             "actor_role": principal.role.value if principal else None,
             "actor_organisation_id": principal.organisation_id if principal else None,
             "action": self.action,

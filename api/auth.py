@@ -132,6 +132,7 @@ class Allow:
     ) -> Principal:
         verdict = authenticate(request)
         if isinstance(verdict, ExternalIdentity):
+            request.state.identity = verdict  # journalled as who it is, should no binding name it
             verdict = await bound_principal(conn, verdict)
         principal = request.state.principal = verdict
         if principal.role not in self.roles:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -74,18 +75,22 @@ def running(config: dict[str, Any], log: Path, *, port: int | None = None) -> It
         raise RuntimeError("the local OpenID provider needs Node.js and `npm ci --prefix oidc` (make installs both)")
     port = port or free_port()
     issuer = f"http://127.0.0.1:{port}"
-    env = {"PATH": "/usr/bin:/bin", "OIDC_CONFIG": json.dumps({**config, "port": port, "issuer": issuer})}
+    nonce = secrets.token_hex(16)
+    config = {**config, "port": port, "issuer": issuer, "nonce": nonce}
+    env = {"PATH": "/usr/bin:/bin", "OIDC_CONFIG": json.dumps(config)}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.touch()
+    offset = log.stat().st_size
     with log.open("ab") as sink:
         process = subprocess.Popen([node, str(PROVIDER)], env=env, stdout=sink, stderr=subprocess.STDOUT)  # noqa: S603
     provider = Provider(issuer=issuer, process=process, log=log)
     try:
+        # Ready when this very process says so, with the nonce it was given: another process holding
+        # the port would otherwise be taken for the provider (and trusted).
         deadline = time.monotonic() + START_TIMEOUT
-        while True:
+        while f"listening {issuer} {nonce}" not in log.read_bytes()[offset:].decode(errors="replace"):
             if process.poll() is not None:
                 raise RuntimeError(f"the OpenID provider exited: {log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=1).status_code == 200:
-                    break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the OpenID provider did not start: {log.read_text()[-2000:]}")
             time.sleep(0.1)

@@ -28,7 +28,9 @@ class OidcIssuer(BaseModel):
     audience: str = Field(min_length=1, max_length=300, description="The `aud` a token for Maillage carries.")
     algorithms: tuple[str, ...] = Field(default=("RS256", "ES256"), min_length=1)
     claims: tuple[str, ...] = Field(default=("groups",), min_length=1, description="Claims bindings name values of.")
-    max_token_lifetime_seconds: int = Field(default=3600, ge=60, le=86400)
+    # Our own tokens live 15 minutes (DESIGN §3); a provider's may live as long as this, at most an hour:
+    # a person removed from a group at their provider keeps access until their token expires.
+    max_token_lifetime_seconds: int = Field(default=900, ge=60, le=3600)
     leeway_seconds: int = Field(default=30, ge=0, le=60)
 
     @field_validator("issuer")

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from psycopg import AsyncConnection
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -27,6 +28,7 @@ from .access import Role
 from .errors import Conflict, InvalidInput, NotFound
 from .models import Organisation
 from .revisions import driver
+from .seeding import HOTLINE_SEED_KEY
 
 
 class IdentityBinding(SQLModel, table=True):
@@ -84,6 +86,8 @@ async def create(
         organisation = await session.get(Organisation, organisation_id) if organisation_id else None
         if organisation is None or organisation.deactivated_at is not None:
             raise InvalidInput("organisation_id", "a partner binding needs an active organisation")
+        if organisation.seed_key == HOTLINE_SEED_KEY:  # its partners would read every handoff the 119 sent
+            raise InvalidInput("organisation_id", "the 119 unit's people are specialists, not its partners")
     elif organisation_id is not None:
         raise InvalidInput("organisation_id", "only a partner binding names an organisation")
     if role is Role.department:
@@ -113,7 +117,11 @@ async def create(
         created_by=created_by,
     )
     session.add(binding)
-    await session.flush()
+    try:
+        async with session.begin_nested():  # another admin binding the same value at the same moment
+            await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("this claim value is already bound: revoke that binding first") from exc
     return binding
 
 

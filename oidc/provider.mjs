@@ -8,7 +8,8 @@
 //   users: [{ id, password, claims }] and apps: [{ client_id, redirect_uris }]
 //                                                                  -- authorization code + PKCE
 // `claims` are added to the access tokens issued to that client or user (e.g. { "groups": [...] }).
-// It prints "listening <issuer>" once it accepts connections.
+// It prints "listening <issuer> <nonce>" once it accepts connections (`nonce` from the configuration:
+// the caller knows the provider it started answers, not some other process on the port).
 import Provider from 'oidc-provider';
 
 const config = JSON.parse(process.env.OIDC_CONFIG || '{}');
@@ -59,4 +60,4 @@ const provider = new Provider(issuer, {
   },
   extraTokenClaims: (ctx, token) => claimsOf[token.accountId ? `user:${token.accountId}` : `client:${token.clientId}`] || {},
 });
-provider.listen(port, '127.0.0.1', () => console.log(`listening ${issuer}`));
+provider.listen(port, '127.0.0.1', () => console.log(`listening ${issuer} ${config.nonce || ''}`));

@@ -44,3 +44,78 @@ def test_tokens_issue_refuses_incomplete_tokens(var: Path, args: list[str], mess
 def test_tokens_issue_rejects_unknown_roles(var: Path) -> None:
     result = CliRunner().invoke(app, ["tokens", "issue", "--role", "root"])
     assert result.exit_code == 2
+
+
+def test_bindings_are_added_listed_and_revoked(
+    var: Path, database_url: str, owner_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`maillage bindings` against the application database, for a configured provider only."""
+    import json
+
+    import psycopg
+
+    from tests.database import plain
+
+    issuer = "https://login.cli.example"
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MAILLAGE_OIDC_ISSUERS", json.dumps([{"issuer": issuer, "audience": "maillage-api"}]))
+    runner = CliRunner()
+    try:
+        added = runner.invoke(
+            app,
+            [
+                "bindings",
+                "add",
+                "--issuer",
+                issuer,
+                "--claim",
+                "groups",
+                "--value",
+                "crip-93",
+                "--role",
+                "department",
+                "--collectivite",
+                "93D",
+            ],
+        )
+        assert added.exit_code == 0, added.output
+        binding_id = added.output.split()[0]
+        assert "groups=crip-93" in added.output
+        listed = runner.invoke(app, ["bindings", "list", "--issuer", issuer])
+        assert binding_id in listed.output
+        assert "active" in listed.output
+        revoked = runner.invoke(app, ["bindings", "revoke", binding_id])
+        assert revoked.exit_code == 0
+        assert "revoked" in revoked.output
+        unknown = runner.invoke(
+            app,
+            [
+                "bindings",
+                "add",
+                "--issuer",
+                "https://nobody.example",
+                "--claim",
+                "groups",
+                "--value",
+                "x",
+                "--role",
+                "admin",
+            ],
+        )
+        assert unknown.exit_code == 1
+        assert "not a configured issuer" in unknown.output
+        unmapped = runner.invoke(
+            app, ["bindings", "add", "--issuer", issuer, "--claim", "roles", "--value", "x", "--role", "admin"]
+        )
+        assert unmapped.exit_code == 1
+        assert "not one of" in unmapped.output
+        no_scope = runner.invoke(
+            app, ["bindings", "add", "--issuer", issuer, "--claim", "groups", "--value", "x", "--role", "department"]
+        )
+        assert no_scope.exit_code == 1
+        assert "needs an existing collectivité" in no_scope.output
+    finally:
+        with psycopg.connect(plain(owner_url)) as conn:
+            conn.execute("DELETE FROM identity_binding WHERE issuer = %s", (issuer,))
+    with psycopg.connect(plain(owner_url)) as conn:
+        assert conn.execute("SELECT count(*) FROM identity_binding WHERE issuer = %s", (issuer,)).fetchone() == (0,)

@@ -39,7 +39,8 @@ async def list_audit(
     rows = await (
         await conn.execute(
             """SELECT id, json_build_object('id', id, 'at', at, 'actor', json_build_object(
-                      'subject', actor_subject, 'role', actor_role, 'organisation_id', actor_organisation_id),
+                      'issuer', actor_issuer, 'subject', actor_subject, 'role', actor_role,
+                      'organisation_id', actor_organisation_id),
                    'action', action, 'object_type', object_type, 'object_id', object_id, 'case_id', case_id,
                    'outcome', outcome, 'status_code', status_code, 'request_id', request_id)::text
              FROM audit_event

@@ -184,11 +184,16 @@ async def test_a_provider_token_acts_with_its_binding_s_role_and_scope(
     own = await client.get(f"/v1/organisations/{member}/freshness", headers=partner)
     assert own.status_code == 200, own.text
     assert (await client.get("/v1/stats/handoffs", params=STATS, headers=partner)).status_code == 403
-    # The journal knows who it was: the provider's subjects, as the roles they were bound to.
+    # The journal knows who it was: the provider and its subjects, as the roles they were bound to.
     rows = await (
-        await reader.execute("SELECT DISTINCT actor_subject, actor_role FROM audit_event ORDER BY 1")
+        await reader.execute("SELECT DISTINCT actor_issuer, actor_subject, actor_role FROM audit_event ORDER BY 2")
     ).fetchall()
-    assert {("association", "partner"), ("crip93", "department"), ("hotline", "specialist")} <= set(rows)
+    issuer = provider.issuer
+    assert {
+        (issuer, "association", "partner"),
+        (issuer, "crip93", "department"),
+        (issuer, "hotline", "specialist"),
+    } <= set(rows)
 
 
 async def test_a_person_logs_in_with_the_authorization_code_flow(
@@ -208,6 +213,13 @@ async def test_claims_bound_to_nothing_or_to_disagreeing_bindings_are_refused(
         403,
         "no Maillage binding names your groups",
     )
+    _refused(
+        await client.get("/v1/handoffs", headers=_bearer(provider.token("stranger", SECRET, API))),
+        403,
+        "no Maillage binding names your groups",
+    )
+    denied = "SELECT actor_issuer, actor_subject, actor_role, outcome FROM audit_event ORDER BY id DESC LIMIT 1"
+    assert await (await reader.execute(denied)).fetchone() == (provider.issuer, "stranger", None, "denied")
     await _bind(reader, provider.issuer, "crip-93", "department", collectivite_code="93D")
     await _bind(reader, provider.issuer, "119-specialists", "specialist")
     _refused(
@@ -228,7 +240,7 @@ async def test_claims_bound_to_nothing_or_to_disagreeing_bindings_are_refused(
     [
         ("crip93", "urn:elsewhere", 401, "meant for another audience"),
         ("crip93", "urn:maillage:rs256", 401, "algorithm is not one this issuer may use"),
-        ("crip93", "urn:maillage:long", 401, "lives longer than 3600 seconds"),
+        ("crip93", "urn:maillage:long", 401, "lives longer than 900 seconds"),
         ("nogroups", API, 401, "lacks the groups claim"),
     ],
 )
@@ -245,6 +257,23 @@ async def test_tokens_the_issuer_s_rules_refuse(
     await _bind(reader, provider.issuer, "crip-93", "department", collectivite_code="93D")
     token = provider.token(client_id, SECRET, resource)
     _refused(await client.get("/v1/specialisms", headers=_bearer(token)), status, words)
+
+
+async def test_an_algorithm_that_does_not_fit_its_key_is_refused_not_a_500(
+    client: httpx.AsyncClient, reader: AsyncConnection, app: FastAPI, provider: Provider
+) -> None:
+    """RS256 named over an EC key's kid (both algorithms allowed): PyJWT would raise a TypeError."""
+    await _bind(reader, provider.issuer, "crip-93", "department", collectivite_code="93D")
+    genuine = provider.token("crip93", SECRET, API)
+    async with httpx.AsyncClient() as http:
+        configured = [_issuer(provider, algorithms=("ES256", "RS256"))]
+        previous, app.state.oidc = app.state.oidc, OidcVerifier(configured, http)
+        try:
+            assert (await client.get("/v1/specialisms", headers=_bearer(genuine))).status_code == 200
+            forged = _with_header(genuine, alg="RS256")
+            _refused(await client.get("/v1/specialisms", headers=_bearer(forged)), 401, "does not match its key")
+        finally:
+            app.state.oidc = previous
 
 
 async def test_an_expired_token_is_refused(
@@ -316,12 +345,15 @@ def _kid(token: str) -> str:
 
 
 def _with_kid(token: str, kid: str) -> str:
-    import base64
+    return _with_header(token, kid=kid)
+
+
+def _with_header(token: str, **changes: str) -> str:
     import json
 
     header, payload, signature = token.split(".")
     decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
-    encoded = base64.urlsafe_b64encode(json.dumps({**decoded, "kid": kid}).encode()).rstrip(b"=").decode()
+    encoded = base64.urlsafe_b64encode(json.dumps({**decoded, **changes}).encode()).rstrip(b"=").decode()
     return f"{encoded}.{payload}.{signature}"
 
 
@@ -337,12 +369,13 @@ async def test_the_provider_being_down_is_a_503_not_a_refusal(
             OidcVerifier([OidcIssuer(issuer=issuer, audience="maillage-api")], http),
         )
         try:
-            response = await client.get("/v1/specialisms", headers=_bearer(token))
+            responses = [await client.get("/v1/specialisms", headers=_bearer(token)) for _ in range(2)]
         finally:
             app.state.oidc = previous
-    assert response.status_code == 503, response.text
-    assert response.headers["retry-after"] == "5"
-    assert "could not be reached" in response.json()["detail"]
+    for response in responses:  # the second within the refetch interval too: never a refusal
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "5"
+        assert "could not be reached" in response.json()["detail"]
 
 
 def test_the_settings_configure_the_verifier(settings: Settings) -> None:
@@ -360,8 +393,36 @@ def test_the_settings_configure_the_verifier(settings: Settings) -> None:
         ({"algorithms": ["HS256"]}, "asymmetric"),
         ({"algorithms": ["none"]}, "asymmetric"),
         ({"max_token_lifetime_seconds": 10}, "greater than or equal"),
+        ({"max_token_lifetime_seconds": 86400}, "less than or equal"),
     ],
 )
 def test_bad_provider_settings_are_refused(fields: dict[str, Any], words: str) -> None:
     with pytest.raises(ValueError, match=words):
         OidcIssuer(**{"issuer": "https://login.example.fr", "audience": "maillage-api", **fields})
+
+
+async def test_binding_admin_api(client: httpx.AsyncClient, auth, reader: AsyncConnection) -> None:  # type: ignore[no-untyped-def]
+    admin = auth("admin")
+    issuer = "https://login.example.test"  # configured in tests/conftest.py
+    hotline = await (await reader.execute("SELECT id FROM organisation WHERE seed_key = 'hotline:119'")).fetchone()
+    assert hotline is not None
+    body = {"issuer": issuer, "claim": "groups", "value": "119", "role": "partner", "organisation_id": str(hotline[0])}
+    refused = await client.post("/v1/identity-bindings", json=body, headers=admin)
+    assert refused.status_code == 422
+    assert "specialists, not its partners" in refused.text
+    for change, words in (
+        ({"issuer": "https://elsewhere.example"}, "not a configured"),
+        ({"claim": "roles"}, "mapped"),
+    ):
+        response = await client.post("/v1/identity-bindings", json={**body, **change}, headers=admin)
+        assert response.status_code == 422
+        assert words in response.text
+    staff = {"issuer": issuer, "claim": "groups", "value": "ops", "role": "admin"}
+    created = await client.post("/v1/identity-bindings", json=staff, headers=admin)
+    assert created.status_code == 201, created.text
+    assert created.headers["location"].endswith(f"/v1/identity-bindings/{created.json()['binding_id']}")
+    assert (await client.post("/v1/identity-bindings", json=staff, headers=admin)).status_code == 409
+    revoked = await client.post(f"/v1/identity-bindings/{created.json()['binding_id']}/revoke", headers=admin)
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked_at"] is not None
+    assert (await client.post("/v1/identity-bindings", json=staff, headers=admin)).status_code == 201

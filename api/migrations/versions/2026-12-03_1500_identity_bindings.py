@@ -3,7 +3,8 @@
 An administrator binds a value of one of a provider's claims (a group, a code) to a role, and for
 partners and départements to the organisation or collectivité it acts for (directory/identity_bindings.py).
 The API reads them on every request from such a provider and writes them for admins; nothing is ever
-deleted (a binding is revoked), and one active binding per (issuer, claim, value).
+deleted (a binding is revoked), and one active binding per (issuer, claim, value). The journal of case
+data access gains the issuer of each actor.
 
 Revision ID: c3f9a1d27e84
 Revises: b7d2e8f14c60
@@ -71,10 +72,16 @@ def upgrade() -> None:
         unique=True,
         postgresql_where=sa.text("revoked_at IS NULL"),
     )
-    op.execute(f"GRANT SELECT, INSERT, UPDATE ON identity_binding TO {APP_ROLE}")
+    op.execute(f"GRANT SELECT, INSERT, UPDATE (revoked_at) ON identity_binding TO {APP_ROLE}")
+    # The journal names who vouches for each subject: two providers may use the same subject.
+    op.add_column(
+        "audit_event",
+        sa.Column("actor_issuer", sa.String(length=300), server_default="", nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("audit_event", "actor_issuer")
     op.drop_index("uq_identity_binding__active", table_name="identity_binding", postgresql_where=sa.text("revoked_at IS NULL"))
     op.drop_index(op.f("ix_identity_binding__organisation_id"), table_name="identity_binding")
     op.drop_table("identity_binding")
