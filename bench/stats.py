@@ -328,7 +328,7 @@ async def measure(settings: Settings, plain: str, runs: int) -> None:
         ) -> Callable[[int], Awaitable[None]]:
             async def run(i: int) -> None:
                 for statement, params, prepare in recorder.statements:
-                    values = {**params, **(swap(i) if swap else {})}
+                    values = None if params is None else {**params, **(swap(i) if swap else {})}
                     await (await conn.execute(statement, values, prepare=prepare)).fetchall()
 
             return run
