@@ -465,12 +465,11 @@ def bindings_add(
 
 
 def _check_issuer(issuer: str, claim: str) -> None:
-    """A binding for a provider the settings do not name, or a claim they do not map, would never apply."""
-    configured = {config.issuer: config for config in _settings().oidc_issuers}
-    if issuer not in configured:
-        _fail(f"{issuer} is not a configured issuer (MAILLAGE_OIDC_ISSUERS): {', '.join(configured) or 'none'}")
-    if claim not in configured[issuer].claims:
-        _fail(f"{claim} is not one of {issuer}'s mapped claims: {', '.join(configured[issuer].claims)}")
+    from .oidc import unbindable
+
+    refused = unbindable(_settings().oidc_issuers, issuer, claim)
+    if refused is not None:
+        _fail(f"{refused[0]}: {refused[1]}")
 
 
 @bindings_app.command("list")

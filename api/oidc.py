@@ -33,7 +33,7 @@ import httpx
 import jwt
 
 from .settings import OidcIssuer
-from .tokens import MAX_TOKEN_BYTES, TOKEN_TYPE, InvalidToken
+from .tokens import MAX_TOKEN_BYTES, TOKEN_TYPE, InvalidToken, decode_verified
 
 REFETCH_SECONDS = 30.0
 KEYS_MAX_AGE = 600.0  # a key the provider withdraws stops verifying within this (or at once, on a new kid)
@@ -236,30 +236,15 @@ class OidcVerifier:
         key, jwk = found
         if not _key_fits(algorithm, jwk):
             raise InvalidToken("the token's algorithm does not match its key")
-        try:
-            claims = jwt.decode(
-                token,
-                key.key,
-                algorithms=[algorithm],
-                audience=config.audience,
-                issuer=config.issuer,
-                leeway=config.leeway_seconds,
-                options={"require": ["iss", "aud", "exp", "iat", "sub"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise InvalidToken("the token has expired") from exc
-        except jwt.ImmatureSignatureError as exc:
-            raise InvalidToken("the token is not valid yet") from exc
-        except jwt.MissingRequiredClaimError as exc:
-            raise InvalidToken(f"the token lacks the {exc.claim} claim") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise InvalidToken("the token is meant for another audience") from exc
-        except (jwt.PyJWTError, TypeError, ValueError) as exc:
-            raise InvalidToken("the token signature or claims are invalid") from exc
-        if not isinstance(claims["exp"], int | float) or not isinstance(claims["iat"], int | float):
-            raise InvalidToken("the token's exp and iat must be numbers")
-        if claims["exp"] - claims["iat"] > config.max_token_lifetime_seconds:
-            raise InvalidToken(f"the token lives longer than {config.max_token_lifetime_seconds} seconds")
+        claims = decode_verified(
+            token,
+            key.key,
+            algorithm=algorithm,
+            audience=config.audience,
+            issuer=config.issuer,
+            leeway=config.leeway_seconds,
+            max_lifetime=config.max_token_lifetime_seconds,
+        )
         subject = claims["sub"]
         if not isinstance(subject, str) or not 0 < len(subject) <= 200:
             raise InvalidToken("the token lacks a valid sub claim")
@@ -276,3 +261,14 @@ class OidcVerifier:
             raise InvalidToken(f"the token lacks the {' or '.join(config.claims)} claim")
         identity = ExternalIdentity(issuer=config.issuer, subject=subject, claims=mapped)
         return identity, float(claims["exp"]), config.leeway_seconds
+
+
+def unbindable(issuers: Sequence[OidcIssuer], issuer: str, claim: str) -> tuple[str, str] | None:
+    """Why a binding of (issuer, claim) would never apply — a provider the settings do not name, or a
+    claim they do not map — as (field, reason); None when it can. For the API and the CLI alike."""
+    configured = {config.issuer: config for config in issuers}
+    if issuer not in configured:
+        return "issuer", "not a configured OpenID provider (MAILLAGE_OIDC_ISSUERS)"
+    if claim not in configured[issuer].claims:
+        return "claim", f"not one of this provider's mapped claims ({', '.join(configured[issuer].claims)})"
+    return None

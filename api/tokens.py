@@ -177,31 +177,60 @@ class TokenService:
         key = self.keys.public_key(kid) if isinstance(kid, str) else None
         if key is None:
             raise InvalidToken("the token is signed with an unknown key")
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": ["iss", "aud", "exp", "iat", "sub"], "strict_aud": True},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise InvalidToken("the token has expired") from exc
-        except jwt.ImmatureSignatureError as exc:
-            raise InvalidToken("the token is not valid yet") from exc
-        except jwt.MissingRequiredClaimError as exc:
-            raise InvalidToken(f"the token lacks the {exc.claim} claim") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise InvalidToken("the token is meant for another audience") from exc
-        except jwt.InvalidIssuerError as exc:
-            raise InvalidToken("the token comes from an unknown issuer") from exc
-        except jwt.PyJWTError as exc:
-            raise InvalidToken("the token signature or claims are invalid") from exc
-        if claims["exp"] - claims["iat"] > self.max_ttl:
-            raise InvalidToken(f"the token lives longer than {self.max_ttl} seconds")
+        claims = decode_verified(
+            token,
+            key,
+            algorithm=ALGORITHM,
+            audience=self.audience,
+            issuer=self.issuer,
+            leeway=self.leeway,
+            max_lifetime=self.max_ttl,
+            strict_aud=True,
+        )
         return _check_role_claims(claims), float(claims["exp"])
+
+
+def decode_verified(
+    token: str,
+    key: Any,
+    *,
+    algorithm: str,
+    audience: str,
+    issuer: str,
+    leeway: int,
+    max_lifetime: int,
+    strict_aud: bool = False,
+) -> dict[str, Any]:
+    """The claims of a token whose header has been checked, once PyJWT has verified its signature,
+    `iss`, `aud`, `exp`, `iat`, `nbf` and `sub`, and its lifetime is at most `max_lifetime`: the one
+    translation of PyJWT's refusals into reasons a caller may read (ours and outside providers')."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["iss", "aud", "exp", "iat", "sub"], "strict_aud": strict_aud},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken("the token has expired") from exc
+    except jwt.ImmatureSignatureError as exc:
+        raise InvalidToken("the token is not valid yet") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise InvalidToken(f"the token lacks the {exc.claim} claim") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise InvalidToken("the token is meant for another audience") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise InvalidToken("the token comes from an unknown issuer") from exc
+    except (jwt.PyJWTError, TypeError, ValueError) as exc:  # TypeError: a key of another type
+        raise InvalidToken("the token signature or claims are invalid") from exc
+    if not isinstance(claims["exp"], int | float) or not isinstance(claims["iat"], int | float):
+        raise InvalidToken("the token's exp and iat must be numbers")
+    if claims["exp"] - claims["iat"] > max_lifetime:
+        raise InvalidToken(f"the token lives longer than {max_lifetime} seconds")
+    return claims
 
 
 def _check_role_claims(claims: dict[str, Any]) -> Principal:

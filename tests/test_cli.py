@@ -103,12 +103,12 @@ def test_bindings_are_added_listed_and_revoked(
             ],
         )
         assert unknown.exit_code == 1
-        assert "not a configured issuer" in unknown.output
+        assert "issuer: not a configured OpenID provider" in unknown.output
         unmapped = runner.invoke(
             app, ["bindings", "add", "--issuer", issuer, "--claim", "roles", "--value", "x", "--role", "admin"]
         )
         assert unmapped.exit_code == 1
-        assert "not one of" in unmapped.output
+        assert "claim: not one of" in unmapped.output
         no_scope = runner.invoke(
             app, ["bindings", "add", "--issuer", issuer, "--claim", "groups", "--value", "x", "--role", "department"]
         )

@@ -16,6 +16,7 @@ from ..db import SessionDep
 from ..errors import problem_responses
 from ..etags import documented
 from ..links import absolute, follow
+from ..oidc import unbindable
 from ..schemas import BindingCreate, BindingOut
 
 router = APIRouter(prefix="/v1", tags=["auth"])
@@ -81,13 +82,9 @@ async def create_identity_binding(
     """Bind a value of a configured provider's mapped claim to a role (admins): that provider's people
     whose token carries it act as that role, for that organisation or collectivité. One active binding
     per value; a token whose values name bindings that disagree is refused."""
-    configured = {config.issuer: config for config in request.app.state.settings.oidc_issuers}
-    if body.issuer not in configured:
-        raise InvalidInput("issuer", "not a configured OpenID provider (MAILLAGE_OIDC_ISSUERS)")
-    if body.claim not in configured[body.issuer].claims:
-        raise InvalidInput(
-            "claim", f"not one of this provider's mapped claims ({', '.join(configured[body.issuer].claims)})"
-        )
+    refused = unbindable(request.app.state.settings.oidc_issuers, body.issuer, body.claim)
+    if refused is not None:
+        raise InvalidInput(*refused)
     binding = await identity_bindings.create(
         session,
         issuer=body.issuer,
