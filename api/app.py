@@ -18,15 +18,16 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import compile_path
 
-from sync import worker
 from sync.webhooks import Resolver, SecretBox, system_resolver
 
+from . import metrics
 from .auth import AUTHENTICATION, Allow, Public
 from .cluster import Cluster
 from .db import ReaderDep, make_engine, make_reader_pool
 from .errors import IdentityProviderUnavailable, Problem, Unauthenticated
 from .errors import install as install_error_handlers
 from .headers import declare as declare_headers
+from .jobs import build_app as build_jobs
 from .logs import configure_logging
 from .middleware import Authentication, BodySizeLimit, PublicOrigin, RequestContext
 from .oidc import OidcVerifier
@@ -37,6 +38,7 @@ from .routes import (
     clients,
     health,
     identity,
+    jobs,
     listings,
     organisations,
     pathways,
@@ -185,29 +187,29 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.database_url or Cluster(settings.var_dir).app_url("maillage")
         timeout = settings.statement_timeout_ms
-        app.state.engine = make_engine(url, pool_size=settings.db_pool_size, statement_timeout_ms=timeout)
+        startup, prepared = settings.startup_options, settings.prepared_statements
+        app.state.engine = make_engine(
+            url,
+            pool_size=settings.db_pool_size,
+            statement_timeout_ms=timeout,
+            startup_options=startup,
+            prepared_statements=prepared,
+        )
         app.state.reader = make_reader_pool(
             url,
             size=settings.db_pool_size,
             statement_timeout_ms=timeout,
-            prepared_statements=settings.prepared_statements,
+            startup_options=startup,
+            prepared_statements=prepared,
         )
         await app.state.reader.open(wait=True, timeout=30)
         owned_http = http_client is None
         app.state.http = http_client or httpx.AsyncClient(timeout=10.0, follow_redirects=False)
-        delivery = None
-        if settings.deliver_webhooks_in_process:
-            delivery = asyncio.create_task(
-                worker.run(
-                    app.state.engine,
-                    app.state.http,
-                    app.state.secret_box,
-                    resolve=app.state.resolver,
-                    allow_loopback=settings.webhooks_allow_loopback,
-                    interval=settings.webhook_delivery_interval_seconds,
-                    wake=app.state.outbox_signal,
-                )
-            )
+        # Queueing jobs (webhook delivery after a write) goes through the reader pool: one statement.
+        queue = build_jobs(settings)
+        await queue.open_async(app.state.reader)
+        app.state.jobs = queue
+        sampling = asyncio.create_task(metrics.sample_pools(app.state.reader, app.state.engine))
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's
         # generations, so full collections stay short (they showed up as 70 ms p99 spikes).
         gc.collect()
@@ -215,10 +217,12 @@ def create_app(
         try:
             yield
         finally:
-            if delivery is not None:
-                delivery.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await delivery
+            sampling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampling
+            app.state.jobs = None
+            await queue.close_async()  # the pool is the reader's: closed below
+            metrics.process_exited()
             if owned_http:
                 await app.state.http.aclose()
             if oidc_client is None:
@@ -244,7 +248,6 @@ def create_app(
     reset_rate_limits(app)
     app.state.secret_box = SecretBox(load_or_create_secret(settings.secrets_path / "webhook-key"))
     app.state.resolver = resolver or system_resolver
-    app.state.outbox_signal = asyncio.Event()
     install_error_handlers(app)
     for router in (
         health.router,
@@ -259,6 +262,7 @@ def create_app(
         webhooks.router,
         audit.router,
         stats.router,
+        jobs.router,
     ):
         v1 = router.prefix.startswith("/v1")
         declare_headers(router)

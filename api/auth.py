@@ -159,7 +159,7 @@ class AllowWrites(Allow):
         principal = await super().__call__(request, _, conn)
         if principal.client_id is not None and not await clients.is_active(conn, principal.client_id):
             raise Unauthenticated("this API client has been revoked")
-        await request.app.state.write_limiter.hit(principal.key)
+        await request.app.state.write_limiter.hit(conn, principal.key)
         return principal
 
 

@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import psycopg
 import structlog
 import typer
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -131,6 +135,61 @@ def db_url() -> None:
     typer.echo(database_url(_settings()))
 
 
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[
+        str | None, typer.Argument(help="Where to write it; default var/backups/maillage-<UTC time>.dump.")
+    ] = None,
+) -> None:
+    """Back up the application database (pg_dump custom format: compressed, restorable into a newer
+    PostgreSQL). The file is readable by its owner only: it holds case data about children."""
+    from .backup import backup, default_path
+    from .cluster import ensure_server_packages
+
+    settings = _settings()
+    target = path or default_path(settings.var_dir, datetime.now(UTC))
+    try:
+        report = backup(_plain(database_url(settings, owner=True)), target, bindir=ensure_server_packages())
+    except ClusterError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"wrote {report.path}: {report.size / 1e6:.1f} MB, {len(report.rows)} tables, "
+        f"{sum(report.rows.values())} rows, in {report.seconds:.1f} s"
+    )
+
+
+@db_app.command("restore")
+def db_restore(
+    path: str,
+    replace: Annotated[bool, typer.Option(help="Drop the current database and put the backup in its place.")] = False,
+) -> None:
+    """Restore a backup of `maillage db backup` into the local cluster's application database, in one
+    transaction. A database that holds tables is kept unless --replace."""
+    from .backup import restore
+    from .cluster import ensure_server_packages
+
+    settings = _settings()
+    if settings.database_url:
+        _fail(
+            "DATABASE_URL is set: `maillage db restore` restores into the local cluster only. Restore yourself"
+            " into an empty database, as its owner, the password in ~/.pgpass or PGPASSWORD (never on the"
+            " command line):\n"
+            f"  pg_restore --single-transaction --exit-on-error --no-owner -h HOST -p PORT -U OWNER -d DATABASE {path}"
+        )
+    cluster = Cluster(settings.var_dir)
+    try:
+        cluster.start()
+        report = restore(cluster, DATABASE, path, bindir=ensure_server_packages(), replace=replace)
+    except ClusterError as exc:
+        _fail(str(exc))
+    typer.echo(
+        f"restored {path} into {report.database}{' (replaced)' if report.replaced else ''}: "
+        f"{len(report.rows)} tables, {sum(report.rows.values())} rows, in {report.seconds:.1f} s"
+    )
+    for table, rows in report.rows.items():
+        typer.echo(f"  {table:40} {rows:>10}")
+
+
 # --- schema and data --------------------------------------------------------------------------
 
 
@@ -200,20 +259,24 @@ def tokens_issue(
 # --- API clients ------------------------------------------------------------------------------
 
 
-def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one committed transaction on the application database."""
+def _with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run `work` with an engine of the application role, disposed of afterwards."""
 
     async def run() -> T:
-        engine = make_engine(database_url(_settings()), pool_size=1, statement_timeout_ms=60_000)
+        engine = make_engine(database_url(_settings()), pool_size=2, statement_timeout_ms=60_000)
         try:
-            async with AsyncSession(engine, expire_on_commit=False) as session:
-                result = await work(session)
-                await session.commit()
-                return result
+            return await work(engine)
         finally:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def _in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one committed transaction on the application database."""
+    from .jobs import in_transaction
+
+    return _with_engine(lambda engine: in_transaction(engine, work))
 
 
 def _print_client(client: ApiClient, secret: str | None = None) -> None:
@@ -297,53 +360,27 @@ def listings_remind(
     within_days: Annotated[int, typer.Option(help="Also listings falling due within this many days.")] = 0,
 ) -> None:
     """Queue a `listing.verification_due` event for every organisation with listings due for
-    re-verification (stale after 180 days); their webhooks deliver it."""
-    from directory import history
-    from sync import notify
+    re-verification (stale after 180 days); their webhooks deliver it. The worker runs it daily."""
+    from .jobs import remind_listings
 
-    async def remind(session: AsyncSession) -> list[tuple[uuid.UUID, int]]:
-        raw = await (await session.connection()).get_raw_connection()
-        conn: psycopg.AsyncConnection = raw.driver_connection  # type: ignore[assignment]
-        due = await history.organisations_with_due_listings(conn, now=datetime.now(UTC), within_days=within_days)
-        for organisation_id, count in due:
-            queued = await notify.verification_due(session, organisation_id, count)
-            log.info(
-                "listing.verification_due",
-                organisation_id=str(organisation_id),
-                listings=count,
-                queued=queued is not None,
-            )
-        return due
-
-    rows = _in_session(remind)
-    typer.echo(f"{len(rows)} organisations have listings due for re-verification")
+    organisations = _with_engine(lambda engine: remind_listings(engine, within_days=within_days))
+    typer.echo(f"{organisations} organisations have listings due for re-verification")
 
 
 @handoffs_app.command("expire")
 def handoffs_expire() -> None:
     """Flag handoffs past their acknowledgement deadline (and tell both sides), and expire those still
-    unanswered after the grace period. Idempotent: run it from cron as often as you like."""
-    from directory import handoffs
-    from sync import notify
+    unanswered after the grace period. The worker runs it every minute; idempotent."""
+    from .jobs import expire_handoffs
 
-    settings = _settings()
-    grace = timedelta(hours=settings.expire_after_overdue_hours)
-
-    async def expire(session: AsyncSession) -> tuple[int, int]:
-        overdue, expired = await handoffs.expire_overdue(session, now=datetime.now(UTC), grace=grace)
-        for handoff in overdue:
-            await notify.handoff_overdue(session, handoff)
-        for handoff in expired:
-            await notify.handoff_moved(session, handoff, by=None)
-        return len(overdue), len(expired)
-
-    overdue, expired = _in_session(expire)
+    grace = timedelta(hours=_settings().expire_after_overdue_hours)
+    overdue, expired = _with_engine(lambda engine: expire_handoffs(engine, grace=grace))
     typer.echo(f"{overdue} handoffs newly overdue, {expired} expired")
 
 
 @sync_app.command("deliver")
 def sync_deliver() -> None:
-    """Deliver the webhook events that are due (the server also does it while it runs)."""
+    """Deliver the webhook events that are due (the worker does it as they are queued, and every minute)."""
     import httpx
 
     from sync.webhooks import SecretBox, system_resolver
@@ -352,36 +389,26 @@ def sync_deliver() -> None:
     from .app import load_or_create_secret
 
     settings = _settings()
+    box = SecretBox(load_or_create_secret(settings.secrets_path / "webhook-key"))
 
-    async def deliver() -> None:
-        engine = make_engine(database_url(settings), pool_size=2, statement_timeout_ms=60_000)
-        box = SecretBox(load_or_create_secret(settings.secrets_path / "webhook-key"))
-        try:
-            async with httpx.AsyncClient(follow_redirects=False) as http:
-                report = await deliver_once(
-                    engine, http, box, resolve=system_resolver, allow_loopback=settings.webhooks_allow_loopback
-                )
-        finally:
-            await engine.dispose()
-        typer.echo(f"{report.delivered} delivered, {report.failed} to retry, {report.dead} dead-lettered")
+    async def deliver(engine: AsyncEngine) -> Any:
+        async with httpx.AsyncClient(follow_redirects=False) as http:
+            return await deliver_once(
+                engine, http, box, resolve=system_resolver, allow_loopback=settings.webhooks_allow_loopback
+            )
 
-    asyncio.run(deliver())
+    report = _with_engine(deliver)
+    typer.echo(f"{report.delivered} delivered, {report.failed} to retry, {report.dead} dead-lettered")
 
 
 @retention_app.command("apply")
 def retention_apply() -> None:
     """Delete closed cases past their retention (with handoffs and events, keeping anonymous monthly
-    counts) and audit rows past theirs. Runs as the schema owner."""
-    from directory import retention
+    counts) and audit rows past theirs. Runs as the schema owner; the worker runs it nightly."""
+    from .jobs import apply_retention
 
     settings = _settings()
-    with psycopg.connect(_plain(database_url(settings, owner=True))) as conn:
-        report = retention.apply(
-            conn,
-            now=datetime.now(UTC),
-            case_years=settings.case_retention_years,
-            audit_days=settings.audit_retention_days,
-        )
+    report = apply_retention(database_url(settings, owner=True), settings)
     typer.echo(
         f"deleted {report.cases} cases ({report.handoffs} handoffs) closed more than "
         f"{settings.case_retention_years} years ago, and {report.audit_rows} audit rows older than "
@@ -394,12 +421,11 @@ def hours_refresh(
     rebuild: Annotated[bool, typer.Option(help="Rebuild every calendar, not only missing or expiring ones.")] = False,
 ) -> None:
     """Build the opening calendars searches read (missing ones, and those with under 30 days of window
-    left) and drop unused ones. Searches stay right without them, only slower: run it daily until
-    scheduled jobs exist (the server also runs it when it starts). Runs as the schema owner."""
-    from directory import hours
+    left) and drop unused ones. Searches stay right without them, only slower. The worker runs it daily
+    (and the server when it starts). Runs as the schema owner."""
+    from .jobs import refresh_hours
 
-    with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
-        built, dropped = hours.refresh(conn, rebuild=rebuild)
+    built, dropped = refresh_hours(database_url(_settings(), owner=True), rebuild=rebuild)
     typer.echo(f"{built} opening calendars built, {dropped} unused ones dropped")
 
 
@@ -409,10 +435,9 @@ def coverage_refresh(
 ) -> None:
     """Compute the nearest service of each specialism from each commune (writes keep it current; run it
     after reference data changes, or with --rebuild to make distances beyond 100 km exact). Schema owner."""
-    from directory import coverage
+    from .jobs import refresh_coverage
 
-    with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
-        computed = coverage.refresh(conn, rebuild=rebuild)
+    computed = refresh_coverage(database_url(_settings(), owner=True), rebuild=rebuild)
     typer.echo(f"{computed} commune × specialism distances computed")
 
 
@@ -524,24 +549,46 @@ def openapi(check: Annotated[bool, typer.Option(help="Fail if the committed file
 
 
 @app.command()
-def serve() -> None:
-    """Serve the API (PORT overrides the port). Ctrl-C stops it; the database keeps running."""
+def serve(
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Server processes (one per core is right).")] = 1,
+) -> None:
+    """Serve the API (PORT overrides the port), and its metrics on MAILLAGE_METRICS_PORT. Ctrl-C stops
+    it; the database keeps running. Every process shares its limits through the database."""
     import uvicorn
 
-    from .app import create_app
+    from .logs import configure_logging
 
     settings = _settings()
-    url = database_url(settings)
+    configure_logging(json=settings.log_json)
+    database_url(settings)  # starts the local cluster when there is no DATABASE_URL
     try:
         hours_refresh(rebuild=False)
     except psycopg.Error as exc:  # searches stay right without fresh calendars, only slower
         log.warning("hours.refresh.failed", error=str(exc).splitlines()[0])
-    application = create_app(settings.model_copy(update={"database_url": url}))
+    if settings.metrics_port:
+        # Before prometheus_client is first imported, here and in the workers: they write their
+        # figures to files under this directory, which the metrics endpoint adds up.
+        directory = settings.var_dir / "metrics" / f"serve-{settings.port}"
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in directory.glob("*.db"):
+            stale.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        from .metrics import serve_metrics
+
+        serve_metrics(
+            settings.metrics_host,
+            settings.metrics_port,
+            database_url=database_url(settings),
+            stalled_after_seconds=settings.worker_stalled_after_seconds,
+        )
     uvicorn.run(
-        application,
+        "api.app:create_app",
+        factory=True,
+        workers=workers,
         host=settings.host,
         port=settings.port,
-        access_log=False,
+        access_log=False,  # api.middleware logs each request, without its query string
+        log_config=None,  # uvicorn's own lines go through api.logs, JSON when asked
         log_level="warning",
         loop="uvloop",
         http="httptools",
@@ -549,8 +596,25 @@ def serve() -> None:
 
 
 @app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Jobs run at once by this worker.")] = 4,
+    name: Annotated[str | None, typer.Option(help="How the health report names it (default host-pid).")] = None,
+) -> None:
+    """Run the scheduled work and the queued jobs (api/jobs.py) until Ctrl-C or SIGTERM, which let the
+    jobs under way finish. Run as many as you like: no job runs twice at once, and the jobs of a worker
+    that died are run again by the others."""
+    from .jobs import run_worker
+    from .logs import configure_logging
+
+    settings = _settings()
+    configure_logging(json=settings.log_json)
+    app_url, owner_url = database_url(settings), database_url(settings, owner=True)
+    asyncio.run(run_worker(settings, app_url=app_url, owner_url=owner_url, concurrency=concurrency, name=name))
+
+
+@app.command()
 def run() -> None:
-    """Everything `make run` needs: database, migrations, reference data, then serve."""
+    """Everything `make run` needs: database, migrations, reference data, then the worker and the server."""
     settings = _settings()
     try:
         database_url(settings)
@@ -562,6 +626,7 @@ def run() -> None:
     base = settings.public_base_url
     with contextlib.ExitStack() as stack:
         issuer = stack.enter_context(_local_provider(settings)) if local else None
+        stack.enter_context(_worker_beside())
         typer.secho(f"\nMaillage on {base} — interactive docs at {base}/docs", fg=typer.colors.GREEN)
         typer.echo("Get a token (valid 15 minutes), then call the API:")
         typer.echo("  TOKEN=$(.venv/bin/maillage tokens issue --role specialist)")
@@ -572,8 +637,30 @@ def run() -> None:
                 "maillage-console, authorization code + PKCE); users specialiste, analyste-93, partenaire, "
                 "admin (README, 'Logging in')."
             )
-        typer.echo("Ctrl-C stops the server; `.venv/bin/maillage db stop` stops the database.\n")
+        if settings.metrics_port:
+            typer.echo(f"Metrics for Prometheus: http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+        typer.echo("A worker runs the scheduled work beside the server (`maillage worker`).")
+        typer.echo("Ctrl-C stops both; `.venv/bin/maillage db stop` stops the database.\n")
         serve()
+
+
+@contextlib.contextmanager
+def _worker_beside() -> Iterator[None]:
+    """`maillage worker` in a process of its own for as long as the server runs. Ctrl-C reaches both
+    (one process group); otherwise it is asked to stop, and killed if it will not."""
+    worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker"])
+    try:
+        yield
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.wait(timeout=5)  # after a Ctrl-C it is already finishing its jobs
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ Both are created in the app's lifespan: async engines and pools bind to the runn
 """
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from psycopg import AsyncConnection
@@ -24,17 +24,44 @@ def _options(statement_timeout_ms: int) -> str:
     return f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC -c jit=off"
 
 
-def make_engine(url: str, *, pool_size: int, statement_timeout_ms: int) -> AsyncEngine:
+def connect_kwargs(
+    statement_timeout_ms: int, *, application_name: str, startup_options: bool = True, prepared_statements: bool = True
+) -> dict[str, Any]:
+    """libpq parameters of every connection. Behind a transaction pooler (PgBouncer) neither the startup
+    `options` nor server-side prepared statements survive: then the role's defaults set the session
+    (migration d4e6b0c1a2f9) and every statement is planned each time (Settings.prepared_statements)."""
+    kwargs: dict[str, Any] = {"application_name": application_name}
+    if startup_options:
+        kwargs["options"] = _options(statement_timeout_ms)
+    # psycopg's default threshold (5: prepared from a statement's fifth run on a connection), or never.
+    kwargs["prepare_threshold"] = 5 if prepared_statements else None
+    return kwargs
+
+
+def make_engine(
+    url: str,
+    *,
+    pool_size: int,
+    statement_timeout_ms: int,
+    startup_options: bool = True,
+    prepared_statements: bool = True,
+    application_name: str = "maillage-api",
+) -> AsyncEngine:
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        connect_args={"options": _options(statement_timeout_ms), "application_name": "maillage-api"},
+        connect_args=connect_kwargs(
+            statement_timeout_ms,
+            application_name=application_name,
+            startup_options=startup_options,
+            prepared_statements=prepared_statements,
+        ),
     )
 
 
 def make_reader_pool(
-    url: str, *, size: int, statement_timeout_ms: int, prepared_statements: bool = True
+    url: str, *, size: int, statement_timeout_ms: int, startup_options: bool = True, prepared_statements: bool = True
 ) -> AsyncConnectionPool:
     return AsyncConnectionPool(
         url.replace("postgresql+psycopg://", "postgresql://", 1),
@@ -42,10 +69,12 @@ def make_reader_pool(
         max_size=size,
         kwargs={
             "autocommit": True,
-            "options": _options(statement_timeout_ms),
-            "application_name": "maillage-api-reader",
-            # psycopg's default threshold (5), or never (api.settings.Settings.prepared_statements).
-            "prepare_threshold": 5 if prepared_statements else None,
+            **connect_kwargs(
+                statement_timeout_ms,
+                application_name="maillage-api-reader",
+                startup_options=startup_options,
+                prepared_statements=prepared_statements,
+            ),
         },
         open=False,
         name="reader",

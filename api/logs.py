@@ -1,5 +1,9 @@
 """Structured logging: JSON lines in production, readable lines in a terminal.
 
+structlog's own loggers and the standard library's (uvicorn, procrastinate, psycopg) go through the same
+processors, so every line of a process has one format and carries the request id bound for the
+request, or for the job and the request that queued it (api/jobs.py).
+
 Tracebacks never show local variables, in either form: a frame's locals hold secrets, tokens and
 case details, and rendering them (rich's default in a terminal) blocked the event loop for seconds
 per 500."""
@@ -9,6 +13,14 @@ import sys
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes (tests swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
@@ -22,14 +34,26 @@ def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
             structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
         ]
     )
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            *tail,
-        ],
+        processors=[*shared, *tail],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+    handler = _Stderr()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [*(h for h in root.handlers if not isinstance(h, _Stderr)), handler]  # ours, once
+    root.setLevel(level)
+    # A line per job start and end, every minute for each periodic task: our tasks log what they did.
+    logging.getLogger("procrastinate").setLevel(max(level, logging.WARNING))

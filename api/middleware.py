@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .auth import AUTHENTICATION, verify_bearer
 from .errors import IdentityProviderUnavailable, Unauthenticated, problem_response
 from .links import bind_base_url
+from .metrics import observe
 
 access_log = structlog.get_logger("maillage.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -65,7 +66,8 @@ class BodySizeLimit:
 
 
 class RequestContext:
-    """A request id on every response and log line, and one access-log line per request.
+    """A request id on every response and log line, one access-log line and the metrics (api/metrics.py,
+    by route template) per request.
 
     The access log records the path but never the query string: search and resolve parameters can
     be a child's whereabouts (DESIGN §3). /v1 answers are marked `Cache-Control: no-store`."""
@@ -103,12 +105,17 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None)
+            observe(scope["method"], template, status, elapsed)
             access_log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
+                route=template,
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.clear_contextvars()
 

@@ -1,31 +1,38 @@
 """Per-subject rate limits (OWASP API4), answered with 429 and Retry-After.
 
-Counters live in this process (a moving window from the `limits` library): with several workers each
-counts its own share; a shared store (Redis) is the next step when one worker is not enough.
+The counters live in PostgreSQL (`rate_limit_hit`, migration d4e6b0c1a2f9), not in a process: with
+`maillage serve --workers N`, or several servers behind a load balancer, a subject's limit is one limit
+however its requests are spread. A hit is one statement on a connection the request already holds
+(the reader's), so it costs a round trip, on writes, token requests and statistics only.
 """
 
 import math
-import time
+from datetime import timedelta
 
-from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from psycopg import AsyncConnection
 
 from .errors import RateLimited
+from .metrics import RATE_LIMIT_REFUSALS
+
+WINDOW = timedelta(minutes=1)
 
 
 class RateLimiter:
     def __init__(self, per_minute: int, *, scope: str) -> None:
-        self.item = RateLimitItemPerMinute(per_minute)
+        self.per_minute = per_minute
         self.scope = scope
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    async def hit(self, key: str) -> None:
-        if await self._limiter.hit(self.item, self.scope, key):
+    async def hit(self, conn: AsyncConnection, key: str) -> None:
+        """Count a request of `key`, or refuse it (429) without counting it."""
+        row = await (
+            await conn.execute("SELECT rate_limit_hit(%s, %s, %s, %s)", (self.scope, key, self.per_minute, WINDOW))
+        ).fetchone()
+        wait = row[0] if row else 0.0
+        if not wait:
             return
-        stats = await self._limiter.get_window_stats(self.item, self.scope, key)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        RATE_LIMIT_REFUSALS.labels(scope=self.scope).inc()
+        retry_after = max(1, math.ceil(wait))
         raise RateLimited(
-            f"more than {self.item.amount} {self.scope} requests a minute: retry in {retry_after} s",
+            f"more than {self.per_minute} {self.scope} requests a minute: retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )

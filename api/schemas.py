@@ -77,6 +77,35 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready"]
     migration: str
+    # Whether a worker (api/jobs.py) sent a heartbeat lately; the API serves without one, but handoffs
+    # stop expiring and webhooks stop leaving. Queue figures are for admins (GET /v1/jobs/health).
+    worker: Literal["alive", "absent"]
+
+
+class JobQueue(BaseModel):
+    todo: int = Field(description="Jobs waiting, due or scheduled later.")
+    due: int = Field(description="Jobs waiting whose time has come.")
+    doing: int
+    failed: int = Field(description="Failed jobs, kept 30 days.")
+
+
+class JobWorkers(BaseModel):
+    alive: int = Field(description="Workers whose heartbeat is recent.")
+    last_heartbeat: datetime | None
+
+
+class PeriodicTask(BaseModel):
+    task: str
+    schedule: str = Field(description="Cron, UTC (a sixth field is seconds).")
+    last_success: datetime | None
+    last_failure: datetime | None
+
+
+class JobsHealth(BaseModel):
+    queue: JobQueue
+    oldest_due_seconds: float | None = Field(description="How long the oldest due job has waited; null when none.")
+    workers: JobWorkers
+    tasks: list[PeriodicTask]
 
 
 class SpecialismOut(BaseModel):

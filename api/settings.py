@@ -113,10 +113,25 @@ class Settings(BaseSettings):
     # Retention (CNIL): closed cases, then audit rows.
     case_retention_years: int = Field(default=3, ge=1, le=10)
     audit_retention_days: int = Field(default=365, ge=180, le=3650)
-    # Webhooks: loopback endpoints only for tests on one machine; how often the server delivers.
+    # Webhooks: loopback endpoints only for tests on one machine.
     webhooks_allow_loopback: bool = False
-    webhook_delivery_interval_seconds: float = Field(default=5.0, gt=0)
-    deliver_webhooks_in_process: bool = True
+
+    # The worker (api/jobs.py): how often it says it is alive; after how long without a word it is
+    # taken for dead and its jobs are run again; the period of the tasks that run "every minute"
+    # (handoff expiry, webhook delivery, the stalled-job check), a divisor of 60.
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0, le=60)
+    worker_stalled_after_seconds: float = Field(default=30.0, gt=0)
+    tick_seconds: int = Field(default=60, ge=1, le=60)
+
+    # Prometheus metrics (api/metrics.py) on a port of their own, for the operator's scraper only;
+    # 0 turns them off. `maillage serve` serves them.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # Send the session settings (statement timeout, no JIT, UTC) in each connection's startup packet.
+    # PgBouncer in transaction mode (1.18, Debian 12's) refuses that `options` parameter: behind it,
+    # turn this off (with `prepared_statements`); the application role's own defaults, set by the
+    # migrations, then apply, with their 5 s statement timeout.
+    startup_options: bool = True
 
     # Statistics: cells under k distinct cases are suppressed (never below 5). Queries are few and
     # national ones cost a second of database time: a per-subject limit keeps differencing and load slow.
@@ -129,6 +144,14 @@ class Settings(BaseSettings):
     @classmethod
     def _split_hosts(cls, value: object) -> object:
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _worker_timing(self) -> Self:
+        if 60 % self.tick_seconds:
+            raise ValueError("tick_seconds must divide 60 (it is a cron step)")
+        if self.worker_stalled_after_seconds < 2 * self.worker_heartbeat_seconds:
+            raise ValueError("a worker is taken for dead after at least two missed heartbeats")
+        return self
 
     @model_validator(mode="after")
     def _outside_issuers(self) -> Self:

@@ -43,6 +43,8 @@ class OutboxEvent(SQLModel, table=True):
     type: str = Field(max_length=64)
     # Ids only: receivers fetch details with their own token, under their own scope.
     payload: dict[str, Any] = Field(sa_column=sa.Column(JSONB, nullable=False))
+    # The request (or job) that caused it: its deliveries' log lines carry it, whichever process sends them.
+    request_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = created_at()
 
 

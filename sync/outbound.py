@@ -48,7 +48,11 @@ async def enqueue(
     ).all()
     if not subscriptions:
         return None
-    event = OutboxEvent(type=type, payload={key: str(value) for key, value in data.items()})
+    event = OutboxEvent(
+        type=type,
+        payload={key: str(value) for key, value in data.items()},
+        request_id=structlog.contextvars.get_contextvars().get("request_id"),
+    )
     session.add(event)
     await session.flush()
     assert event.id is not None
@@ -100,17 +104,25 @@ async def deliver_due(
         delivery.last_attempt_at = now
         delivery.last_status_code = status_code
         delivery.last_error = error
+        about = {
+            "subscription_id": str(subscription.id),
+            "event_id": str(event.event_id),
+            "request_id": event.request_id,
+            "attempt": delivery.attempts,
+        }
         if error is None:
             delivery.status = DeliveryStatus.delivered
             delivery.delivered_at = now
             report.delivered += 1
+            log.info("webhook.delivered", status_code=status_code, **about)
         elif now - event.created_at >= RETRY_FOR:
             delivery.status = DeliveryStatus.dead
             report.dead += 1
-            log.warning("webhook.dead_letter", subscription_id=str(subscription.id), event_id=str(event.event_id))
+            log.warning("webhook.dead_letter", error=error, **about)
         else:
             delivery.next_attempt_at = next_attempt(delivery.attempts, now=now)
             report.failed += 1
+            log.info("webhook.failed", error=error, retry_at=delivery.next_attempt_at.isoformat(), **about)
         session.add(delivery)
     await session.flush()
     return report

@@ -1,9 +1,6 @@
-"""Delivering the outbox in the background of a serving process (and from `maillage sync deliver`)."""
+"""Delivering the outbox: the worker's `webhooks.deliver` job (api/jobs.py) and `maillage sync deliver`."""
 
 from __future__ import annotations
-
-import asyncio
-import contextlib
 
 import httpx
 import structlog
@@ -30,26 +27,3 @@ async def deliver_once(
         total.dead += report.dead
         if report.delivered + report.failed + report.dead == 0:
             return total
-
-
-async def run(
-    engine: AsyncEngine,
-    http: httpx.AsyncClient,
-    box: SecretBox,
-    *,
-    resolve: Resolver,
-    allow_loopback: bool,
-    interval: float,
-    wake: asyncio.Event,
-) -> None:
-    """Until cancelled: deliver what is due every `interval` seconds, or as soon as `wake` is set."""
-    while True:
-        try:
-            await deliver_once(engine, http, box, resolve=resolve, allow_loopback=allow_loopback)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the loop must survive a bad round (database restart…)
-            log.exception("webhook.delivery_round_failed")
-        wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=interval)

@@ -5,12 +5,6 @@ nothing may be half-written. Retrying the unanswered requests with their keys cr
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,60 +14,15 @@ import pytest
 
 from api.app import build_token_service
 from api.cluster import Cluster
-from api.settings import REPO_ROOT, Settings
+from api.settings import Settings
 from directory.access import Role
 from tests.database import create_test_database, plain
+from tests.processes import Server
 
 # On a loaded 2-core machine a burst can queue for seconds: the test proves durability, not speed, so
 # requests wait as long as they need (bounded concurrency, no pool timeout) instead of failing.
 _TIMEOUT = httpx.Timeout(60.0, pool=None)
 _LIMITS = httpx.Limits(max_connections=12, max_keepalive_connections=12)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Server:
-    def __init__(self, url: str, var: Path) -> None:
-        self.port = _free_port()
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "MAILLAGE_VAR_DIR": str(var),
-            "PORT": str(self.port),
-            "MAILLAGE_DELIVER_WEBHOOKS_IN_PROCESS": "false",
-            "MAILLAGE_LOG_JSON": "true",
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "api.cli", "serve"],
-            env=self.env,
-            cwd=REPO_ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 90  # generous: the other tests may load the machine
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("the API did not start")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
 
 
 @pytest.fixture

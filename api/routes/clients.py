@@ -14,7 +14,7 @@ from directory.access import Principal, Role
 from directory.models import ApiClient, Organisation
 
 from ..auth import Allow, AllowWrites, Public
-from ..db import SessionDep
+from ..db import ReaderDep, SessionDep
 from ..errors import ApiError, problem_response, problem_responses
 from ..etags import documented
 from ..links import absolute, follow
@@ -178,7 +178,7 @@ def _credentials(request: Request, form: dict[str, list[str]]) -> tuple[str, str
         }
     },
 )
-async def issue_token(request: Request, session: SessionDep) -> JSONResponse:
+async def issue_token(request: Request, session: SessionDep, conn: ReaderDep) -> JSONResponse:
     """OAuth 2.0 client-credentials grant (RFC 6749 §4.4): a partner system trades its client id and
     secret (HTTP Basic, or form fields) for an access token valid 15 minutes."""
     try:
@@ -193,7 +193,7 @@ async def issue_token(request: Request, session: SessionDep) -> JSONResponse:
         if form["grant_type"] != ["client_credentials"]:
             raise OAuthError(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
         raw_id, secret = _credentials(request, form)
-        await request.app.state.token_limiter.hit(raw_id[:64])
+        await request.app.state.token_limiter.hit(conn, raw_id[:64])
         try:
             client_id = uuid.UUID(raw_id)
         except ValueError as exc:

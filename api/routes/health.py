@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from psycopg import AsyncConnection
 
@@ -10,6 +10,7 @@ from directory.seeding import HOTLINE_SEED_KEY
 
 from ..db import get_reader
 from ..errors import problem_response, problem_responses
+from ..jobs import worker_alive
 from ..migrations_runner import head_revision
 from ..schemas import Health, Readiness
 
@@ -23,9 +24,11 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Readiness, responses=problem_responses(503))
-async def readyz(conn: Annotated[AsyncConnection, Depends(get_reader)]) -> JSONResponse:
+async def readyz(request: Request, conn: Annotated[AsyncConnection, Depends(get_reader)]) -> JSONResponse:
     """The database answers, its schema is at the migration head this code expects, and the reference
-    data the API acts on (the 119 unit's organisation) is loaded."""
+    data the API acts on (the 119 unit's organisation) is loaded. `worker` says whether a worker is
+    alive; its absence does not make this process unready (it serves without one), but alerts should
+    watch it: without a worker handoffs stop expiring and webhooks stop leaving."""
     head = head_revision()
     try:
         current = await (await conn.execute("SELECT version_num FROM alembic_version")).fetchone()
@@ -46,4 +49,5 @@ async def readyz(conn: Annotated[AsyncConnection, Depends(get_reader)]) -> JSONR
         return problem_response(
             503, "unavailable", "the reference data is not loaded: run `maillage seed`", headers={"Retry-After": "30"}
         )
-    return JSONResponse({"status": "ready", "migration": head})
+    alive = await worker_alive(conn, request.app.state.settings)
+    return JSONResponse({"status": "ready", "migration": head, "worker": "alive" if alive else "absent"})

@@ -51,7 +51,7 @@ class Statistics(AuditedAllow):
     ) -> Principal:
         principal = await super().__call__(request, _, conn)
         try:
-            await request.app.state.stats_limiter.hit(principal.key)
+            await request.app.state.stats_limiter.hit(conn, principal.key)
         except RateLimited:
             await record(conn, Entry(request, principal, self.action, self.object_type), 429)
             raise

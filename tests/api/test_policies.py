@@ -101,6 +101,7 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("DELETE", "/v1/webhook-subscriptions/{subscription_id}"): PARTNER,
     ("GET", "/v1/webhook-subscriptions/{subscription_id}/deliveries"): PARTNER,
     ("GET", "/v1/audit"): ADMIN,
+    ("GET", "/v1/jobs/health"): ADMIN,
     # Statistics (tests/api/test_stats.py pins a department to its own collectivité).
     ("GET", "/v1/stats/handoffs"): ANALYSTS,
     ("GET", "/v1/stats/needs"): ANALYSTS,

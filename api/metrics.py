@@ -1,0 +1,188 @@
+"""Prometheus metrics, served on a port of their own (`metrics_port`, bound to `metrics_host`).
+
+Not under the API's own address: request counts per route and queue figures reveal activity (how many
+handoffs move, how many cases open), so they are for the operator's scraper only, on an internal
+interface. `maillage serve` runs the endpoint in its supervising process; with `--workers N` every
+worker writes its figures to files under one directory (prometheus_client's multiprocess mode, chosen
+by PROMETHEUS_MULTIPROC_DIR, which must be set before this module is first imported), and the
+endpoint adds them up.
+
+Labels are bounded: a route's template (`/v1/handoffs/{handoff_id}`), never a raw path, never a query
+string (a search's place is a child's whereabouts); unmatched requests share one label.
+
+What lives in the database (the job queue, webhook deliveries) is read from it at scrape time, so the
+figures are the same whichever process serves them and whether or not the worker is alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+
+log = structlog.get_logger("maillage.metrics")
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED = "unmatched"
+
+REQUESTS = Counter(
+    "maillage_http_requests_total",
+    "HTTP requests answered, by route template and status.",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "maillage_http_request_duration_seconds",
+    "Time to answer, by route template.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+RATE_LIMIT_REFUSALS = Counter("maillage_rate_limit_refusals_total", "Requests refused with 429, by limit.", ["scope"])
+POOL = Gauge(
+    "maillage_db_pool_connections",
+    "Database connections of the API's pools: size, in use, requests waiting for one.",
+    ["pool", "state"],
+    multiprocess_mode="livesum",
+)
+
+
+def observe(method: str, route: str | None, status: int, seconds: float) -> None:
+    route = route or UNMATCHED
+    REQUESTS.labels(method, route, str(status)).inc()
+    LATENCY.labels(method, route).observe(seconds)
+
+
+def record_pools(reader: Any, engine: Any) -> None:
+    """The reader pool (psycopg) and the writer engine's pool (SQLAlchemy), as of now."""
+    stats = reader.get_stats()
+    POOL.labels("reader", "size").set(stats.get("pool_size", 0))
+    POOL.labels("reader", "in_use").set(stats.get("pool_size", 0) - stats.get("pool_available", 0))
+    POOL.labels("reader", "waiting").set(stats.get("requests_waiting", 0))
+    pool = engine.pool
+    POOL.labels("writer", "size").set(pool.size() + max(pool.overflow(), 0))
+    POOL.labels("writer", "in_use").set(pool.checkedout())
+
+
+async def sample_pools(reader: Any, engine: Any, *, every: float = 5.0) -> None:
+    """Until cancelled: keep the pool gauges current (sampled, so requests pay nothing for them)."""
+    while True:
+        with contextlib.suppress(Exception):
+            record_pools(reader, engine)
+        await asyncio.sleep(every)
+
+
+def process_exited() -> None:
+    """A worker's live gauges stop counting once it is gone."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        mark_process_dead(os.getpid())
+
+
+def prepare_multiprocess(directory: Path) -> None:
+    """Before any worker starts: an empty directory for this server's figures (those of a previous run
+    would be added to them)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+
+
+_QUEUE = """
+SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM (
+    SELECT status::text, count(*) AS n FROM procrastinate_jobs WHERE status IN ('todo', 'doing') GROUP BY status
+) s"""
+_OLDEST_DUE = """
+SELECT extract(epoch FROM clock_timestamp() - min(coalesce(scheduled_at, e.at)))
+  FROM procrastinate_jobs j
+  LEFT JOIN LATERAL (SELECT min(at) AS at FROM procrastinate_events WHERE job_id = j.id) e ON true
+ WHERE j.status = 'todo' AND coalesce(j.scheduled_at, '-infinity') <= clock_timestamp()"""
+_WORKERS = "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat > clock_timestamp() - %s * interval '1 s'"
+_LAST_SUCCESS = """
+SELECT j.task_name, extract(epoch FROM max(e.at))
+  FROM procrastinate_jobs j JOIN procrastinate_events e ON e.job_id = j.id AND e.type = 'succeeded'
+ GROUP BY j.task_name"""
+_FAILED = "SELECT task_name, count(*) FROM procrastinate_jobs WHERE status = 'failed' GROUP BY task_name"
+_DELIVERIES = """
+SELECT status, count(*) FILTER (WHERE attempts > 0 AND status = 'pending') AS failing, count(*)
+  FROM webhook_delivery GROUP BY status"""
+
+
+class DatabaseCollector(Collector):
+    """Job queue and webhook figures, read from the database at each scrape (one short connection)."""
+
+    def __init__(self, url: str, *, stalled_after_seconds: float) -> None:
+        self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.stalled_after = stalled_after_seconds
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("maillage_metrics_database_up", "Whether the database answered this scrape.")
+        try:
+            with psycopg.connect(self.url, connect_timeout=3, options="-c statement_timeout=3000") as conn:
+                families = list(self._families(conn))
+        except psycopg.Error as exc:
+            log.warning("metrics.database_unreachable", error=str(exc).splitlines()[0] if str(exc) else "")
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _families(self, conn: psycopg.Connection[Any]) -> Iterator[Metric]:
+        jobs = GaugeMetricFamily("maillage_jobs", "Jobs queued (todo) and running (doing).", labels=["status"])
+        counts = conn.execute(_QUEUE).fetchone()
+        for status in ("todo", "doing"):
+            jobs.add_metric([status], (counts[0] if counts else {}).get(status, 0))
+        yield jobs
+        oldest = conn.execute(_OLDEST_DUE).fetchone()
+        yield GaugeMetricFamily(
+            "maillage_jobs_oldest_due_seconds",
+            "How long the oldest due job has waited (0 when none waits).",
+            value=float(oldest[0]) if oldest and oldest[0] is not None else 0.0,
+        )
+        workers = conn.execute(_WORKERS, (self.stalled_after,)).fetchone()
+        yield GaugeMetricFamily(
+            "maillage_job_workers_alive", "Workers whose heartbeat is recent.", value=workers[0] if workers else 0
+        )
+        success = GaugeMetricFamily(
+            "maillage_job_last_success_timestamp_seconds", "When each task last succeeded.", labels=["task"]
+        )
+        for task, at in conn.execute(_LAST_SUCCESS):
+            success.add_metric([task], float(at))
+        yield success
+        failed = GaugeMetricFamily("maillage_jobs_failed", "Jobs that failed, kept 30 days.", labels=["task"])
+        for task, count in conn.execute(_FAILED):
+            failed.add_metric([task], count)
+        yield failed
+        deliveries = GaugeMetricFamily(
+            "maillage_webhook_deliveries", "Webhook deliveries by status (kept with their events).", labels=["status"]
+        )
+        failing = GaugeMetricFamily(
+            "maillage_webhook_deliveries_failing", "Pending deliveries whose last attempt failed (retrying)."
+        )
+        retrying = 0
+        for status, failing_count, count in conn.execute(_DELIVERIES):
+            deliveries.add_metric([status], count)
+            retrying += failing_count
+        failing.add_metric([], retrying)
+        yield deliveries
+        yield failing
+
+
+def serve_metrics(host: str, port: int, *, database_url: str, stalled_after_seconds: float) -> None:
+    """Start the endpoint in a thread of this process: every worker's figures, and the database's."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    registry.register(DatabaseCollector(database_url, stalled_after_seconds=stalled_after_seconds))
+    start_http_server(port, addr=host, registry=registry)
+    log.info("metrics.serving", address=f"{host}:{port}")
