@@ -27,7 +27,6 @@ from .db import ReaderDep, make_engine, make_reader_pool
 from .errors import IdentityProviderUnavailable, Problem, Unauthenticated
 from .errors import install as install_error_handlers
 from .headers import declare as declare_headers
-from .jobs import build_app as build_jobs
 from .logs import configure_logging
 from .middleware import Authentication, BodySizeLimit, PublicOrigin, RequestContext
 from .oidc import OidcVerifier
@@ -205,10 +204,6 @@ def create_app(
         await app.state.reader.open(wait=True, timeout=30)
         owned_http = http_client is None
         app.state.http = http_client or httpx.AsyncClient(timeout=10.0, follow_redirects=False)
-        # Queueing jobs (webhook delivery after a write) goes through the reader pool: one statement.
-        queue = build_jobs(settings)
-        await queue.open_async(app.state.reader)
-        app.state.jobs = queue
         sampling = asyncio.create_task(metrics.sample_pools(app.state.reader, app.state.engine))
         # Everything built so far lives as long as the process: keep it out of the cyclic GC's
         # generations, so full collections stay short (they showed up as 70 ms p99 spikes).
@@ -220,8 +215,6 @@ def create_app(
             sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sampling
-            app.state.jobs = None
-            await queue.close_async()  # the pool is the reader's: closed below
             metrics.process_exited()
             if owned_http:
                 await app.state.http.aclose()

@@ -263,7 +263,14 @@ def _with_engine(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Run `work` with an engine of the application role, disposed of afterwards."""
 
     async def run() -> T:
-        engine = make_engine(database_url(_settings()), pool_size=2, statement_timeout_ms=60_000)
+        settings = _settings()
+        engine = make_engine(
+            database_url(settings),
+            pool_size=2,
+            statement_timeout_ms=60_000,
+            startup_options=settings.startup_options,
+            prepared_statements=settings.prepared_statements,
+        )
         try:
             return await work(engine)
         finally:
@@ -561,10 +568,6 @@ def serve(
     settings = _settings()
     configure_logging(json=settings.log_json)
     database_url(settings)  # starts the local cluster when there is no DATABASE_URL
-    try:
-        hours_refresh(rebuild=False)
-    except psycopg.Error as exc:  # searches stay right without fresh calendars, only slower
-        log.warning("hours.refresh.failed", error=str(exc).splitlines()[0])
     if settings.metrics_port:
         # Before prometheus_client is first imported, here and in the workers: they write their
         # figures to files under this directory, which the metrics endpoint adds up.
@@ -579,6 +582,7 @@ def serve(
             settings.metrics_host,
             settings.metrics_port,
             database_url=database_url(settings),
+            startup_options=settings.startup_options,
             stalled_after_seconds=settings.worker_stalled_after_seconds,
         )
     uvicorn.run(

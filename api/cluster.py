@@ -33,6 +33,8 @@ SERVER_USER = "postgres"
 SUPERUSER = "postgres"
 # The role the API connects as (its grants are in the migrations); the superuser runs migrations.
 APP_ROLE = "maillage_app"
+# What applies behind PgBouncer, which refuses the startup `options` (api/db.py).
+APP_ROLE_DEFAULTS = {"statement_timeout": "5s", "jit": "off", "timezone": "UTC"}
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
 
 
@@ -266,7 +268,9 @@ class Cluster:
         return f"{driver}://{APP_ROLE}:{password}@127.0.0.1:{self.port}/{database}"
 
     def ensure_app_role(self) -> None:
-        """Create (or re-enable) the application's login role with its generated password."""
+        """Create (or re-enable) the application's login role with its generated password, and its
+        session defaults. The migrations set those too (d4e6b0c1a2f9), but they belong to the cluster,
+        not to a database: a database restored into a fresh cluster would be served without them."""
         if not self.app_password_file.exists():
             self.app_password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.app_password_file.touch(mode=0o600)
@@ -280,6 +284,12 @@ class Cluster:
                     verb, sql.Identifier(APP_ROLE), sql.Literal(password)
                 )
             )
+            for name, value in APP_ROLE_DEFAULTS.items():
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                        sql.Identifier(APP_ROLE), sql.Identifier(name), sql.Literal(value)
+                    )
+                )
 
     def ensure_database(self, name: str, *, template: str | None = None) -> bool:
         """Create `name` if it does not exist; returns True when it was created."""

@@ -51,6 +51,8 @@ def make_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
+        # An error's message never carries its statement's values (case fields), in logs or anywhere.
+        hide_parameters=True,
         connect_args=connect_kwargs(
             statement_timeout_ms,
             application_name=application_name,

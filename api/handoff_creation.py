@@ -23,7 +23,6 @@ from sync import notify
 from . import idempotency
 from .audit import trail
 from .etags import etag
-from .jobs import deliver_soon
 from .links import absolute
 from .responses import JSONText
 
@@ -56,7 +55,7 @@ async def create_handoff(
             await session.rollback()  # releases the key: a refused request may be corrected and retried
             raise
         entry.object_id = handoff.id
-        queued = await notify.handoff_created(session, handoff)
+        await notify.handoff_created(session, handoff)
         view, version = await handoffs.get(
             await revisions.driver(session), handoff.id, actor=principal, now=datetime.now(UTC)
         )
@@ -64,6 +63,4 @@ async def create_handoff(
         await idempotency.store(session, principal=principal, key=key, status=201, body=view, headers=headers)
         entry.in_transaction(session, status=201)
         await session.commit()
-    if queued is not None:
-        await deliver_soon(request)
     return JSONText(view, status_code=201, headers=headers)

@@ -15,7 +15,7 @@ What runs, and when (UTC; "every minute" is `tick_seconds`):
 | task | schedule | what |
 |---|---|---|
 | `handoffs.expire` | every minute | flag overdue handoffs, expire those unanswered after the grace period |
-| `webhooks.deliver` | every minute, and on every write that queues an event | deliver what is due |
+| `webhooks.deliver` | every minute, and after each write that queues an event | deliver what is due |
 | `listings.remind` | daily 06:00 | tell organisations which listings are due for re-verification |
 | `retention.apply` | daily 01:30 | delete what retention says, as the schema owner |
 | `hours.refresh` | daily 02:00 | extend the search's opening calendars |
@@ -38,8 +38,7 @@ import httpx
 import procrastinate
 import psycopg
 import structlog
-from fastapi import Request
-from procrastinate.exceptions import AlreadyEnqueued, UniqueViolation
+from procrastinate.exceptions import ConnectorException, UniqueViolation
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -211,6 +210,8 @@ async def _retry_stalled(context: procrastinate.JobContext, timestamp: int | Non
             await manager.finish_job(job, status=procrastinate.jobs.Status.FAILED, delete_job=False)
             log.warning("job.stalled_superseded", stalled_job_id=job.id, stalled_task=job.task_name)
             continue
+        except ConnectorException:  # another check got there first: it is no longer `doing`
+            continue
         log.warning("job.stalled_retried", stalled_job_id=job.id, stalled_task=job.task_name)
     await manager.prune_stalled_workers(seconds_since_heartbeat=after)
 
@@ -249,36 +250,22 @@ def build_app(settings: Settings, connector: procrastinate.PsycopgConnector | No
     """A procrastinate app with every task. Each task has its own lock: no two runs of it at a time,
     across workers; a tick waits for the run before it. Ticks are not retried when they fail: the next
     tick does the same work. (No queueing lock on ticks: a stalled run put back in the queue must not
-    collide with the tick that waits behind it.)"""
+    collide with the tick that waits behind it.) The stalled-job check has no lock: a check that died
+    with its worker must not block the checks that would put it back."""
     app = procrastinate.App(connector=connector or procrastinate.PsycopgConnector())
     for schedule in schedules(settings):
-        task = app.task(name=schedule.name, pass_context=True, lock=schedule.name)(schedule.run)
+        lock = None if schedule.run is _retry_stalled else schedule.name
+        task = app.task(name=schedule.name, pass_context=True, lock=lock)(schedule.run)
         app.periodic(cron=schedule.cron)(task)
     return app
 
 
-async def deliver_soon(request: Request) -> None:
-    """After a write that queued webhook events, once committed: have a worker deliver them now rather
-    than at the next tick, under this request's id. Never fails the request: the tick delivers anyway.
-    (A test app run without its lifespan has no open queue: nothing to nudge.)"""
-    app: procrastinate.App | None = getattr(request.app.state, "jobs", None)
-    if app is None:
-        return
-    try:
-        await app.configure_task(DELIVER, queueing_lock=DELIVER).defer_async(
-            request_id=request.scope.get("state", {}).get("request_id")
-        )
-    except AlreadyEnqueued:
-        pass
-    except Exception:  # noqa: BLE001 - a lost nudge costs a minute, not the write
-        log.warning("job.defer_failed", task=DELIVER, exc_info=True)
-
-
 async def _log_context(call_next: Callable[[], Awaitable[Any]], context: procrastinate.JobContext, _: Any) -> Any:
     """Every log line of a job names it, and the request that queued it (a periodic job stands for its
-    own request: the events it queues carry `job-<id>`, and so do their deliveries' log lines)."""
+    own request: the events it queues carry `job:<id>`, and so do their deliveries' log lines; no
+    client's X-Request-Id can take that form)."""
     job = context.job
-    request_id = job.task_kwargs.get("request_id") or f"job-{job.id}"
+    request_id = job.task_kwargs.get("request_id") or f"job:{job.id}"
     with structlog.contextvars.bound_contextvars(job_id=job.id, task=job.task_name, request_id=request_id):
         return await call_next()
 
@@ -299,7 +286,12 @@ async def run_worker(settings: Settings, *, app_url: str, owner_url: str, concur
         ),
     )
     engine = make_engine(
-        app_url, pool_size=concurrency, statement_timeout_ms=60_000, application_name="maillage-worker"
+        app_url,
+        pool_size=concurrency,
+        statement_timeout_ms=60_000,
+        startup_options=settings.startup_options,  # DATABASE_URL may go through PgBouncer
+        prepared_statements=settings.prepared_statements,
+        application_name="maillage-worker",
     )
     async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as http:
         resources = Resources(

@@ -57,3 +57,6 @@ def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
     root.setLevel(level)
     # A line per job start and end, every minute for each periodic task: our tasks log what they did.
     logging.getLogger("procrastinate").setLevel(max(level, logging.WARNING))
+    # httpx logs every request's full URL at INFO: a partner's webhook URL may hold its secret.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))

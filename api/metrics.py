@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -54,7 +53,12 @@ POOL = Gauge(
 )
 
 
+# Any token is a method to the HTTP parser: a label per method would let anyone mint series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def observe(method: str, route: str | None, status: int, seconds: float) -> None:
+    method = method if method in METHODS else "OTHER"
     route = route or UNMATCHED
     REQUESTS.labels(method, route, str(status)).inc()
     LATENCY.labels(method, route).observe(seconds)
@@ -85,15 +89,6 @@ def process_exited() -> None:
         mark_process_dead(os.getpid())
 
 
-def prepare_multiprocess(directory: Path) -> None:
-    """Before any worker starts: an empty directory for this server's figures (those of a previous run
-    would be added to them)."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
-    os.environ[MULTIPROCESS_ENV] = str(directory)
-
-
 _QUEUE = """
 SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM (
     SELECT status::text, count(*) AS n FROM procrastinate_jobs WHERE status IN ('todo', 'doing') GROUP BY status
@@ -117,14 +112,16 @@ SELECT status, count(*) FILTER (WHERE attempts > 0 AND status = 'pending') AS fa
 class DatabaseCollector(Collector):
     """Job queue and webhook figures, read from the database at each scrape (one short connection)."""
 
-    def __init__(self, url: str, *, stalled_after_seconds: float) -> None:
+    def __init__(self, url: str, *, startup_options: bool, stalled_after_seconds: float) -> None:
         self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        # Behind PgBouncer the role's own statement timeout applies (it refuses `options`).
+        self.options: dict[str, Any] = {"options": "-c statement_timeout=3000"} if startup_options else {}
         self.stalled_after = stalled_after_seconds
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("maillage_metrics_database_up", "Whether the database answered this scrape.")
         try:
-            with psycopg.connect(self.url, connect_timeout=3, options="-c statement_timeout=3000") as conn:
+            with psycopg.connect(self.url, connect_timeout=3, **self.options) as conn:
                 families = list(self._families(conn))
         except psycopg.Error as exc:
             log.warning("metrics.database_unreachable", error=str(exc).splitlines()[0] if str(exc) else "")
@@ -176,13 +173,17 @@ class DatabaseCollector(Collector):
         yield failing
 
 
-def serve_metrics(host: str, port: int, *, database_url: str, stalled_after_seconds: float) -> None:
+def serve_metrics(
+    host: str, port: int, *, database_url: str, startup_options: bool, stalled_after_seconds: float
+) -> None:
     """Start the endpoint in a thread of this process: every worker's figures, and the database's."""
     if os.environ.get(MULTIPROCESS_ENV):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    registry.register(DatabaseCollector(database_url, stalled_after_seconds=stalled_after_seconds))
+    registry.register(
+        DatabaseCollector(database_url, startup_options=startup_options, stalled_after_seconds=stalled_after_seconds)
+    )
     start_http_server(port, addr=host, registry=registry)
     log.info("metrics.serving", address=f"{host}:{port}")

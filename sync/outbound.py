@@ -48,17 +48,19 @@ async def enqueue(
     ).all()
     if not subscriptions:
         return None
-    event = OutboxEvent(
-        type=type,
-        payload={key: str(value) for key, value in data.items()},
-        request_id=structlog.contextvars.get_contextvars().get("request_id"),
-    )
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    event = OutboxEvent(type=type, payload={key: str(value) for key, value in data.items()}, request_id=request_id)
     session.add(event)
     await session.flush()
     assert event.id is not None
     for subscription_id in subscriptions:
         session.add(WebhookDelivery(outbox_event_id=event.id, subscription_id=subscription_id))
     await session.flush()
+    # The worker's `webhooks.deliver` job (api/jobs.py), queued in this transaction: it runs once the
+    # events are committed, not at the next tick.
+    await (await session.connection()).execute(
+        sa.text("SELECT queue_webhook_delivery(:request_id)"), {"request_id": request_id}
+    )
     return event
 
 

@@ -14,11 +14,18 @@ log = structlog.get_logger("maillage.webhooks")
 
 
 async def deliver_once(
-    engine: AsyncEngine, http: httpx.AsyncClient, box: SecretBox, *, resolve: Resolver, allow_loopback: bool
+    engine: AsyncEngine,
+    http: httpx.AsyncClient,
+    box: SecretBox,
+    *,
+    resolve: Resolver,
+    allow_loopback: bool,
+    max_batches: int = 50,
 ) -> DeliveryReport:
-    """Deliver everything due now, batch by batch, each batch in its own transaction."""
+    """Deliver what is due now, batch by batch, each batch in its own transaction; at most `max_batches`
+    (a run ends even under a steady stream of events: the next one goes on)."""
     total = DeliveryReport()
-    while True:
+    for _ in range(max_batches):
         async with AsyncSession(engine, expire_on_commit=False) as session:
             report = await deliver_due(session, http, box, resolve=resolve, allow_loopback=allow_loopback)
             await session.commit()
@@ -26,4 +33,5 @@ async def deliver_once(
         total.failed += report.failed
         total.dead += report.dead
         if report.delivered + report.failed + report.dead == 0:
-            return total
+            break
+    return total

@@ -5,6 +5,7 @@ a worker SIGKILLed in the middle of a job loses nothing and the expiry happens e
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -234,12 +235,14 @@ async def test_two_workers_expire_overdue_handoffs_once_and_deliver_their_webhoo
     }
 
     # The logs are JSON lines; a delivery's line names the request that caused its event: the creation's
-    # own id for handoff.created, the expiry job's for the rest.
+    # own id for handoff.created, the expiry job's for the rest (a form no client's id can take).
     lines = [line for worker in workers for line in _log_lines(worker)]
     delivered = [line for line in lines if line.get("event") == "webhook.delivered"]
     assert len(delivered) == 3 * len(ids)
     assert {line["request_id"] for line in delivered} >= {f"two-workers-{i}" for i in range(len(ids))}
-    assert all(line["request_id"].startswith(("two-workers-", "job-")) for line in delivered)
+    assert all(re.fullmatch(r"two-workers-\d|job:\d+", line["request_id"]) for line in delivered)
+    # Never a partner's webhook URL (it may hold its secret): httpx's request lines are kept out.
+    assert all(receiver.url.split("/hook")[0] not in worker.output() for worker in workers)
 
 
 async def test_a_worker_killed_mid_job_loses_nothing_and_the_expiry_happens_once(
@@ -310,3 +313,26 @@ async def test_a_worker_killed_mid_job_loses_nothing_and_the_expiry_happens_once
         line.get("event") == "job.stalled_retried" and line.get("stalled_job_id") == doing[0][0]
         for line in _log_lines(second)
     )
+
+
+def test_the_api_role_queues_a_delivery_and_nothing_else(database_url: str) -> None:
+    """The API's role reads the queue and calls `queue_webhook_delivery`; it cannot queue a task of its
+    choosing (a lock that blocks the expiry, a task the owner-run worker would run for it)."""
+    with psycopg.connect(plain(database_url)) as conn:
+        conn.execute("SELECT queue_webhook_delivery('req-000000001')")
+        conn.execute("SELECT queue_webhook_delivery('req-000000002')")  # one waiting run is enough
+        queued = conn.execute("SELECT task_name, lock, queueing_lock, args, status FROM procrastinate_jobs").fetchall()
+        conn.rollback()
+        assert queued == [("webhooks.deliver", "webhooks.deliver", None, {"request_id": "req-000000001"}, "todo")]
+        for statement in (
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, lock) VALUES ('default', 'retention.apply', 'x')",
+            "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('default', 'handoffs.expire', 9, 'handoffs.expire',"
+            " NULL, '{}', 'infinity')::procrastinate_job_to_defer_v1])",
+            "UPDATE procrastinate_jobs SET status = 'failed'",
+            "SELECT * FROM procrastinate_periodic_defers",
+            "SELECT * FROM rate_limit_event",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+            conn.rollback()
+        assert conn.execute("SELECT count(*) FROM procrastinate_jobs").fetchone() == (0,)

@@ -4,6 +4,7 @@ settings from the role's defaults and no server-side prepared statement."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import httpx
 import psycopg
@@ -12,6 +13,9 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from api.cluster import Cluster
+from api.db import make_engine
+from api.jobs import expire_handoffs
+from api.metrics import DatabaseCollector
 from api.pooler import PgBouncer
 from api.settings import Settings
 from directory.access import Role
@@ -105,6 +109,29 @@ async def test_the_api_works_behind_pgbouncer_in_transaction_mode(
     ]
     assert statuses == [200, 200, 200, 429]
 
+    # The worker's tasks and the metrics' reads, with the same settings, through the same pooler.
+    overdue = await factories.handoff(client, specialist, case_id=case["id"], to_organisation_id=org.json()["id"])
+    with psycopg.connect(plain(bouncer.cluster.url(bouncer.database)), autocommit=True) as owner:
+        owner.execute("UPDATE handoff SET acknowledge_by = now() - interval '2 hours' WHERE id = %s", (overdue["id"],))
+    engine = make_engine(
+        bouncer.app_url, pool_size=2, statement_timeout_ms=60_000, startup_options=False, prepared_statements=False
+    )
+    try:
+        for run in range(6):  # past psycopg's prepare threshold
+            flagged, expired = await expire_handoffs(engine, grace=timedelta(hours=1))
+            assert (flagged, expired) == ((1, 1) if run == 0 else (0, 0))
+    finally:
+        await engine.dispose()
+    scraped = {
+        metric.name: metric
+        for metric in DatabaseCollector(bouncer.app_url, startup_options=False, stalled_after_seconds=30).collect()
+    }
+    assert scraped["maillage_metrics_database_up"].samples[0].value == 1
+    assert "maillage_jobs" in scraped
+
     with psycopg.connect(plain(bouncer.app_url), autocommit=True) as conn:
-        stored = conn.execute("SELECT status FROM handoff WHERE id = %s", (handoff["id"],)).fetchone()
-    assert stored == ("acknowledged",)
+        stored = conn.execute(
+            "SELECT id::text, status FROM handoff WHERE id = ANY(%s::uuid[]) ORDER BY status",
+            ([handoff["id"], overdue["id"]],),
+        ).fetchall()
+    assert stored == [(handoff["id"], "acknowledged"), (overdue["id"], "expired")]

@@ -193,11 +193,11 @@ async def issue_token(request: Request, session: SessionDep, conn: ReaderDep) ->
         if form["grant_type"] != ["client_credentials"]:
             raise OAuthError(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
         raw_id, secret = _credentials(request, form)
-        await request.app.state.token_limiter.hit(conn, raw_id[:64])
         try:
             client_id = uuid.UUID(raw_id)
-        except ValueError as exc:
+        except ValueError as exc:  # before the limiter: it counts client ids, not whatever was sent
             raise OAuthError(401, "invalid_client", "client authentication failed") from exc
+        await request.app.state.token_limiter.hit(conn, str(client_id))
         client = await clients.authenticate(session, client_id, secret[:200])
         if client is None or (client.role is Role.partner and not await _organisation_active(session, client)):
             raise OAuthError(401, "invalid_client", "client authentication failed")

@@ -25,7 +25,6 @@ from ..errors import problem_responses
 from ..etags import documented, etag, if_match
 from ..handoff_creation import create_handoff as _create_handoff
 from ..idempotency import IDEMPOTENCY_KEY
-from ..jobs import deliver_soon
 from ..links import ETAG, ID, absolute, follow
 from ..pagination import Pagination
 from ..params import Cursor, Limit, merge_patch
@@ -227,11 +226,9 @@ async def add_case_event(
         request, conn, principal, action="case.event.create", object_type="case_event", case_id=case_id
     ) as entry:
         event = await cases.add_event(session, case_id, body, actor=principal)
-        queued = await notify.case_event(session, event)
+        await notify.case_event(session, event)
         entry.in_transaction(session, status=201)
         await session.commit()
-    if queued is not None:
-        await deliver_soon(request)
     return JSONText(
         json.dumps(
             {
@@ -345,12 +342,10 @@ async def transition_handoff(
     async with trail(request, conn, principal, action="handoff.transition", object_type="handoff") as entry:
         handoff = await handoffs.transition(session, handoff_id, body, actor=principal)
         entry.case_id = handoff.case_id
-        queued = await notify.handoff_moved(session, handoff, by=principal.organisation_id)
+        await notify.handoff_moved(session, handoff, by=principal.organisation_id)
         view, version = await handoffs.get(await revisions.driver(session), handoff.id, actor=principal, now=_now())
         entry.in_transaction(session)
         await session.commit()
-    if queued is not None:
-        await deliver_soon(request)
     return JSONText(view, headers={"ETag": etag(version)})
 
 

@@ -79,6 +79,8 @@ async def test_form_credentials_work_too(client: httpx.AsyncClient, partner_clie
         ("grant_type=client_credentials", {"Authorization": "Basic !!!", **FORM}, 401, "invalid_client"),
         ("grant_type=client_credentials", FORM, 401, "invalid_client"),
         ("grant_type=client_credentials&client_id=not-a-uuid&client_secret=x", FORM, 401, "invalid_client"),
+        # A NUL byte reaches no database (PostgreSQL text cannot hold one: it was a 500).
+        ("grant_type=client_credentials&client_id=%00x&client_secret=x", FORM, 401, "invalid_client"),
     ],
 )
 async def test_malformed_token_requests(

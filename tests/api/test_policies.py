@@ -194,6 +194,7 @@ ADMIN_ONLY: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
     },
     ("GET", "/v1/identity-bindings/{binding_id}"): {"url": "/v1/identity-bindings/{binding}"},
     ("POST", "/v1/identity-bindings/{binding_id}/revoke"): {"url": "/v1/identity-bindings/{binding}/revoke"},
+    ("GET", "/v1/jobs/health"): {"url": "/v1/jobs/health"},
 }
 
 

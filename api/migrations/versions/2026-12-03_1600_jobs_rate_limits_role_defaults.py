@@ -3,8 +3,9 @@
 - The job queue of procrastinate (api/jobs.py): its schema, as shipped with the pinned version
   (3.10.0, recorded as the comment of `procrastinate_jobs`). Upgrading procrastinate means a new
   migration applying its `sql/migrations/` files above the recorded version, then updating the comment.
-  The API may queue jobs and read the queue (the admins' health report); the worker runs as the schema
-  owner.
+  The API reads the queue (the admins' health report) and queues one thing only, a webhook delivery,
+  through `queue_webhook_delivery`, in the transaction that queued the events; the worker runs as the
+  schema owner.
 - Rate limits (api/ratelimit.py): the allowed requests of the last minute, per scope and subject.
   Unlogged (a crash forgets them, a replica never sees them: they are worth a minute); the API reaches
   them only through `rate_limit_hit`, which runs as the owner.
@@ -31,8 +32,9 @@ depends_on: str | Sequence[str] | None = None
 
 APP_ROLE = "maillage_app"
 PROCRASTINATE_VERSION = "3.10.0"
-PROCRASTINATE_TABLES = ("procrastinate_jobs", "procrastinate_events", "procrastinate_periodic_defers",
-                        "procrastinate_workers")
+# What the admins' health report and the metrics read. Nothing sensitive: task names, times, and the
+# request ids of delivery nudges.
+READABLE = ("procrastinate_jobs", "procrastinate_events", "procrastinate_workers")
 
 
 def _procrastinate_schema() -> str:
@@ -53,10 +55,27 @@ def upgrade() -> None:
     # execution would read as placeholders.
     op.get_bind().connection.dbapi_connection.execute(_procrastinate_schema())  # type: ignore[union-attr]
     op.execute(f"COMMENT ON TABLE procrastinate_jobs IS 'procrastinate {PROCRASTINATE_VERSION}'")
-    # Queue a job (deferring inserts the job, and its trigger the event) and read the queue.
-    op.execute(f"GRANT SELECT ON {', '.join(PROCRASTINATE_TABLES)} TO {APP_ROLE}")
-    op.execute(f"GRANT INSERT ON procrastinate_jobs, procrastinate_events TO {APP_ROLE}")
-    op.execute(f"GRANT USAGE ON SEQUENCE procrastinate_jobs_id_seq, procrastinate_events_id_seq TO {APP_ROLE}")
+    op.execute(f"GRANT SELECT ON {', '.join(READABLE)} TO {APP_ROLE}")
+    # Whoever queues webhook events queues their delivery, in the same transaction (sync/outbound.py):
+    # the worker is woken at commit (the queue's NOTIFY trigger), never before the events are visible.
+    # The one job the API may queue, and nothing else: no lock, queue, time or task of its choosing.
+    # One waiting run is enough (it delivers everything due); the check reads committed rows and the
+    # transaction's own, so two writers at once may queue two, never wait for each other.
+    op.execute("""
+        CREATE FUNCTION queue_webhook_delivery(p_request_id text) RETURNS void
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+        BEGIN
+            IF EXISTS (SELECT FROM procrastinate_jobs
+                        WHERE task_name = 'webhooks.deliver' AND status = 'todo' AND scheduled_at IS NULL) THEN
+                RETURN;
+            END IF;
+            PERFORM procrastinate_defer_jobs_v1(ARRAY[ROW(
+                'default', 'webhooks.deliver', 0, 'webhooks.deliver', NULL,
+                jsonb_build_object('request_id', left(p_request_id, 64)), NULL
+            )::procrastinate_job_to_defer_v1]);
+        END $$""")
+    op.execute("REVOKE ALL ON FUNCTION queue_webhook_delivery(text) FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION queue_webhook_delivery(text) TO {APP_ROLE}")
 
     op.execute("""
         CREATE UNLOGGED TABLE rate_limit_event (
@@ -76,11 +95,12 @@ def upgrade() -> None:
         RETURNS double precision
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
         DECLARE
-            now_ timestamptz := clock_timestamp();
+            now_ timestamptz;
             counted integer;
             oldest timestamptz;
         BEGIN
             PERFORM pg_advisory_xact_lock(hashtextextended('rate_limit ' || p_scope || ' ' || p_subject, 0));
+            now_ := clock_timestamp();  -- after the wait for the lock: the window is as of the count
             SELECT count(*), min(at) INTO counted, oldest FROM (
                 SELECT at FROM rate_limit_event
                  WHERE scope = p_scope AND subject = p_subject AND at > now_ - p_width
@@ -108,6 +128,7 @@ def downgrade() -> None:
     op.execute(f"ALTER ROLE {APP_ROLE} RESET statement_timeout")
     op.execute(f"ALTER ROLE {APP_ROLE} RESET jit")
     op.execute(f"ALTER ROLE {APP_ROLE} RESET timezone")
+    op.execute("DROP FUNCTION queue_webhook_delivery(text)")
     op.execute("DROP FUNCTION rate_limit_hit(text, text, integer, interval)")
     op.execute("DROP TABLE rate_limit_event")
     op.execute("""
