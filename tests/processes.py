@@ -93,7 +93,13 @@ class Server(Process):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
         super().start()
+
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             assert self.process is not None

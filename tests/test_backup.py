@@ -113,6 +113,24 @@ def dump(
 
 
 @pytest.fixture(scope="module")
+def small_dump(cluster: Cluster, bindir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackupReport]:
+    """A dump of a database of one small table: what the refusal and failure paths need, restored in
+    a moment rather than the seconds of the full one."""
+    name = f"maillage_test_{os.getpid()}_backup_small"
+    cluster.drop_database(name)
+    cluster.ensure_database(name)
+    directory = tmp_path_factory.mktemp("small")
+    try:
+        with psycopg.connect(plain(cluster.url(name))) as conn:
+            conn.execute("CREATE TABLE handed (n int, label text)")
+            conn.execute("INSERT INTO handed SELECT n, 'é' || n FROM generate_series(1, 500) n")
+        yield backup(cluster.url(name), directory / "small.dump", bindir=bindir)
+    finally:
+        cluster.drop_database(name)
+        shutil.rmtree(directory)
+
+
+@pytest.fixture(scope="module")
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """A cluster of its own, initialised for this module, and gone after it whatever happens."""
     cluster = Cluster(tmp_path_factory.mktemp("fresh") / "var")
@@ -241,15 +259,15 @@ def test_a_backup_never_overwrites_another(cluster: Cluster, source: str, dump: 
 
 
 def test_a_database_with_tables_is_kept_unless_replace_is_asked(
-    fresh: Cluster, occupied: str, dump: BackupReport, bindir: Path
+    fresh: Cluster, occupied: str, small_dump: BackupReport, bindir: Path
 ) -> None:
     with pytest.raises(BackupError, match="already holds 1 tables: nothing was changed"):
-        restore(fresh, occupied, dump.path, bindir=bindir)
+        restore(fresh, occupied, small_dump.path, bindir=bindir)
     assert _rows(fresh.url(occupied)) == {"public.keep": 3}
 
-    report = restore(fresh, occupied, dump.path, bindir=bindir, replace=True)
+    report = restore(fresh, occupied, small_dump.path, bindir=bindir, replace=True)
     assert report.replaced is True
-    assert dict(report.rows) == dict(dump.rows) == _rows(fresh.url(occupied))
+    assert dict(report.rows) == dict(small_dump.rows) == _rows(fresh.url(occupied)) == {"public.handed": 500}
 
 
 def test_a_failed_restore_leaves_the_database_as_it_was(

@@ -49,8 +49,10 @@ def test_two_servers_share_a_subjects_limit_and_count_every_worker(serve_db: tup
             "Authorization": "Bearer " + tokens.issue(subject=subject, role=Role.department, collectivite_code="93D")
         }
 
-    one.start()
-    two.start()
+    one.launch()  # both start at once: a start is mostly imports and waiting
+    two.launch()
+    one.wait_ready()
+    two.wait_ready()
     try:
         statuses = []
         for server in (one, two, one, two):
