@@ -303,11 +303,12 @@ async def run_worker(settings: Settings, *, app_url: str, owner_url: str, concur
             resolve=system_resolver,
         )
         try:
+            name = name or f"{socket.gethostname()}-{os.getpid()}"
             async with app.open_async():
                 log.info("worker.started", name=name, concurrency=concurrency)
                 await app.run_worker_async(
                     concurrency=concurrency,
-                    name=name or f"{socket.gethostname()}-{os.getpid()}",
+                    name=name,
                     additional_context={"resources": resources},
                     update_heartbeat_interval=settings.worker_heartbeat_seconds,
                     stalled_worker_timeout=settings.worker_stalled_after_seconds,

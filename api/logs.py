@@ -57,6 +57,7 @@ def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
     root.setLevel(level)
     # A line per job start and end, every minute for each periodic task: our tasks log what they did.
     logging.getLogger("procrastinate").setLevel(max(level, logging.WARNING))
-    # httpx logs every request's full URL at INFO: a partner's webhook URL may hold its secret.
-    for name in ("httpx", "httpcore"):
+    # httpx logs every request's full URL at INFO: a partner's webhook URL may hold its secret. Alembic
+    # announces its plugins each time /readyz reads the migration head.
+    for name in ("httpx", "httpcore", "alembic"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
