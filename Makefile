@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/coverage.py
 	$(BIN)/python bench/stats.py
+	$(BIN)/python bench/workers.py
 
 install: $(STAMP) $(OIDC_STAMP)
 

@@ -596,6 +596,9 @@ def serve(
         log_level="warning",
         loop="uvloop",
         http="httptools",
+        # uvicorn kills a worker that has not answered its supervisor within this: a worker starting on a
+        # busy machine (imports take seconds of CPU) was killed and replaced, again and again, at 5 s.
+        timeout_worker_healthcheck=30,
     )
 
 
