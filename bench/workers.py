@@ -39,7 +39,9 @@ Each server is measured once /readyz answers and all its processes have lived a 
 answers as soon as one worker does. (uvicorn's supervisor kills and replaces a worker that does not
 answer its health check in time; at its default 5 s, workers still importing the app on a loaded
 machine were replaced again and again, so `maillage serve` now gives them 30 s. A cell during which
-a worker was replaced anyway shows it in `restarts`.) Beside each HTTP cell: the CPU of the server's processes (supervisor and workers) and
+a worker was replaced anyway shows it in `restarts`.)
+
+Beside each HTTP cell: the CPU of the server's processes (supervisor and workers) and
 of the whole machine, in cores (2.0: both busy), averaged over warm-up and measured run, and the
 server processes started during the cell (workers replaced: such a cell is not the set-up it names).
 
