@@ -26,7 +26,7 @@ from directory.errors import DirectoryError
 from directory.models import ApiClient, Organisation
 
 from .cluster import Cluster, ClusterError
-from .db import make_engine
+from .db import libpq_url, make_engine
 from .settings import REPO_ROOT, OidcIssuer, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -77,11 +77,6 @@ def database_url(settings: Settings, *, owner: bool = False) -> str:
     cluster.start()
     cluster.ensure_database(DATABASE)
     return cluster.url(DATABASE) if owner else cluster.app_url(DATABASE)
-
-
-def _plain(url: str) -> str:
-    """psycopg wants postgresql://, SQLAlchemy postgresql+psycopg://."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def _fail(message: str) -> None:
@@ -149,7 +144,7 @@ def db_backup(
     settings = _settings()
     target = path or default_path(settings.var_dir, datetime.now(UTC))
     try:
-        report = backup(_plain(database_url(settings, owner=True)), target, bindir=ensure_server_packages())
+        report = backup(libpq_url(database_url(settings, owner=True)), target, bindir=ensure_server_packages())
     except ClusterError as exc:
         _fail(str(exc))
     typer.echo(
@@ -214,7 +209,7 @@ def seed(
     settings = _settings()
     if demo and settings.database_url:
         _fail("demo listings are for local runs only: DATABASE_URL is set")
-    with psycopg.connect(_plain(database_url(settings, owner=True))) as conn:
+    with psycopg.connect(libpq_url(database_url(settings, owner=True))) as conn:
         report = load_territories(conn)
         load_public_holidays(conn)  # drops the opening calendars of a zone whose holidays change
         seeding.seed_specialisms(conn)
@@ -454,7 +449,7 @@ def search_rebuild() -> None:
     transaction; this is for a repair, or after loading listings with triggers disabled. Schema owner."""
     from directory import search_points
 
-    with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
+    with psycopg.connect(libpq_url(database_url(_settings(), owner=True))) as conn:
         written = search_points.rebuild(conn)
     typer.echo(f"{written} search points written")
 
@@ -531,7 +526,7 @@ def stats_rebuild() -> None:
     keep them current in their own transaction; this is for a repair. Schema owner."""
     from directory import handoff_rollups
 
-    with psycopg.connect(_plain(database_url(_settings(), owner=True))) as conn:
+    with psycopg.connect(libpq_url(database_url(_settings(), owner=True))) as conn:
         written = handoff_rollups.rebuild(conn)
     typer.echo(f"{written} handoff rollup rows written")
 
@@ -578,13 +573,7 @@ def serve(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
         from .metrics import serve_metrics
 
-        serve_metrics(
-            settings.metrics_host,
-            settings.metrics_port,
-            database_url=database_url(settings),
-            startup_options=settings.startup_options,
-            stalled_after_seconds=settings.worker_stalled_after_seconds,
-        )
+        serve_metrics(settings, database_url=database_url(settings))
     uvicorn.run(
         "api.app:create_app",
         factory=True,

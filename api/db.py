@@ -19,6 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
+def libpq_url(url: str) -> str:
+    """The URL psycopg takes (postgresql://) from the one SQLAlchemy takes (postgresql+psycopg://)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def _options(statement_timeout_ms: int) -> str:
     # JIT compiles a search's feature expressions for ~85 ms to save a few: off for an OLTP workload.
     return f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC -c jit=off"
@@ -66,7 +71,7 @@ def make_reader_pool(
     url: str, *, size: int, statement_timeout_ms: int, startup_options: bool = True, prepared_statements: bool = True
 ) -> AsyncConnectionPool:
     return AsyncConnectionPool(
-        url.replace("postgresql+psycopg://", "postgresql://", 1),
+        libpq_url(url),
         min_size=size,
         max_size=size,
         kwargs={

@@ -45,18 +45,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sync.webhooks import Resolver, SecretBox, system_resolver
 from sync.worker import deliver_once
 
-from .db import make_engine
+from .db import libpq_url, make_engine
 from .settings import Settings
 
 log = structlog.get_logger("maillage.jobs")
 T = TypeVar("T")
 
 DELIVER = "webhooks.deliver"
-
-
-def plain(url: str) -> str:
-    """psycopg wants postgresql://, SQLAlchemy postgresql+psycopg://."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 # --- the work itself (also what the CLI's one-off commands run) ------------------------------------
@@ -109,7 +104,7 @@ async def remind_listings(engine: AsyncEngine, *, within_days: int = 0) -> int:
 def apply_retention(owner_url: str, settings: Settings) -> Any:
     from directory import retention
 
-    with psycopg.connect(plain(owner_url)) as conn:
+    with psycopg.connect(libpq_url(owner_url)) as conn:
         return retention.apply(
             conn,
             now=datetime.now(UTC),
@@ -121,20 +116,20 @@ def apply_retention(owner_url: str, settings: Settings) -> Any:
 def refresh_hours(owner_url: str, *, rebuild: bool = False) -> tuple[int, int]:
     from directory import hours
 
-    with psycopg.connect(plain(owner_url)) as conn:
+    with psycopg.connect(libpq_url(owner_url)) as conn:
         return hours.refresh(conn, rebuild=rebuild)
 
 
 def refresh_coverage(owner_url: str, *, rebuild: bool = False) -> int:
     from directory import coverage
 
-    with psycopg.connect(plain(owner_url)) as conn:
+    with psycopg.connect(libpq_url(owner_url)) as conn:
         return coverage.refresh(conn, rebuild=rebuild)
 
 
 def housekeeping(owner_url: str) -> int:
     """Drop rate-limit events no window reaches any more (limits are per minute); how many."""
-    with psycopg.connect(plain(owner_url)) as conn:
+    with psycopg.connect(libpq_url(owner_url)) as conn:
         return conn.execute("DELETE FROM rate_limit_event WHERE at < now() - interval '1 hour'").rowcount
 
 
@@ -279,7 +274,7 @@ async def run_worker(settings: Settings, *, app_url: str, owner_url: str, concur
     app = build_app(
         settings,
         procrastinate.PsycopgConnector(
-            conninfo=plain(owner_url),
+            conninfo=libpq_url(owner_url),
             min_size=2,
             max_size=concurrency + 2,
             kwargs={"application_name": "maillage-worker"},
@@ -357,7 +352,18 @@ async def health(conn: psycopg.AsyncConnection, settings: Settings) -> dict[str,
     """Queue depth, the oldest due job's wait, live workers, and each periodic task's last success."""
     row = await (await conn.execute(_HEALTH, {"stalled": settings.worker_stalled_after_seconds})).fetchone()
     assert row is not None
-    report: dict[str, Any] = row[0]
+    return _report(row[0], settings)
+
+
+def health_now(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, Any]:
+    """The same report on a synchronous connection (the metrics endpoint's thread)."""
+    row = conn.execute(_HEALTH, {"stalled": settings.worker_stalled_after_seconds}).fetchone()
+    assert row is not None
+    return _report(row[0], settings)
+
+
+def _report(report: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Each task of the schedule, and only those: a row of another name in the queue adds nothing."""
     seen = report.pop("tasks")
     report["tasks"] = [
         {

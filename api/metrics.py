@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -28,6 +29,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
+
+from .db import libpq_url
+from .settings import Settings
 
 log = structlog.get_logger("maillage.metrics")
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -89,34 +93,20 @@ def process_exited() -> None:
         mark_process_dead(os.getpid())
 
 
-_QUEUE = """
-SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM (
-    SELECT status::text, count(*) AS n FROM procrastinate_jobs WHERE status IN ('todo', 'doing') GROUP BY status
-) s"""
-_OLDEST_DUE = """
-SELECT extract(epoch FROM clock_timestamp() - min(coalesce(scheduled_at, e.at)))
-  FROM procrastinate_jobs j
-  LEFT JOIN LATERAL (SELECT min(at) AS at FROM procrastinate_events WHERE job_id = j.id) e ON true
- WHERE j.status = 'todo' AND coalesce(j.scheduled_at, '-infinity') <= clock_timestamp()"""
-_WORKERS = "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat > clock_timestamp() - %s * interval '1 s'"
-_LAST_SUCCESS = """
-SELECT j.task_name, extract(epoch FROM max(e.at))
-  FROM procrastinate_jobs j JOIN procrastinate_events e ON e.job_id = j.id AND e.type = 'succeeded'
- GROUP BY j.task_name"""
-_FAILED = "SELECT task_name, count(*) FROM procrastinate_jobs WHERE status = 'failed' GROUP BY task_name"
 _DELIVERIES = """
 SELECT status, count(*) FILTER (WHERE attempts > 0 AND status = 'pending') AS failing, count(*)
   FROM webhook_delivery GROUP BY status"""
 
 
 class DatabaseCollector(Collector):
-    """Job queue and webhook figures, read from the database at each scrape (one short connection)."""
+    """Job queue and webhook figures, read from the database at each scrape (one short connection). The
+    queue's are the admins' health report (api/jobs.py), so the two never disagree."""
 
-    def __init__(self, url: str, *, startup_options: bool, stalled_after_seconds: float) -> None:
-        self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = libpq_url(url)
+        self.settings = settings
         # Behind PgBouncer the role's own statement timeout applies (it refuses `options`).
-        self.options: dict[str, Any] = {"options": "-c statement_timeout=3000"} if startup_options else {}
-        self.stalled_after = stalled_after_seconds
+        self.options: dict[str, Any] = {"options": "-c statement_timeout=3000"} if settings.startup_options else {}
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("maillage_metrics_database_up", "Whether the database answered this scrape.")
@@ -133,31 +123,34 @@ class DatabaseCollector(Collector):
         yield from families
 
     def _families(self, conn: psycopg.Connection[Any]) -> Iterator[Metric]:
+        from .jobs import health_now
+
+        report = health_now(conn, self.settings)
         jobs = GaugeMetricFamily("maillage_jobs", "Jobs queued (todo) and running (doing).", labels=["status"])
-        counts = conn.execute(_QUEUE).fetchone()
         for status in ("todo", "doing"):
-            jobs.add_metric([status], (counts[0] if counts else {}).get(status, 0))
+            jobs.add_metric([status], report["queue"][status])
         yield jobs
-        oldest = conn.execute(_OLDEST_DUE).fetchone()
+        yield GaugeMetricFamily(
+            "maillage_jobs_failed", "Jobs that failed, kept 30 days.", value=report["queue"]["failed"]
+        )
         yield GaugeMetricFamily(
             "maillage_jobs_oldest_due_seconds",
             "How long the oldest due job has waited (0 when none waits).",
-            value=float(oldest[0]) if oldest and oldest[0] is not None else 0.0,
+            value=float(report["oldest_due_seconds"] or 0),
         )
-        workers = conn.execute(_WORKERS, (self.stalled_after,)).fetchone()
         yield GaugeMetricFamily(
-            "maillage_job_workers_alive", "Workers whose heartbeat is recent.", value=workers[0] if workers else 0
+            "maillage_job_workers_alive", "Workers whose heartbeat is recent.", value=report["workers"]["alive"]
         )
-        success = GaugeMetricFamily(
-            "maillage_job_last_success_timestamp_seconds", "When each task last succeeded.", labels=["task"]
-        )
-        for task, at in conn.execute(_LAST_SUCCESS):
-            success.add_metric([task], float(at))
-        yield success
-        failed = GaugeMetricFamily("maillage_jobs_failed", "Jobs that failed, kept 30 days.", labels=["task"])
-        for task, count in conn.execute(_FAILED):
-            failed.add_metric([task], count)
-        yield failed
+        for outcome in ("success", "failure"):
+            family = GaugeMetricFamily(
+                f"maillage_job_last_{outcome}_timestamp_seconds",
+                f"When each task last had a {outcome}.",
+                labels=["task"],
+            )
+            for task in report["tasks"]:
+                if task[f"last_{outcome}"]:
+                    family.add_metric([task["task"]], datetime.fromisoformat(task[f"last_{outcome}"]).timestamp())
+            yield family
         deliveries = GaugeMetricFamily(
             "maillage_webhook_deliveries", "Webhook deliveries by status (kept with their events).", labels=["status"]
         )
@@ -173,17 +166,13 @@ class DatabaseCollector(Collector):
         yield failing
 
 
-def serve_metrics(
-    host: str, port: int, *, database_url: str, startup_options: bool, stalled_after_seconds: float
-) -> None:
+def serve_metrics(settings: Settings, *, database_url: str) -> None:
     """Start the endpoint in a thread of this process: every worker's figures, and the database's."""
     if os.environ.get(MULTIPROCESS_ENV):
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    registry.register(
-        DatabaseCollector(database_url, startup_options=startup_options, stalled_after_seconds=stalled_after_seconds)
-    )
-    start_http_server(port, addr=host, registry=registry)
-    log.info("metrics.serving", address=f"{host}:{port}")
+    registry.register(DatabaseCollector(database_url, settings))
+    start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    log.info("metrics.serving", address=f"{settings.metrics_host}:{settings.metrics_port}")

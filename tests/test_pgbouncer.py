@@ -122,10 +122,7 @@ async def test_the_api_works_behind_pgbouncer_in_transaction_mode(
             assert (flagged, expired) == ((1, 1) if run == 0 else (0, 0))
     finally:
         await engine.dispose()
-    scraped = {
-        metric.name: metric
-        for metric in DatabaseCollector(bouncer.app_url, startup_options=False, stalled_after_seconds=30).collect()
-    }
+    scraped = {metric.name: metric for metric in DatabaseCollector(bouncer.app_url, app.state.settings).collect()}
     assert scraped["maillage_metrics_database_up"].samples[0].value == 1
     assert "maillage_jobs" in scraped
 
