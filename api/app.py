@@ -31,6 +31,7 @@ from .logs import configure_logging
 from .middleware import Authentication, BodySizeLimit, PublicOrigin, RequestContext
 from .oidc import OidcVerifier
 from .pagination import Cursors
+from .private_files import read_or_create
 from .ratelimit import RateLimiter
 from .routes import (
     audit,
@@ -61,11 +62,7 @@ Territories: INSEE COG and IGN ADMIN EXPRESS COG (Licence Ouverte 2.0), via data
 
 def load_or_create_secret(path: Path, *, size: int = 32) -> bytes:
     """A random secret generated on first use under var/secrets (git-ignored) and kept thereafter."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(size))
-    return bytes.fromhex(path.read_text().strip())
+    return bytes.fromhex(read_or_create(path, lambda: secrets.token_hex(size).encode()).decode().strip())
 
 
 def _policy_of(dependant: Dependant) -> Allow | Public | None:

@@ -27,6 +27,8 @@ from jwt.algorithms import ECAlgorithm
 
 from directory.access import Principal, Role
 
+from .private_files import read_or_create
+
 ALGORITHM = "ES256"
 TOKEN_TYPE = "at+jwt"  # RFC 9068: refuses ID tokens or other JWTs presented as access tokens
 MAX_TOKEN_BYTES = 4096
@@ -67,19 +69,18 @@ class KeyStore:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         files = sorted(directory.glob("*.pem"), key=lambda p: (p.stat().st_mtime, p.name))
         if not files:
-            files = [cls._generate(directory)]
+            # One fixed name, so that processes starting together on an empty directory share one key.
+            first = directory / "signing-first.pem"
+            read_or_create(first, cls._generate)
+            files = [first]
         return cls([cls._read(path) for path in files])
 
     @staticmethod
-    def _generate(directory: Path) -> Path:
+    def _generate() -> bytes:
         key = ec.generate_private_key(ec.SECP256R1())
-        pem = key.private_bytes(
+        return key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        path = directory / f"signing-{int(time.time())}.pem"
-        path.touch(mode=0o600)
-        path.write_bytes(pem)
-        return path
 
     @staticmethod
     def _read(path: Path) -> SigningKey:
