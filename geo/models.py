@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-from .columns import created_at, enum_column, geometry
+from .columns import created_at, enum_column, geometry, text_array
 
 
 class CollectiviteKind(StrEnum):
@@ -114,4 +114,18 @@ class ReferenceDataset(SQLModel, table=True):
     source: str = Field(max_length=200)
     version: str = Field(max_length=50)
     licence: str = Field(max_length=100)
+    # The COG vintage of the territories (the communes as of 1 January of that year).
+    reference_year: int | None = Field(default=None, sa_type=sa.SmallInteger)
     loaded_at: datetime = created_at()
+
+
+class Epci(SQLModel, table=True):
+    """An établissement public de coopération intercommunale (SIREN code) and its communes: data·inclusion
+    names service areas by EPCI."""
+
+    __tablename__ = "epci"
+
+    code: str = Field(primary_key=True, max_length=9)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=4)
+    communes: list[str] = text_array(5)

@@ -77,6 +77,27 @@ _RESOLVE_MANY = f"""
 """
 
 
+async def reference(conn: AsyncConnection) -> dict[str, object] | None:
+    """Which official release the territories come from: its COG year, source, licence and load time.
+    A commune code means something only within a release (communes merge every 1 January)."""
+    row = await (
+        await conn.execute(
+            """SELECT reference_year, source, version, licence, loaded_at FROM reference_dataset
+                WHERE name = 'territories'"""
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    year, source, version, licence, loaded_at = row
+    return {
+        "reference_year": year,
+        "source": source,
+        "version": version,
+        "licence": licence,
+        "loaded_at": loaded_at.isoformat(),
+    }
+
+
 async def resolve(conn: AsyncConnection, *, lon: float, lat: float) -> str:
     """JSON text of the territories and CRIP competent for a point; OutsideFrance when none."""
     row = await (await conn.execute(_RESOLVE_ONE, {"lon": lon, "lat": lat})).fetchone()

