@@ -1,6 +1,13 @@
 """The specialism taxonomy: stable slugs, French and English labels, and the closest data·inclusion
 thématique where one exists (data-inclusion-schema 1.0.10, Licence Ouverte 2.0).
 
+Two families. The specialised ones say what a service does for sexually exploited minors; their
+`data_inclusion` thématique is only the closest one for export, never a reason to import a generic
+service under them (a `sante--sante-mentale` service is not psychotrauma care for exploited minors).
+The `general-*` ones name the generic offer a specialist also needs around a child (the nearest
+emergency housing, health centre, legal-aid point): `DATA_INCLUSION_IMPORT` maps data·inclusion
+thématiques to them, one to one, and nothing else is imported. The README shows the table.
+
 Slugs are part of the API contract: never rename one; retire it and bump VERSION instead.
 The database table `specialism` mirrors this list (loaded by `maillage seed`); requests are
 validated against it without a database round trip.
@@ -8,7 +15,7 @@ validated against it without a database round trip.
 
 from dataclasses import dataclass
 
-VERSION = "2026.1"
+VERSION = "2026.2"
 
 
 @dataclass(frozen=True)
@@ -80,4 +87,72 @@ SPECIALISMS: tuple[Specialism, ...] = (
     ),
 )
 
+_GENERAL: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "general-temporary-housing",
+        "Hébergement temporaire (offre généraliste)",
+        "Temporary housing (general services)",
+        "logement-hebergement--rechercher-une-solution-dhebergement-temporaire",
+    ),
+    (
+        "general-health-care",
+        "Accès aux soins (offre généraliste)",
+        "Access to care (general services)",
+        "sante--acces-aux-soins",
+    ),
+    (
+        "general-mental-health",
+        "Santé mentale (offre généraliste)",
+        "Mental health (general services)",
+        "sante--sante-mentale",
+    ),
+    (
+        "general-sexual-health",
+        "Santé sexuelle (offre généraliste)",
+        "Sexual health (general services)",
+        "sante--sante-sexuelle",
+    ),
+    (
+        "general-addiction-care",
+        "Addictions (offre généraliste)",
+        "Addiction care (general services)",
+        "sante--addictions",
+    ),
+    (
+        "general-access-to-rights",
+        "Accès aux droits (offre généraliste)",
+        "Access to rights (general services)",
+        "difficultes-administratives-ou-juridiques--accompagnement-pour-lacces-aux-droits",
+    ),
+    (
+        "general-legal-matters",
+        "Problématique judiciaire (offre généraliste)",
+        "Legal and judicial matters (general services)",
+        "difficultes-administratives-ou-juridiques--prendre-en-compte-une-problematique-judiciaire",
+    ),
+    (
+        "general-parenting-support",
+        "Soutien à la parentalité (offre généraliste)",
+        "Parenting support (general services)",
+        "famille--soutien-a-la-parentalite-et-a-leducation",
+    ),
+    (
+        "general-family-violence",
+        "Conflits familiaux, séparation, violences (offre généraliste)",
+        "Family conflict, separation, violence (general services)",
+        "famille--surmonter-conflits-separation-violence",
+    ),
+    (
+        "general-food-aid",
+        "Aide alimentaire (offre généraliste)",
+        "Food aid (general services)",
+        "equipement-et-alimentation--alimentation",
+    ),
+)
+SPECIALISMS += tuple(Specialism(*general) for general in _GENERAL)
+
 SLUGS = frozenset(s.slug for s in SPECIALISMS)
+
+# data·inclusion thématique → the general specialism an imported service gets. Any other thématique
+# is not imported as a specialism (reported by the import); a service with none of these is left out.
+DATA_INCLUSION_IMPORT: dict[str, str] = {thematique: slug for slug, _, _, thematique in _GENERAL}
