@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import psycopg
@@ -56,6 +57,8 @@ app.add_typer(coverage_app, name="coverage")
 app.add_typer(search_app, name="search")
 app.add_typer(stats_app, name="stats")
 app.add_typer(bindings_app, name="bindings")
+import_app = typer.Typer(no_args_is_help=True, help="Open data in: listings published by outside sources.")
+app.add_typer(import_app, name="import")
 
 T = TypeVar("T")
 log = structlog.get_logger()
@@ -225,6 +228,79 @@ def seed(
         f"{report.collectivites} collectivités, {report.communes} communes; {crips} CRIPs; "
         f"{members} members of the collective" + (f"; {demo_count} demo services" if demo else "")
     )
+
+
+@import_app.command("data-inclusion")
+def import_data_inclusion(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A directory holding data·inclusion's JSON extract (structures.json, services.json), "
+            "or its API's base URL (https://…/api/v1, with MAILLAGE_DATA_INCLUSION_TOKEN)."
+        ),
+    ],
+    dry_run: Annotated[bool, typer.Option(help="Read, check and report, then roll everything back.")] = False,
+) -> None:
+    """Import data·inclusion's référentiel (Licence Ouverte 2.0): the services within Maillage's scope,
+    their structures, places and areas. Idempotent; what disappeared is archived; listings managed in
+    Maillage are never overwritten. Prints a summary (created, updated, archived, rejected with reasons)."""
+    import httpx
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from sync import data_inclusion
+
+    settings = _settings()
+    client = None
+    try:
+        if source.startswith(("https://", "http://")):
+            token = settings.data_inclusion_token.get_secret_value() if settings.data_inclusion_token else None
+            client = httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0), follow_redirects=False)
+            extract = data_inclusion.open_api(source, client, token)
+        else:
+            extract = data_inclusion.open_directory(Path(source))
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        _fail(str(exc))
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    try:
+        with (
+            Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as progress,
+            psycopg.connect(libpq_url(database_url(settings, owner=True))) as conn,
+        ):
+            task = progress.add_task("reading data·inclusion", total=extract.total)
+            rows = 0
+
+            def tick() -> None:
+                nonlocal rows
+                rows += 1
+                if rows % 500 == 0:
+                    progress.update(task, completed=extract.progress())
+
+            report = data_inclusion.run(conn, extract, tick=tick)
+            if dry_run:
+                conn.rollback()
+    except (ValueError, RuntimeError, httpx.HTTPError) as exc:
+        _fail(f"import stopped, nothing was changed: {exc}")
+    finally:
+        if client is not None:
+            client.close()
+    _print_import(report, dry_run=dry_run)
+
+
+def _print_import(report: Any, *, dry_run: bool) -> None:
+    read = ", ".join(f"{count} {kind}" for kind, count in sorted(report.read.items()))
+    typer.echo(f"read {read}" + (" (dry run: nothing kept)" if dry_run else ""))
+    for name in ("organisations", "locations", "services"):
+        t = getattr(report, name)
+        typer.echo(
+            f"  {name:14} created {t.created:>6}  updated {t.updated:>6}  unchanged {t.unchanged:>6}  "
+            f"archived {t.archived:>6}  kept (managed in Maillage) {t.kept:>6}"
+        )
+    for title, counter in (("rejected", report.rejected), ("left out", report.skipped)):
+        for reason, count in counter.most_common():
+            examples = report.rejected_examples.get(reason, []) if title == "rejected" else []
+            typer.echo(f"  {title}: {count} × {reason}" + (f" — e.g. {'; '.join(examples)}" if examples else ""))
+    for value, count in report.left_out.most_common():
+        typer.echo(f"  not carried over: {count} × {value}")
 
 
 # --- tokens -----------------------------------------------------------------------------------

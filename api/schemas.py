@@ -80,6 +80,22 @@ class Readiness(BaseModel):
     # Whether a worker (api/jobs.py) sent a heartbeat lately; the API serves without one, but handoffs
     # stop expiring and webhooks stop leaving. Queue figures are for admins (GET /v1/jobs/health).
     worker: Literal["alive", "absent"]
+    territories: int | None = Field(
+        description="The COG year of the loaded territories (commune codes are those of 1 January of that year)."
+    )
+
+
+class TerritoriesReference(BaseModel):
+    reference_year: int | None = Field(description="COG vintage: the communes as of 1 January of that year.")
+    source: str
+    version: str
+    licence: str
+    loaded_at: str
+
+
+class TerritoriesIndex(BaseModel):
+    reference: TerritoriesReference
+    links: list[Link]
 
 
 class JobQueue(BaseModel):
@@ -134,6 +150,15 @@ class LocationSummary(BaseModel):
     archived_at: str | None
 
 
+class ListingSource(BaseModel):
+    """Where an imported listing comes from: open data its organisation does not keep in Maillage."""
+
+    name: str
+    licence: str
+    url: str
+    updated_on: str | None = Field(description="The source's own date of last change.")
+
+
 class ServiceProperties(BaseModel):
     name: str
     organisation: OrganisationRef
@@ -158,6 +183,9 @@ class ServiceProperties(BaseModel):
     capacity: dict[str, Any] | None
     last_verified_at: str | None
     stale: bool = Field(description="Not verified for 180 days.")
+    source: ListingSource | None = Field(
+        description="Imported from an outside source (open data), or null when its organisation keeps it here."
+    )
     demo: bool
 
 

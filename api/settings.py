@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     # turn this off (with `prepared_statements`); the application role's own defaults, set by the
     # migrations, then apply, with their 5 s statement timeout.
     startup_options: bool = True
+
+    # Open data in (`maillage import data-inclusion`): the API token data·inclusion gives on request,
+    # for reading its API rather than its published files.
+    data_inclusion_token: SecretStr | None = None
 
     # Statistics: cells under k distinct cases are suppressed (never below 5). Queries are few and
     # national ones cost a second of database time: a per-subject limit keeps differencing and load slow.

@@ -250,6 +250,9 @@ def feature_sql(*, with_origin: bool, match: str | None = None) -> str:
             'last_verified_at', s.last_verified_at,
             'stale', {_STALE},
             {why}
+            'source', (SELECT json_build_object('name', d.name, 'licence', d.licence, 'url', d.url,
+                                                'updated_on', s.source_updated_on)
+                         FROM data_source d WHERE d.slug = s.source),
             'demo', s.demo))
        FROM (SELECT now_.open_now, CASE WHEN now_.open_now IS FALSE THEN {_NEXT} END AS next_opening
                FROM (SELECT {_OPEN_NOW} AS open_now OFFSET 0) now_) hours)  -- fenced: evaluated once
