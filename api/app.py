@@ -18,6 +18,8 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import compile_path
 
+from sync.geocoding import Geocoder
+from sync.geocoding import default_client as default_geocoding_client
 from sync.webhooks import Resolver, SecretBox, system_resolver
 
 from . import metrics
@@ -173,9 +175,11 @@ def create_app(
     http_client: httpx.AsyncClient | None = None,
     resolver: Resolver | None = None,
     oidc_client: httpx.AsyncClient | None = None,
+    geocoding_client: httpx.AsyncClient | None = None,
 ) -> FastAPI:
     """The application. Tests inject an httpx client (MockTransport) and a DNS resolver for webhooks,
-    and the client that reads the outside identity providers' discovery documents and keys."""
+    the client that reads the outside identity providers' discovery documents and keys, and the
+    geocoder's."""
     settings = settings or Settings()
     configure_logging(json=settings.log_json)
 
@@ -217,6 +221,8 @@ def create_app(
                 await app.state.http.aclose()
             if oidc_client is None:
                 await oidc_http.aclose()
+            if geocoding_client is None:
+                await geocoding_http.aclose()
             await app.state.reader.close()
             await app.state.engine.dispose()
 
@@ -234,6 +240,9 @@ def create_app(
     app.state.tokens = build_token_service(settings)
     oidc_http = oidc_client or httpx.AsyncClient(timeout=5.0, follow_redirects=False)
     app.state.oidc = OidcVerifier(settings.oidc_issuers, oidc_http)
+    geocoding_http = geocoding_client or default_geocoding_client()
+    # None when turned off: partners' addresses are then placed at their commune's point.
+    app.state.geocoder = Geocoder(geocoding_http, base_url=settings.geocoding_url) if settings.geocoding_url else None
     app.state.cursors = Cursors(load_or_create_secret(settings.secrets_path / "cursor-key"))
     reset_rate_limits(app)
     app.state.secret_box = SecretBox(load_or_create_secret(settings.secrets_path / "webhook-key"))

@@ -300,6 +300,16 @@ class OrganisationList(BaseModel):
     links: list[dict[str, str]]
 
 
+class Geocoding(BaseModel):
+    score: float
+    type: Literal["housenumber", "street", "locality"]
+
+
+class Placement(BaseModel):
+    method: Literal["geocoded", "commune"]
+    detail: str
+
+
 class LocationOut(BaseModel):
     id: uuid.UUID
     organisation_id: uuid.UUID
@@ -313,8 +323,15 @@ class LocationOut(BaseModel):
     location_precision: Literal["exact", "commune"]
     visibility: Literal["public", "confidential"]
     front_door: dict[str, str | None]
+    geocoding: Geocoding | None = Field(
+        description="When the point came from the geocoder: its score and result type (for those who see the point)."
+    )
     archived_at: str | None
     version: int
+    placement: Placement | None = Field(
+        default=None,
+        description="Only in the answer to a creation without a point: how the location was placed, and why.",
+    )
 
 
 class LocationPage(BaseModel):

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
     # migrations, then apply, with their 5 s statement timeout.
     startup_options: bool = True
 
+    # Where a partner's public address without a point is placed (sync/geocoding.py): the IGN
+    # Géoplateforme geocoder; empty turns it off (the commune's point is used). Safe houses' addresses
+    # and specialists' search places are never sent, whatever this says.
+    geocoding_url: str = "https://data.geopf.fr/geocodage"
+
     # Open data in (`maillage import data-inclusion`): the API token data·inclusion gives on request,
     # for reading its API rather than its published files.
     data_inclusion_token: SecretStr | None = None

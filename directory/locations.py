@@ -20,6 +20,7 @@ see), never on the hidden place. Order in every write: scope (404), If-Match (41
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +30,7 @@ from psycopg import AsyncConnection
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from geo.territories import commune_near
+from geo.territories import commune_near, commune_point
 
 from . import revisions
 from .access import (
@@ -45,7 +46,7 @@ from .access import (
 )
 from .areas import lock_services, refresh_coverage
 from .errors import Conflict, InvalidInput, NotFound
-from .models import Location, Service, Visibility
+from .models import Location, PointPrecision, Service, Visibility
 from .schemas import LocationCreate, LocationPatch
 
 LOCATION_JSON = f"""
@@ -57,6 +58,8 @@ LOCATION_JSON = f"""
         'location_precision', CASE WHEN {EXACT_LOCATION} THEN l.point_precision ELSE 'commune' END,
         'visibility', l.visibility,
         'front_door', json_build_object('phone', l.front_door_phone, 'email', l.front_door_email),
+        'geocoding', CASE WHEN {EXACT_LOCATION} AND l.geocoding_type IS NOT NULL
+                          THEN json_build_object('score', l.geocoding_score, 'type', l.geocoding_type) END,
         'archived_at', l.archived_at, 'version', l.version)
 """
 
@@ -191,17 +194,52 @@ def _check_owner_fields(
                 raise InvalidInput(field, "only the organisation of a confidential location changes its place")
 
 
-async def create(session: AsyncSession, data: LocationCreate, *, actor: Principal, request_id: str | None) -> Location:
+@dataclass(frozen=True)
+class Geocoded:
+    """A point the geocoder found for a location's address (the api layer asks; the domain knows no
+    HTTP): kept with the geocoder's score and result type."""
+
+    lon: float
+    lat: float
+    score: float
+    type: str
+
+
+async def create(
+    session: AsyncSession,
+    data: LocationCreate,
+    *,
+    actor: Principal,
+    request_id: str | None,
+    geocoded: Geocoded | None = None,
+) -> Location:
+    """A location at the point given, else at the point the geocoder found for its address, else at
+    its commune's point with `point_precision = commune` (say so: it is only the commune)."""
     organisation_id = await organisation_for_new(session, actor, data.organisation_id)
     _check_owner_fields(actor, organisation_id, data.model_fields_set, stored=None, visibility=data.visibility)
-    code = await _check_point(session, data.commune_code, data.point.lon, data.point.lat)
+    if data.point is None and not data.address:
+        raise InvalidInput("point", "give the location's point, or its address to place it")
+    precision, score, kind = PointPrecision.exact, None, None
+    if data.point is not None:
+        lon, lat = data.point.lon, data.point.lat
+    elif geocoded is not None:
+        lon, lat, score, kind = geocoded.lon, geocoded.lat, geocoded.score, geocoded.type
+    else:
+        found = await commune_point(await revisions.driver(session), data.commune_code)
+        if found is None:
+            raise InvalidInput("commune_code", "no commune with this INSEE code")
+        (lon, lat), precision = found, PointPrecision.commune
+    code = await _check_point(session, data.commune_code, lon, lat)
     _check_front_door(data.visibility, data.front_door_phone, data.front_door_email)
     location = Location(
         organisation_id=organisation_id,
         name=data.name,
         address=data.address,
         commune_code=code,
-        point=_point(data.point.lon, data.point.lat),
+        point=_point(lon, lat),
+        point_precision=precision,
+        geocoding_score=score,
+        geocoding_type=kind,
         visibility=data.visibility,
         front_door_phone=data.front_door_phone,
         front_door_email=str(data.front_door_email or "") or None,

@@ -194,6 +194,9 @@ class Location(Provenance, table=True):
     )
     front_door_phone: str | None = Field(default=None, max_length=32)
     front_door_email: str | None = Field(default=None, max_length=254)
+    # When the point came from the geocoder (sync/geocoding.py): its score (0–1) and result type.
+    geocoding_score: float | None = None
+    geocoding_type: str | None = Field(default=None, max_length=16)
     demo: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     seed_key: str | None = Field(default=None, max_length=80, unique=True)
     archived_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))

@@ -327,9 +327,24 @@ class LocationFields(Input):
 
 
 class LocationCreate(LocationFields):
+    # "A point, or an address to place" (directory/locations.py refuses neither): stated in the document.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["point"], "properties": {"point": {"type": "object"}}},
+                {"required": ["address"], "properties": {"address": {"type": "string", "pattern": "\\S"}}},
+            ]
+        }
+    )
+
     organisation_id: uuid.UUID | None = Field(default=None, description="Admins only; partners write their own.")
     commune_code: CommuneCode
-    point: PointGeometry
+    point: PointGeometry | None = Field(
+        default=None,
+        description="Without a point, a public location's address is placed by the IGN Géoplateforme "
+        "geocoder (a result inside the commune only), else at the commune's point; a confidential "
+        "location's address is never sent out: give its point, or it stands at its commune's point.",
+    )
     visibility: Visibility = Field(
         default=Visibility.public,
         description="confidential: a safe house, seen exactly only by its organisation; admins create public ones.",

@@ -94,6 +94,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         case_retention_years=10,
         # A provider whose bindings admins may manage (never reached: tests/api/test_oidc.py runs a real one).
         oidc_issuers=(OidcIssuer(issuer="https://login.example.test", audience="maillage-api"),),
+        # No outside call from tests; tests/api/test_location_geocoding.py installs a recorded geocoder.
+        geocoding_url="",
     )
 
 

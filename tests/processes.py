@@ -84,7 +84,13 @@ class Server(Process):
         super().__init__(
             ["serve", "--workers", str(workers)],
             var=var,
-            env={"DATABASE_URL": url, "PORT": str(self.port), "MAILLAGE_METRICS_PORT": "0", **(env or {})},
+            env={
+                "DATABASE_URL": url,
+                "PORT": str(self.port),
+                "MAILLAGE_METRICS_PORT": "0",
+                "MAILLAGE_GEOCODING_URL": "",
+                **(env or {}),
+            },
             log=var / f"server-{self.port}.log",
         )
 

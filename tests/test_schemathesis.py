@@ -186,6 +186,7 @@ def _server(cluster: Cluster, demo: Demo, var: Path) -> Iterator[Server]:
         # Generated webhook subscriptions name arbitrary hosts: no worker runs beside these servers, so
         # nothing is ever sent to them. Metrics off: two servers run at once.
         MAILLAGE_METRICS_PORT="0",
+        MAILLAGE_GEOCODING_URL="",  # no outside call: addresses without a point stand at their commune
     )
     env.pop("PORT", None)
     log = var / "server.log"

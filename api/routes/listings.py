@@ -5,6 +5,7 @@ Every PATCH, PUT and DELETE needs `If-Match` with the ETag of the listing as las
 not set (organisation, verification, status, demo flag, ids, timestamps) are refused with a 422.
 """
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from directory import areas, history, locations, services
 from directory.access import Principal, Role, Scoped
+from directory.models import Visibility
 from directory.revisions import Expected
 from directory.schemas import (
     AreaCreate,
@@ -24,6 +26,7 @@ from directory.schemas import (
     ServiceCreate,
     ServicePatch,
 )
+from sync.geocoding import Geocoder, GeocodingUnavailable
 
 from ..audit import Entry
 from ..auth import Allow, AllowWrites
@@ -251,8 +254,17 @@ async def service_history(
 # --- locations ---------------------------------------------------------------------------------
 
 
-async def _location(conn: ReaderDep, location_id: uuid.UUID, principal: Principal, *, status: int = 200) -> JSONText:
+async def _location(
+    conn: ReaderDep,
+    location_id: uuid.UUID,
+    principal: Principal,
+    *,
+    status: int = 200,
+    placement: dict[str, str] | None = None,
+) -> JSONText:
     body, version = await locations.get(conn, location_id, viewer=principal)
+    if placement is not None:  # only on the answer to a creation without a point
+        body = json.dumps({**json.loads(body), "placement": placement}, ensure_ascii=False)
     headers = {"ETag": etag(version)}
     if status == 201:
         headers["Location"] = absolute(f"/v1/locations/{location_id}")
@@ -305,10 +317,45 @@ async def create_location(
     """Create a location: a GeoJSON point inside France, in (or within 2 km of) the commune given.
     A confidential location (safe house) needs a front-door phone or e-mail, and only its own
     organisation creates one: admins create public locations (`visibility: confidential` from an admin
-    is a 422 naming the field)."""
-    location = await locations.create(session, body, actor=principal, request_id=_request_id(request))
+    is a 422 naming the field).
+
+    Without a point, a public location's address is placed by the IGN Géoplateforme geocoder (a
+    precise result inside the commune only), and otherwise the location stands at its commune's point
+    with `location_precision: commune`; `placement` in the answer says which and why. A confidential
+    location's address never leaves Maillage: give its point, or it stands at its commune's point."""
+    geocoded, placement = await _place(request, body)
+    location = await locations.create(
+        session, body, actor=principal, request_id=_request_id(request), geocoded=geocoded
+    )
     await session.commit()
-    return await _location(conn, location.id, principal, status=201)
+    return await _location(conn, location.id, principal, status=201, placement=placement)
+
+
+_GIVE_THE_POINT = "give its point to place it exactly"
+
+
+async def _place(request: Request, body: LocationCreate) -> tuple[locations.Geocoded | None, dict[str, str] | None]:
+    """The geocoder's point for a public location given without one, and what the answer says about
+    how it was placed. Runs before any transaction opens: the outside call holds no database lock."""
+    if body.point is not None or not body.address:
+        return None, None  # placed by its point, or refused for want of either (directory/locations.py)
+    fallback = "the location stands at its commune's point"
+    if body.visibility == Visibility.confidential:
+        detail = f"a confidential location's address is never sent to an outside service: {fallback}"
+        return None, {"method": "commune", "detail": f"{detail}; {_GIVE_THE_POINT}"}
+    geocoder: Geocoder | None = request.app.state.geocoder
+    if geocoder is None:
+        return None, {"method": "commune", "detail": f"geocoding is turned off here: {fallback}; {_GIVE_THE_POINT}"}
+    try:
+        found = await geocoder.locate(body.address or "", body.commune_code)
+    except GeocodingUnavailable as exc:
+        detail = f"the geocoder could not answer ({exc.reason}): {fallback}; {_GIVE_THE_POINT}"
+        return None, {"method": "commune", "detail": detail}
+    if found is None:
+        detail = f"the geocoder found no precise match for this address in the commune: {fallback}"
+        return None, {"method": "commune", "detail": f"{detail}; {_GIVE_THE_POINT}"}
+    detail = f"placed by the IGN Géoplateforme geocoder: {found.label} ({found.type}, score {found.score:.2f})"
+    return locations.Geocoded(found.lon, found.lat, found.score, found.type), {"method": "geocoded", "detail": detail}
 
 
 @router.patch(

@@ -7,6 +7,8 @@
 - `epci`: the établissements publics de coopération intercommunale (SIREN code) and their communes,
   from the same offline COG load as the communes, so a data·inclusion `zone_eligibilite` naming an
   EPCI becomes the list of its communes.
+- A location placed by the geocoder keeps the geocoder's score and result type (housenumber, street,
+  locality), so a doubtful placement can be found and checked.
 - `reference_dataset.reference_year`: the COG vintage of the loaded territories (shown in /readyz and
   GET /v1/territories).
 
@@ -65,6 +67,8 @@ def upgrade() -> None:
     op.create_check_constraint(
         op.f("ck_location__imported_public"), "location", "source IS NULL OR visibility = 'public'"
     )
+    op.add_column("location", sa.Column("geocoding_score", sa.Float(), nullable=True))
+    op.add_column("location", sa.Column("geocoding_type", sa.String(length=16), nullable=True))
     op.create_table(
         "epci",
         sa.Column("code", sa.String(length=9), nullable=False),
@@ -80,6 +84,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("reference_dataset", "reference_year")
     op.drop_table("epci")
+    op.drop_column("location", "geocoding_type")
+    op.drop_column("location", "geocoding_score")
     op.drop_constraint(op.f("ck_location__imported_public"), "location", type_="check")
     for table in IMPORTED:
         op.drop_index(op.f(f"uq_{table}__source_source_id"), table_name=table)
