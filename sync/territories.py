@@ -13,8 +13,9 @@ In one transaction: new communes are added and others renamed or redrawn; every 
 commune that no longer exists (locations, organisations' seats, cases, service areas, empty-search
 counts, EPCIs, seats of départements) is remapped to the commune that now holds it; the vanished
 communes are removed; areas, départements and collectivités are recomputed (the coverage distances of
-the changed communes by the worker's nightly job); and the reference year is recorded. A code the events cannot map to one commune (a split) is never guessed: it
-stays, with its commune row, and the report names it.
+the changed communes by the worker's nightly job); and the reference year is recorded. A code the
+events cannot map to one commune (a split) is never guessed: it stays, with its commune row, and the
+report names it.
 """
 
 from __future__ import annotations
