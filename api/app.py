@@ -62,9 +62,15 @@ Territories: INSEE COG and IGN ADMIN EXPRESS COG (Licence Ouverte 2.0), via data
 """
 
 
+GEOCODING_SLOTS = 4  # geocodings at once per process
+
+
 def load_or_create_secret(path: Path, *, size: int = 32) -> bytes:
     """A random secret generated on first use under var/secrets (git-ignored) and kept thereafter."""
-    return bytes.fromhex(read_or_create(path, lambda: secrets.token_hex(size).encode()).decode().strip())
+    secret = bytes.fromhex(read_or_create(path, lambda: secrets.token_hex(size).encode()).decode().strip())
+    if len(secret) < 16:
+        raise RuntimeError(f"{path} holds no usable secret (at least 16 bytes of hex): remove it to have one made")
+    return secret
 
 
 def _policy_of(dependant: Dependant) -> Allow | Public | None:
@@ -242,7 +248,14 @@ def create_app(
     app.state.oidc = OidcVerifier(settings.oidc_issuers, oidc_http)
     geocoding_http = geocoding_client or default_geocoding_client()
     # None when turned off: partners' addresses are then placed at their commune's point.
-    app.state.geocoder = Geocoder(geocoding_http, base_url=settings.geocoding_url) if settings.geocoding_url else None
+    # In the request path: one retry, two seconds of waiting at most, a few at a time (each holds the
+    # request's database connection); a location it cannot place now stands at its commune's point.
+    app.state.geocoder = (
+        Geocoder(geocoding_http, base_url=settings.geocoding_url, max_attempts=2, wait_budget=2.0)
+        if settings.geocoding_url
+        else None
+    )
+    app.state.geocoding_slots = asyncio.Semaphore(GEOCODING_SLOTS)
     app.state.cursors = Cursors(load_or_create_secret(settings.secrets_path / "cursor-key"))
     reset_rate_limits(app)
     app.state.secret_box = SecretBox(load_or_create_secret(settings.secrets_path / "webhook-key"))

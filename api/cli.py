@@ -25,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from directory.access import Role
 from directory.errors import DirectoryError
 from directory.models import ApiClient, Organisation
+from geo.errors import GeoError
 
 from .cluster import Cluster, ClusterError
 from .db import libpq_url, make_engine
@@ -242,11 +243,15 @@ def import_data_inclusion(
         ),
     ],
     dry_run: Annotated[bool, typer.Option(help="Read, check and report, then roll everything back.")] = False,
+    allow_mass_archive: Annotated[
+        bool, typer.Option(help="Archive even when the extract lacks most of what was imported before.")
+    ] = False,
 ) -> None:
     """Import data·inclusion's référentiel (Licence Ouverte 2.0): the services within Maillage's scope,
     their structures, places and areas. Idempotent; what disappeared is archived; listings managed in
     Maillage are never overwritten. Prints a summary (created, updated, archived, rejected with reasons)."""
     import httpx
+    import ijson
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from sync import data_inclusion
@@ -277,10 +282,10 @@ def import_data_inclusion(
                 if rows % 500 == 0:
                     progress.update(task, completed=extract.progress())
 
-            report = data_inclusion.run(conn, extract, tick=tick)
+            report = data_inclusion.run(conn, extract, tick=tick, allow_mass_archive=allow_mass_archive)
             if dry_run:
                 conn.rollback()
-    except (ValueError, RuntimeError, httpx.HTTPError) as exc:
+    except (ValueError, RuntimeError, httpx.HTTPError, psycopg.Error, ijson.JSONError) as exc:
         _fail(f"import stopped, nothing was changed: {exc}")
     finally:
         if client is not None:
@@ -339,11 +344,11 @@ def territories_refresh(
             )
             if dry_run:
                 conn.rollback()
-    except (ValueError, DirectoryError) as exc:
+    except (ValueError, DirectoryError, GeoError, psycopg.Error) as exc:
         _fail(f"refresh stopped, nothing was changed: {exc}")
     typer.echo(f"territories of {report.year}" + (" (dry run: nothing kept)" if dry_run else ""))
     typer.echo(
-        f"  communes: {len(report.added)} added, {report.renamed} renamed, {report.redrawn} redrawn, "
+        f"  communes: {len(report.added)} added, {report.renamed} renamed, {len(report.redrawn)} redrawn, "
         f"{len(report.removed)} removed"
     )
     for remap in report.remaps:

@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     # and specialists' search places are never sent, whatever this says.
     geocoding_url: str = "https://data.geopf.fr/geocodage"
 
+    @field_validator("geocoding_url")
+    @classmethod
+    def _geocoding_over_https(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError("the geocoder is reached over https only (addresses travel in the query)")
+        return value.rstrip("/")
+
     # Open data in (`maillage import data-inclusion`): the API token data·inclusion gives on request,
     # for reading its API rather than its published files.
     data_inclusion_token: SecretStr | None = None

@@ -38,6 +38,10 @@ from .areas import REFRESH
 
 IMPORTER = "import:{source}"  # the actor of an import's listing revisions
 EXAMPLES = 5  # rejected ids kept per reason in the report
+# An extract that would archive more than this share of the imported services (and more than a few)
+# is refused unless asked for: a partial download must not empty the directory.
+MASS_ARCHIVE_SHARE = 0.3
+MASS_ARCHIVE_MIN = 20
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class ServiceRow:
     structure_id: str
     name: str
     description: str | None
+    # 18 when the source's publics are adults only (never a child's door); otherwise unknown.
+    age_min: int | None
     specialisms: list[str]
     audiences: list[str]
     genders: list[str]
@@ -131,7 +137,8 @@ CREATE TEMP TABLE stage_structure (
     updated_on date, dedupe_key text, rejected bool
 ) ON COMMIT DROP;
 CREATE TEMP TABLE stage_service (
-    source_id text, structure_id text, name text, description text, specialisms varchar[], audiences varchar[],
+    source_id text, structure_id text, name text, description text, age_min smallint, specialisms varchar[],
+    audiences varchar[],
     genders varchar[], channels varchar[], phone text, email text, website text, schedule jsonb, updated_on date,
     commune_code text, address text, lon float8, lat float8, area_communes varchar[], area_departements varchar[],
     area_epcis varchar[], national bool, rejected text, rejected_detail text, exact bool
@@ -148,9 +155,13 @@ def _stage(
 ) -> None:
     with conn.cursor() as cur:
         cur.execute(_STAGE)
+        seen: set[str] = set()  # structure ids (services' are checked in SQL)
         with cur.copy("COPY stage_structure FROM STDIN") as copy:
             for row in structures:
                 tick()
+                if row.source_id in seen and not isinstance(row, Rejection):
+                    row = Rejection(row.source_id, "duplicate structure id in the source", "", row.siret)
+                seen.add(row.source_id)
                 key = f"siret:{row.siret}" if row.siret else row.source_id
                 if isinstance(row, Rejection):
                     report.reject(row)
@@ -169,10 +180,11 @@ def _stage(
                     report.reject(item)
                     # Staged as rejected: a listing imported before is kept, not archived, while the
                     # source's row is broken.
-                    copy.write_row((item.source_id, *([None] * 20), item.reason, item.detail, None))
+                    copy.write_row((item.source_id, *([None] * 21), item.reason, item.detail, None))
                     continue
                 copy.write_row(
-                    (item.source_id, item.structure_id, item.name, item.description, item.specialisms, item.audiences,
+                    (item.source_id, item.structure_id, item.name, item.description, item.age_min, item.specialisms,
+                     item.audiences,
                      item.genders, item.channels, item.phone, item.email, item.website, Jsonb(item.schedule),
                      item.updated_on, item.commune_code, item.address, item.lon, item.lat, item.area_communes,
                      item.area_departements, item.area_epcis, item.national, None, None, None)
@@ -263,6 +275,10 @@ def _tally(rows: list[tuple[bool]], tally: Tally) -> None:
 def _upsert(conn: psycopg.Connection, source: str, report: ImportReport) -> list[uuid.UUID]:
     """Organisations, locations, services and areas; returns the services whose areas changed."""
     managed_o = _managed("o.id", source)
+    # The organisation a row belongs to now: a row of a managed organisation never moves or changes,
+    # whatever organisation the source now gives it.
+    managed_l = _managed("l.organisation_id", source)
+    managed_v = _managed("v.organisation_id", source)
     params = {"source": source, "importer": IMPORTER.format(source=source)}
     # Structures that are already organisations of Maillage's own (same SIRET, not imported).
     conn.execute(
@@ -282,8 +298,14 @@ def _upsert(conn: psycopg.Connection, source: str, report: ImportReport) -> list
     rows = conn.execute(
         f"""
         WITH canon AS (
-            SELECT DISTINCT ON (dedupe_key) * FROM stage_structure
+            SELECT DISTINCT ON (dedupe_key) * FROM stage_structure t
              WHERE NOT rejected AND dedupe_key NOT IN (SELECT dedupe_key FROM stage_listed)
+               -- an organisation only for a structure with a service in scope (a directory of the
+               -- whole référentiel's employment offices would be noise), or one imported before
+               AND (EXISTS (SELECT 1 FROM stage_service s JOIN stage_structure u ON u.source_id = s.structure_id
+                             WHERE s.rejected IS NULL AND u.dedupe_key = t.dedupe_key)
+                    OR EXISTS (SELECT 1 FROM organisation o WHERE o.source = %(source)s
+                                AND o.source_id = t.dedupe_key))
              ORDER BY dedupe_key, updated_on DESC, source_id)
         INSERT INTO organisation AS o (id, name, kind, description, website, email, phone, siret, siren,
                                        verification, source, source_id, source_updated_on, imported_at)
@@ -311,14 +333,22 @@ def _upsert(conn: psycopg.Connection, source: str, report: ImportReport) -> list
               FROM stage_service s
               JOIN stage_structure t ON t.source_id = s.structure_id AND NOT t.rejected
               JOIN organisation o ON o.source = %(source)s AND o.source_id = t.dedupe_key
-             WHERE s.rejected IS NULL""",
+             WHERE s.rejected IS NULL AND t.dedupe_key NOT IN (SELECT dedupe_key FROM stage_listed)""",
         params,
     )
     conn.execute("CREATE INDEX ON stage_target (source_id)")
-    report.services.kept += conn.execute("SELECT count(*) FROM stage_target WHERE managed").fetchone()[0]  # type: ignore[index]
+    # Kept: the target organisation is managed, or the row is still with a managed organisation.
+    managed_now = _managed("v.organisation_id", source)
+    kept = conn.execute(
+        f"""SELECT count(*) FROM stage_target g
+              LEFT JOIN service v ON v.source = %(source)s AND v.source_id = g.source_id
+             WHERE g.managed OR (v.id IS NOT NULL AND {managed_now})""",
+        params,
+    ).fetchone()
+    report.services.kept += kept[0] if kept else 0
 
     rows = conn.execute(
-        """
+        f"""
         INSERT INTO location AS l (id, organisation_id, address, commune_code, point, visibility, point_precision,
                                    source, source_id, source_updated_on, imported_at)
         SELECT gen_random_uuid(), g.organisation_id, s.address, s.commune_code,
@@ -334,10 +364,11 @@ def _upsert(conn: psycopg.Connection, source: str, report: ImportReport) -> list
             commune_code = EXCLUDED.commune_code, point = EXCLUDED.point, point_precision = EXCLUDED.point_precision,
             source_updated_on = EXCLUDED.source_updated_on, imported_at = now(), archived_at = NULL,
             version = l.version + 1, updated_at = now()
-         WHERE (l.organisation_id, l.address, l.commune_code, l.point_precision, l.source_updated_on)
+         WHERE NOT {managed_l}
+           AND ((l.organisation_id, l.address, l.commune_code, l.point_precision, l.source_updated_on)
                 IS DISTINCT FROM (EXCLUDED.organisation_id, EXCLUDED.address, EXCLUDED.commune_code,
                                   EXCLUDED.point_precision, EXCLUDED.source_updated_on)
-               OR NOT ST_Equals(l.point, EXCLUDED.point) OR l.archived_at IS NOT NULL
+               OR NOT ST_Equals(l.point, EXCLUDED.point) OR l.archived_at IS NOT NULL)
         RETURNING (xmax = 0)
         """,
         params,
@@ -345,11 +376,12 @@ def _upsert(conn: psycopg.Connection, source: str, report: ImportReport) -> list
     _tally(rows, report.locations)
 
     rows = conn.execute(
-        """
-        INSERT INTO service AS v (id, organisation_id, location_id, name, description, specialisms, audiences,
-                                  genders, channels, phone, email, website, schedule, source, source_id,
+        f"""
+        INSERT INTO service AS v (id, organisation_id, location_id, name, description, age_min, specialisms,
+                                  audiences, genders, channels, phone, email, website, schedule, source, source_id,
                                   source_updated_on, imported_at)
-        SELECT gen_random_uuid(), g.organisation_id, l.id, s.name, s.description, s.specialisms, s.audiences,
+        SELECT gen_random_uuid(), g.organisation_id, l.id, s.name, s.description, s.age_min, s.specialisms,
+               s.audiences,
                s.genders, s.channels, s.phone, s.email, s.website, s.schedule, %(source)s, s.source_id,
                s.updated_on, now()
           FROM stage_service s
@@ -358,17 +390,19 @@ def _upsert(conn: psycopg.Connection, source: str, report: ImportReport) -> list
          WHERE s.rejected IS NULL
         ON CONFLICT (source, source_id) WHERE source IS NOT NULL DO UPDATE SET
             organisation_id = EXCLUDED.organisation_id, location_id = EXCLUDED.location_id, name = EXCLUDED.name,
-            description = EXCLUDED.description, specialisms = EXCLUDED.specialisms, audiences = EXCLUDED.audiences,
+            description = EXCLUDED.description, age_min = EXCLUDED.age_min, specialisms = EXCLUDED.specialisms,
+            audiences = EXCLUDED.audiences,
             genders = EXCLUDED.genders, channels = EXCLUDED.channels, phone = EXCLUDED.phone, email = EXCLUDED.email,
             website = EXCLUDED.website, schedule = EXCLUDED.schedule, source_updated_on = EXCLUDED.source_updated_on,
             imported_at = now(), archived_at = NULL, version = v.version + 1, updated_at = now()
-         WHERE (v.organisation_id, v.location_id, v.name, v.description, v.specialisms, v.audiences, v.genders,
-                v.channels, v.phone, v.email, v.website, v.schedule, v.source_updated_on)
+         WHERE NOT {managed_v}
+           AND ((v.organisation_id, v.location_id, v.name, v.description, v.age_min, v.specialisms, v.audiences,
+                 v.genders, v.channels, v.phone, v.email, v.website, v.schedule, v.source_updated_on)
                IS DISTINCT FROM (EXCLUDED.organisation_id, EXCLUDED.location_id, EXCLUDED.name, EXCLUDED.description,
-                                 EXCLUDED.specialisms, EXCLUDED.audiences, EXCLUDED.genders, EXCLUDED.channels,
-                                 EXCLUDED.phone, EXCLUDED.email, EXCLUDED.website, EXCLUDED.schedule,
+                                 EXCLUDED.age_min, EXCLUDED.specialisms, EXCLUDED.audiences, EXCLUDED.genders,
+                                 EXCLUDED.channels, EXCLUDED.phone, EXCLUDED.email, EXCLUDED.website, EXCLUDED.schedule,
                                  EXCLUDED.source_updated_on)
-               OR v.archived_at IS NOT NULL
+               OR v.archived_at IS NOT NULL)
         RETURNING id, (xmax = 0)
         """,
         params,
@@ -437,12 +471,30 @@ def _areas(conn: psycopg.Connection, source: str) -> list[uuid.UUID]:
     return [row[0] for row in rows]
 
 
-def _archive(conn: psycopg.Connection, source: str, report: ImportReport) -> list[uuid.UUID]:
+class MassArchive(ValueError):
+    """The extract would archive most of what was imported: a partial download, more likely than the
+    closure of most services at once."""
+
+
+def _archive(
+    conn: psycopg.Connection, source: str, report: ImportReport, *, allow_mass_archive: bool
+) -> list[uuid.UUID]:
     """What the source no longer lists: services and locations archived, organisations deactivated —
     unless managed in Maillage. A row the source still lists but that was rejected this time stays as
     it was imported last (a broken row is no news that the service closed)."""
     params = {"source": source, "importer": IMPORTER.format(source=source)}
     managed = _managed("x.organisation_id", source)
+    gone, active = conn.execute(
+        f"""SELECT count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM stage_service s WHERE s.source_id = x.source_id)
+                                    AND NOT {managed}), count(*)
+              FROM service x WHERE x.source = %(source)s AND x.archived_at IS NULL""",
+        params,
+    ).fetchone()  # type: ignore[misc]
+    if not allow_mass_archive and gone > MASS_ARCHIVE_MIN and gone > active * MASS_ARCHIVE_SHARE:
+        raise MassArchive(
+            f"this extract would archive {gone} of the {active} services imported before: is it complete? "
+            "(to archive them all the same: --allow-mass-archive)"
+        )
     rows = conn.execute(
         f"""UPDATE service x SET archived_at = now(), version = x.version + 1, updated_at = now()
              WHERE x.source = %(source)s AND x.archived_at IS NULL
@@ -475,7 +527,9 @@ def _archive(conn: psycopg.Connection, source: str, report: ImportReport) -> lis
     deactivated = conn.execute(
         f"""UPDATE organisation x SET deactivated_at = now(), version = x.version + 1, updated_at = now()
              WHERE x.source = %(source)s AND x.deactivated_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM stage_structure t WHERE t.dedupe_key = x.source_id)
+               AND NOT EXISTS (SELECT 1 FROM stage_structure t JOIN stage_service s ON s.structure_id = t.source_id
+                                WHERE t.dedupe_key = x.source_id)
+               AND NOT EXISTS (SELECT 1 FROM stage_structure t WHERE t.dedupe_key = x.source_id AND t.rejected)
                AND NOT {managed_o}
             RETURNING x.id""",
         params,
@@ -492,24 +546,22 @@ def run(
     services: Iterable[ServiceRow | Rejection],
     report: ImportReport | None = None,
     tick: Callable[[], None] = lambda: None,
+    allow_mass_archive: bool = False,
 ) -> ImportReport:
     """Import one full extract of `source` in the caller's transaction (commit it, or roll it back)."""
     report = report or ImportReport()
     _stage(conn, structures, services, report, tick)
     _check(conn, report)
     changed_areas = _upsert(conn, source, report)
-    archived = _archive(conn, source, report)
+    archived = _archive(conn, source, report, allow_mass_archive=allow_mass_archive)
     # Coverage (the union of a service's areas) of the services whose areas changed or that left.
     service_ids = sorted({*changed_areas, *archived})
     if service_ids:
         for statement in REFRESH:
             conn.execute(statement, {"service_ids": service_ids, "area_ids": None, "all": True})
-    unchanged = max(
-        0,
-        conn.execute("SELECT count(*) FROM stage_target WHERE NOT managed").fetchone()[0]  # type: ignore[index]
-        - report.services.created
-        - report.services.updated,
-    )
+    targets = conn.execute("SELECT count(*) FROM stage_target").fetchone()
+    staged = targets[0] if targets else 0
+    unchanged = max(0, staged - report.services.created - report.services.updated - report.services.kept)
     report.services.unchanged = unchanged
     conn.execute("DROP TABLE stage_target, stage_listed, stage_service, stage_structure")
     return report

@@ -173,6 +173,11 @@ async def _check_point(session: AsyncSession, commune_code: str, lon: float, lat
     return code
 
 
+async def _near(session: AsyncSession, commune_code: str, lon: float, lat: float) -> bool:
+    found = await commune_near(await revisions.driver(session), commune_code, lon=lon, lat=lat)
+    return found is not None and bool(found[2])
+
+
 def _check_front_door(visibility: Any, phone: str | None, email: str | None) -> None:
     if visibility == Visibility.confidential and not (phone or email):
         raise InvalidInput("front_door_phone", "a confidential location needs a front-door phone or e-mail")
@@ -192,6 +197,18 @@ def _check_owner_fields(
         for field in PLACE_FIELDS:
             if field in given:
                 raise InvalidInput(field, "only the organisation of a confidential location changes its place")
+
+
+async def check_new(session: AsyncSession, data: LocationCreate, *, actor: Principal) -> uuid.UUID:
+    """The organisation a new location belongs to, once the caller may create it and it can be placed.
+    The route runs it before asking the geocoder: a request refused here sends no address out."""
+    organisation_id = await organisation_for_new(session, actor, data.organisation_id)
+    _check_owner_fields(actor, organisation_id, data.model_fields_set, stored=None, visibility=data.visibility)
+    if data.point is None and not data.address:
+        raise InvalidInput("point", "give the location's point, or its address to place it")
+    if await commune_point(await revisions.driver(session), data.commune_code) is None:
+        raise InvalidInput("commune_code", "no commune with this INSEE code")
+    return organisation_id
 
 
 @dataclass(frozen=True)
@@ -215,16 +232,13 @@ async def create(
 ) -> Location:
     """A location at the point given, else at the point the geocoder found for its address, else at
     its commune's point with `point_precision = commune` (say so: it is only the commune)."""
-    organisation_id = await organisation_for_new(session, actor, data.organisation_id)
-    _check_owner_fields(actor, organisation_id, data.model_fields_set, stored=None, visibility=data.visibility)
-    if data.point is None and not data.address:
-        raise InvalidInput("point", "give the location's point, or its address to place it")
+    organisation_id = await check_new(session, data, actor=actor)
     precision, score, kind = PointPrecision.exact, None, None
     if data.point is not None:
         lon, lat = data.point.lon, data.point.lat
-    elif geocoded is not None:
+    elif geocoded is not None and await _near(session, data.commune_code, geocoded.lon, geocoded.lat):
         lon, lat, score, kind = geocoded.lon, geocoded.lat, geocoded.score, geocoded.type
-    else:
+    else:  # no point, or the geocoder's was not in the commune: the commune's point, said to be no more
         found = await commune_point(await revisions.driver(session), data.commune_code)
         if found is None:
             raise InvalidInput("commune_code", "no commune with this INSEE code")
@@ -279,8 +293,15 @@ async def update(
             shape = to_shape(location.point)
             lon, lat = shape.x, shape.y
         values["commune_code"] = await _check_point(session, patch.commune_code or location.commune_code, lon, lat)
-        if patch.point is not None:
+        if patch.point is not None:  # the partner's own point: exact, and no longer the geocoder's
             values["point"] = _point(lon, lat)
+            values["point_precision"] = PointPrecision.exact
+            values["geocoding_score"] = values["geocoding_type"] = None
+    if location.source is not None and values.get("visibility") == Visibility.confidential:
+        raise InvalidInput(
+            "visibility",
+            "an imported location is public open data: create a new, confidential location for the safe house",
+        )
     merged = {**{f: getattr(location, f) for f in ("visibility", "front_door_phone", "front_door_email")}, **values}
     _check_front_door(merged["visibility"], merged["front_door_phone"], merged["front_door_email"])
     publishing = "visibility" in values and values["visibility"] != location.visibility

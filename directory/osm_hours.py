@@ -15,11 +15,13 @@ or the same as the week.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+import holidays
 import opening_hours
 from pydantic import ValidationError
 
@@ -43,6 +45,8 @@ class Conversion:
 
 
 UNKNOWN = {"mode": "unknown"}
+# School holidays (SH) differ by academy zone and year: the parser has no calendar of them here.
+_SCHOOL_HOLIDAYS = re.compile(r"\bSH\b")
 # What the parser raises on a bad expression (its type stubs say SyntaxError; the module has its own).
 PARSER_ERROR: type[Exception] = getattr(opening_hours, "ParserError", SyntaxError)
 
@@ -93,6 +97,7 @@ def _holidays_closed(text: str, week: tuple[tuple[int, int], ...]) -> bool | str
     """True when every French public holiday closes the day, False when holidays follow the week,
     or why neither is true."""
     with_holidays = opening_hours.OpeningHours(text, country="FR")
+    public_holidays = set(holidays.France(years=range(_HOLIDAY_YEAR[0].year - 1, _HOLIDAY_YEAR[1].year + 1)))
     usual = _by_day(week)
     closed = 0
     monday = _HOLIDAY_YEAR[0] - timedelta(days=_HOLIDAY_YEAR[0].weekday())
@@ -102,6 +107,8 @@ def _holidays_closed(text: str, week: tuple[tuple[int, int], ...]) -> bool | str
             return actual
         for day, hours in enumerate(_by_day(actual)):
             if hours != usual[day]:
+                if (monday + timedelta(days=day)).date() not in public_holidays:
+                    return "the hours change over the year"  # a closed August, a Christmas week…
                 if hours:  # a holiday that is neither the usual day nor closed all day
                     return "public holidays have hours of their own"
                 closed += 1
@@ -113,6 +120,8 @@ def _holidays_closed(text: str, week: tuple[tuple[int, int], ...]) -> bool | str
 def convert(text: str) -> Conversion:
     """The schedule an expression means, or unknown with the reason. Cached: a source repeats the same
     few hundred expressions across thousands of services."""
+    if _SCHOOL_HOLIDAYS.search(text):
+        return Conversion(UNKNOWN, "the hours depend on school holidays")
     try:
         expression = opening_hours.OpeningHours(text)
     except (PARSER_ERROR, SyntaxError, ValueError):

@@ -42,8 +42,21 @@ NAME_MAX = 200
 # publics → audiences. "jeunes" covers adolescents and young adults alike: only the young adults are
 # certain, so minors are never inferred; "tous-publics" says nothing Maillage can filter on.
 AUDIENCES: dict[str, str] = {Public.FAMILLES.value: "entourage", Public.JEUNES.value: "young_adult"}
-# A service for women only is one a boy must not be sent to.
-WOMEN_ONLY = {Public.FEMMES.value}
+# A service for women (with, at most, publics that do not say it takes men) is one a boy must not be
+# sent to: never shown to a search for a boy.
+WOMEN_COMPATIBLE = {
+    Public.FEMMES.value,
+    Public.PERSONNES_EN_SITUATION_D_URGENCE.value,
+    Public.PERSONNES_EXILEES.value,
+    Public.PERSONNES_EN_SITUATION_JURIDIQUE_SPECIFIQUE.value,
+}
+# Publics that are adults by definition: a service for them only is not for a child (age 18 and over).
+ADULTS = {
+    Public.SENIORS.value,
+    Public.ACTIFS.value,
+    Public.DEMANDEURS_EMPLOI.value,
+    Public.BENEFICIAIRES_DES_MINIMAS_SOCIAUX.value,
+}
 
 _phone = TypeAdapter(Phone)
 _https = TypeAdapter(HttpsUrl)
@@ -95,13 +108,15 @@ def open_directory(directory: Path) -> Extract:
 
 def open_api(base_url: str, client: httpx.Client, token: str | None) -> Extract:
     """Pages of the API: `{base}/structures` and `{base}/services` (`page`, `size`; `items`, `pages`)."""
+    if not base_url.startswith("https://"):
+        raise ValueError("data·inclusion's API is read over https only (the token travels with each page)")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     read = 0
     total: list[int] = [0, 0]
 
     def pages(kind: str, index: int) -> Iterator[dict[str, Any]]:
         nonlocal read
-        page = 1
+        page, seen = 1, 0
         while True:
             response = client.get(
                 f"{base_url.rstrip('/')}/{kind}", params={"page": page, "size": PAGE_SIZE}, headers=headers
@@ -115,8 +130,11 @@ def open_api(base_url: str, client: httpx.Client, token: str | None) -> Extract:
             total[index] = int(body.get("total") or 0)
             for item in items:
                 read += 1
+                seen += 1
                 yield item
             if page >= int(body.get("pages") or 0) or not items:
+                if seen != total[index]:  # a short read would archive what it missed
+                    raise RuntimeError(f"data·inclusion announced {total[index]} {kind} and gave {seen}")
                 return
             page += 1
 
@@ -221,12 +239,15 @@ def map_service(raw: dict[str, Any], report: ImportReport) -> ServiceRow | Rejec
             report.left_out[f"thematiques: {thematique}"] += 1
     publics = {p.value for p in row.publics or ()}
     audiences = sorted({AUDIENCES[p] for p in publics if p in AUDIENCES})
-    for public in sorted(publics - AUDIENCES.keys() - WOMEN_ONLY - {Public.TOUS_PUBLICS.value}):
-        report.left_out[f"publics: {public}"] += 1
-    genders = ["female"] if publics and publics <= WOMEN_ONLY else []
+    for public in sorted(publics - AUDIENCES.keys() - {Public.TOUS_PUBLICS.value}):
+        report.left_out[f"publics: {public} (no Maillage audience)"] += 1
+    women = Public.FEMMES.value in publics and publics <= WOMEN_COMPATIBLE
+    genders = ["female"] if women else []
+    adults_only = bool(publics) and publics <= ADULTS
 
     phone = _contact("phone", row.telephone, "service telephone", report)
-    website = _contact("url", row.lien_mobilisation or row.lien_source, "service lien_mobilisation", report)
+    mobilisation = _contact("url", row.lien_mobilisation, "service lien_mobilisation", report)
+    website = mobilisation or _contact("url", row.lien_source, "service lien_source", report)
     modes = set(row.modes_accueil or ())
     channels = set()
     if ModeAccueil.EN_PRESENTIEL in modes:
@@ -235,9 +256,9 @@ def map_service(raw: dict[str, Any], report: ImportReport) -> ServiceRow | Rejec
         # "À distance, par téléphone ou internet": only what the listing gives a way to reach.
         if phone:
             channels.add("phone")
-        if website or row.courriel:
+        if mobilisation or row.courriel:  # a way to reach the service, not its page in a catalogue
             channels.add("online")
-        if not (phone or website or row.courriel):
+        if not (phone or mobilisation or row.courriel):
             report.left_out["modes_accueil: a-distance without a phone, link or email"] += 1
 
     communes, departements, epcis, national, abroad = _zone(row.zone_eligibilite)
@@ -258,11 +279,18 @@ def map_service(raw: dict[str, Any], report: ImportReport) -> ServiceRow | Rejec
         if conversion.problem:
             report.left_out[f"horaires_accueil: {conversion.problem}"] += 1
 
+    # Who may come and on what terms, in the source's words: a specialist reads them with the rest.
+    details = [row.description.strip()]
+    if row.publics_precisions and row.publics_precisions.strip():
+        details.append(f"Publics : {row.publics_precisions.strip()}")
+    if row.conditions_acces and row.conditions_acces.strip():
+        details.append(f"Conditions d'accès : {row.conditions_acces.strip()}")
     return ServiceRow(
         source_id=row.id,
         structure_id=row.structure_id,
         name=_name(row.nom),
-        description=_text(row.description, DESCRIPTION_MAX, "service description", report),
+        description=_text("\n\n".join(details), DESCRIPTION_MAX, "service description", report),
+        age_min=18 if adults_only else None,
         specialisms=specialisms,
         audiences=audiences,
         genders=genders,
@@ -299,7 +327,13 @@ def mapped_services(rows: Iterator[dict[str, Any]], report: ImportReport) -> Ite
             yield mapped
 
 
-def run(conn: psycopg.Connection, extract: Extract, *, tick: Callable[[], None] = lambda: None) -> ImportReport:
+def run(
+    conn: psycopg.Connection,
+    extract: Extract,
+    *,
+    tick: Callable[[], None] = lambda: None,
+    allow_mass_archive: bool = False,
+) -> ImportReport:
     """Import one full extract in the caller's transaction (directory/imports.py)."""
     report = ImportReport()
     return imports.run(
@@ -309,4 +343,5 @@ def run(conn: psycopg.Connection, extract: Extract, *, tick: Callable[[], None] 
         services=mapped_services(extract.services, report),
         report=report,
         tick=tick,
+        allow_mass_archive=allow_mass_archive,
     )

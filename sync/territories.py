@@ -33,7 +33,7 @@ import psycopg
 from directory.areas import REFRESH
 from geo.commune_events import Remap, parse_events, remap_table
 from geo.competence import collectivite_for
-from geo.loading import DATASET, LICENCE, dissolve
+from geo.loading import DATASET, LICENCE, REFERENCE_YEAR, dissolve
 from geo.names import normalise
 
 # Every column holding a commune code, and how a vanished code is replaced there. A test compares this
@@ -63,7 +63,7 @@ class RefreshReport:
     year: int
     added: list[str] = field(default_factory=list)
     renamed: int = 0
-    redrawn: int = 0
+    redrawn: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     remaps: list[Remap] = field(default_factory=list)
     unresolved: list[Remap] = field(default_factory=list)
@@ -106,8 +106,8 @@ def refresh(
 ) -> RefreshReport:
     """Apply a newer release in the caller's transaction; returns what changed."""
     loaded = conn.execute("SELECT reference_year FROM reference_dataset WHERE name = %s", (DATASET,)).fetchone()
-    current_year = loaded[0] if loaded and loaded[0] else None
-    if current_year is not None and year <= current_year:
+    current_year = loaded[0] if loaded and loaded[0] else REFERENCE_YEAR
+    if year <= current_year:
         raise ValueError(f"the territories are already those of {current_year}: a refresh needs a later year")
     report = RefreshReport(year)
     _stage(conn, communes, boundaries)
@@ -125,7 +125,7 @@ def refresh(
     # Every code stored anywhere that names a commune gone from the release.
     stored = conn.execute("SELECT code FROM commune ORDER BY code").fetchall()
     vanished = [row[0] for row in stored if row[0] not in codes]
-    since = date(current_year, 1, 1) if current_year else None
+    since = date(current_year, 1, 1)
     table = remap_table(parse_events(events), current_codes=codes, since=since)
     for code in vanished:
         remap = table.get(code) or Remap(code, None, (), "no successor in the events")
@@ -136,10 +136,12 @@ def refresh(
     _upsert(conn, report)
     _remap(conn, report)
     resolved = [r.old_code for r in report.remaps]
+    # The départements that lose a commune are dissolved again too (a code change moves it across).
+    left = conn.execute("SELECT DISTINCT departement_code FROM commune WHERE code = ANY(%s)", (resolved,)).fetchall()
     conn.execute("DELETE FROM commune_coverage WHERE commune_code = ANY(%s)", (resolved,))
     conn.execute("DELETE FROM commune WHERE code = ANY(%s)", (resolved,))
     report.removed = resolved
-    _recompute(conn, report)
+    _recompute(conn, report, [row[0] for row in left])
     conn.execute(
         """UPDATE reference_dataset SET source = %s, version = %s, licence = %s, reference_year = %s, loaded_at = now()
             WHERE name = %s""",
@@ -162,6 +164,32 @@ def _stage(conn: psycopg.Connection, communes: Iterable[CogCommune], boundaries:
         with cur.copy("COPY stage_boundary (code, geojson) FROM STDIN") as copy:
             for code, geometry in boundaries:
                 copy.write_row((code, geometry))
+    # A file in another projection, or with swapped coordinates, would redraw France: refused whole.
+    conn.execute("ALTER TABLE stage_boundary ADD COLUMN boundary geometry")
+    conn.execute("UPDATE stage_boundary SET boundary = ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(geojson), 4326))")
+    wrong = conn.execute(
+        """SELECT count(*), string_agg(code, ', ' ORDER BY code) FILTER (WHERE n <= 10) FROM (
+               SELECT code, row_number() OVER (ORDER BY code) AS n FROM stage_boundary
+                WHERE NOT ST_IsValid(boundary) OR ST_IsEmpty(boundary)
+                   OR ST_XMin(boundary) < -62 OR ST_XMax(boundary) > 56
+                   OR ST_YMin(boundary) < -22 OR ST_YMax(boundary) > 52) bad"""
+    ).fetchone()
+    if wrong and wrong[0]:
+        raise ValueError(
+            f"{wrong[0]} boundaries are invalid or outside France in WGS 84 (EPSG:4326: longitude, latitude), "
+            f"e.g. {wrong[1]}: convert with ogr2ogr -t_srs EPSG:4326"
+        )
+    moved = conn.execute(
+        """SELECT count(*), string_agg(c.code, ', ' ORDER BY c.code) FILTER (WHERE n <= 10) FROM (
+               SELECT c.code, row_number() OVER (ORDER BY c.code) AS n FROM commune c
+                 JOIN stage_boundary b ON b.code = c.code
+                WHERE NOT ST_DWithin(b.boundary::geography, c.point::geography, 2000)) c"""
+    ).fetchone()
+    if moved and moved[0]:
+        raise ValueError(
+            f"{moved[0]} communes would be redrawn more than 2 km away from where they stand, e.g. {moved[1]}: "
+            "is this the right file?"
+        )
     unknown = conn.execute(
         """SELECT string_agg(d, ', ') FROM (SELECT DISTINCT departement AS d FROM stage_cog
             WHERE departement NOT IN (SELECT code FROM departement)) x"""
@@ -187,8 +215,7 @@ def _upsert(conn: psycopg.Connection, report: RefreshReport) -> None:
                SELECT s.code, s.name, %(search)s, s.departement, %(collectivite)s, '{}', g.boundary,
                       ST_PointOnSurface(g.boundary), 'surface'
                  FROM stage_cog s
-                 CROSS JOIN LATERAL (SELECT ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(b.geojson), 4326)) AS boundary
-                                       FROM stage_boundary b WHERE b.code = s.code) g
+                 CROSS JOIN LATERAL (SELECT b.boundary FROM stage_boundary b WHERE b.code = s.code) g
                 WHERE s.code = %(code)s""",
             {
                 "code": code,
@@ -210,13 +237,12 @@ def _upsert(conn: psycopg.Connection, report: RefreshReport) -> None:
         """UPDATE commune c SET boundary = g.boundary,
                   point = CASE WHEN ST_Covers(g.boundary, c.point) THEN c.point ELSE ST_PointOnSurface(g.boundary) END,
                   point_source = CASE WHEN ST_Covers(g.boundary, c.point) THEN c.point_source ELSE 'surface' END
-             FROM (SELECT b.code, ST_Multi(ST_SetSRID(ST_GeomFromGeoJSON(b.geojson), 4326)) AS boundary
-                     FROM stage_boundary b) g
+             FROM stage_boundary g
             WHERE g.code = c.code AND NOT c.code = ANY(%s) AND NOT ST_Equals(c.boundary, g.boundary)
            RETURNING c.code""",
         (report.added,),
     ).fetchall()
-    report.redrawn = len(redrawn)
+    report.redrawn = [row[0] for row in redrawn]
 
 
 def _remap(conn: psycopg.Connection, report: RefreshReport) -> None:
@@ -246,16 +272,21 @@ def _remap(conn: psycopg.Connection, report: RefreshReport) -> None:
     report.rows_remapped[f"{table}.{column}"] = count
 
 
-def _recompute(conn: psycopg.Connection, report: RefreshReport) -> None:
+def _recompute(conn: psycopg.Connection, report: RefreshReport, left: list[str]) -> None:
     """What is derived from commune boundaries and points: départements and collectivités, the areas
     naming a changed commune (or its département), public points of locations there."""
-    changed = sorted({*report.added, *(r.new_code for r in report.remaps if r.new_code)})
-    departements = [
-        row[0]
-        for row in conn.execute(
-            "SELECT DISTINCT departement_code FROM commune WHERE code = ANY(%s)", (changed,)
-        ).fetchall()
-    ]
+    changed = sorted({*report.added, *report.redrawn, *(r.new_code for r in report.remaps if r.new_code)})
+    departements = sorted(
+        {
+            *left,
+            *(
+                row[0]
+                for row in conn.execute(
+                    "SELECT DISTINCT departement_code FROM commune WHERE code = ANY(%s)", (changed,)
+                ).fetchall()
+            ),
+        }
+    )
     with conn.cursor() as cur:
         dissolve(cur, departements)
     services = [

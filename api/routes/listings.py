@@ -5,6 +5,7 @@ Every PATCH, PUT and DELETE needs `If-Match` with the ETag of the listing as las
 not set (organisation, verification, status, demo flag, ids, timestamps) are refused with a 422.
 """
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
@@ -323,6 +324,7 @@ async def create_location(
     precise result inside the commune only), and otherwise the location stands at its commune's point
     with `location_precision: commune`; `placement` in the answer says which and why. A confidential
     location's address never leaves Maillage: give its point, or it stands at its commune's point."""
+    await locations.check_new(session, body, actor=principal)  # refused requests send nothing out
     geocoded, placement = await _place(request, body)
     location = await locations.create(
         session, body, actor=principal, request_id=_request_id(request), geocoded=geocoded
@@ -346,8 +348,12 @@ async def _place(request: Request, body: LocationCreate) -> tuple[locations.Geoc
     geocoder: Geocoder | None = request.app.state.geocoder
     if geocoder is None:
         return None, {"method": "commune", "detail": f"geocoding is turned off here: {fallback}; {_GIVE_THE_POINT}"}
+    slots: asyncio.Semaphore = request.app.state.geocoding_slots
+    if slots.locked():  # a slow geocoder must not hold every request's database connection
+        return None, {"method": "commune", "detail": f"the geocoder is busy: {fallback}; {_GIVE_THE_POINT}"}
     try:
-        found = await geocoder.locate(body.address or "", body.commune_code)
+        async with slots:
+            found = await geocoder.locate(body.address or "", body.commune_code)
     except GeocodingUnavailable as exc:
         detail = f"the geocoder could not answer ({exc.reason}): {fallback}; {_GIVE_THE_POINT}"
         return None, {"method": "commune", "detail": detail}

@@ -165,3 +165,35 @@ async def test_a_search_place_never_reaches_the_geocoder(
         response = await client.get("/v1/services/search", params=params, headers=specialist)
         assert response.status_code == 200
     assert recording.requests == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "pointer"),
+    [
+        ({"commune_code": "99999"}, "commune_code"),  # no such commune: refused before anything leaves
+        ({"organisation_id": "6f1c2a4e-0000-4000-8000-000000000000"}, "organisation_id"),  # not the caller's
+    ],
+)
+async def test_a_refused_creation_sends_nothing_out(
+    client: httpx.AsyncClient,
+    partner: dict[str, str],
+    geocoder: Any,
+    reader: AsyncConnection,
+    extra: dict[str, str],
+    pointer: str,
+) -> None:
+    recording = geocoder(httpx.Response(200, json=FOUND))
+    before = await fingerprint(reader)
+    body = {"address": ADDRESS, "commune_code": "69123", **extra}
+    response = await client.post("/v1/locations", headers=partner, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["pointer"] == f"/{pointer}"
+    assert recording.requests == []
+    assert await fingerprint(reader) == before
+
+
+def test_the_geocoder_is_reached_over_https_only() -> None:
+    from api.settings import Settings
+
+    with pytest.raises(ValueError, match="https only"):
+        Settings(geocoding_url="http://data.geopf.fr/geocodage")

@@ -57,6 +57,10 @@ def test_always_open() -> None:
         ("Mo-Fr 09:00-12:00; PH 10:00-11:00", "public holidays have hours of their own"),
         ("off", "the hours never open"),
         ("2031 Mo 09:00-12:00", "the hours change over the year"),
+        ("Mo-Fr 09:00-17:00; Aug off", "the hours change over the year"),
+        ("Mo-Fr 09:00-17:00; Dec 24-Jan 01 off", "the hours change over the year"),
+        ("Mo-Fr 09:00-17:00; week 32-34 off", "the hours change over the year"),
+        ("Mo-Fr 09:00-17:00; SH off", "the hours depend on school holidays"),
     ],
 )
 def test_what_a_week_cannot_say_is_unknown_with_the_reason(expression: str, problem: str) -> None:

@@ -315,3 +315,125 @@ def test_the_command_imports_reports_and_the_listings_are_marked_in_search(
         }
     finally:
         cluster.drop_database(name)
+
+
+def test_a_managed_listing_never_moves_when_its_structure_is_rekeyed(conn: psycopg.Connection, tmp_path: Path) -> None:
+    """The Point justice gains a SIRET at the source (its organisation's key changes) after its people
+    took it over in Maillage: its service stays with them, unchanged."""
+    _import(conn, tmp_path, fixture.STRUCTURES, fixture.SERVICES)
+    conn.execute(
+        """INSERT INTO listing_revision (entity, entity_id, service_id, organisation_id, action, changes,
+                                         actor_subject, actor_role)
+           SELECT 'service', v.id, v.id, v.organisation_id, 'updated', '{}', 'partner-user', 'partner'
+             FROM service v WHERE v.source_id = 'cd93--v3'"""
+    )
+    before = _services(conn)["cd93--v3"]
+    structures, services = fixture.changed()
+    next(s for s in structures if s["id"] == "cd93--s3")["siret"] = "33333333300033"
+    report = _import(conn, tmp_path, structures, services)
+    assert _services(conn)["cd93--v3"] == before
+    assert report.services.kept == 1
+
+
+def test_structures_without_a_service_in_scope_make_no_organisation(conn: psycopg.Connection, tmp_path: Path) -> None:
+    structures = [{"source": "dora", "id": "dora--emploi", "nom": "Agence pour l'emploi", "date_maj": "2026-10-01"}]
+    services = [
+        {
+            "source": "dora",
+            "id": "dora--cv",
+            "structure_id": "dora--emploi",
+            "nom": "Atelier CV",
+            "description": "Rédiger son CV en une matinée.",
+            "date_maj": "2026-10-01",
+            "thematiques": ["preparer-sa-candidature--realiser-un-cv-et-ou-une-lettre-de-motivation"],
+        }
+    ]
+    report = _import(conn, tmp_path, structures, services)
+    assert report.organisations.created == 0
+    assert conn.execute("SELECT count(*) FROM organisation WHERE source = 'data-inclusion'").fetchone() == (0,)
+
+
+def test_a_duplicate_structure_id_is_rejected_not_fatal(conn: psycopg.Connection, tmp_path: Path) -> None:
+    report = _import(conn, tmp_path, [*fixture.STRUCTURES, fixture.STRUCTURES[2]], fixture.SERVICES)
+    assert report.rejected["duplicate structure id in the source"] == 1
+    assert report.services.created == 3
+
+
+def test_an_extract_missing_most_listings_archives_nothing_unless_asked(
+    conn: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from directory import imports
+
+    _import(conn, tmp_path, fixture.STRUCTURES, fixture.SERVICES)
+    monkeypatch.setattr(imports, "MASS_ARCHIVE_MIN", 1)
+    directory = fixture.write(tmp_path / "partial", fixture.STRUCTURES, fixture.SERVICES[:1])
+    with pytest.raises(imports.MassArchive, match="would archive 2 of the 3 services"), conn.transaction():
+        data_inclusion.run(conn, data_inclusion.open_directory(directory))
+    report = data_inclusion.run(conn, data_inclusion.open_directory(directory), allow_mass_archive=True)
+    assert report.services.archived == 2
+
+
+def test_a_short_read_of_the_api_stops_the_import(conn: psycopg.Connection) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"items": fixture.STRUCTURES[:2], "total": 5, "page": 1, "size": 2, "pages": 1})
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        extract = data_inclusion.open_api("https://api.data.inclusion.test/api/v1", client, None)
+        with pytest.raises(RuntimeError, match="announced 5 structures and gave 2"):
+            data_inclusion.run(conn, extract)
+    with pytest.raises(ValueError, match="https only"):
+        data_inclusion.open_api("http://api.data.inclusion.test/api/v1", httpx.Client(), "token")
+
+
+def _service_row(**fields: Any) -> dict[str, Any]:
+    return {
+        "source": "dora",
+        "id": "dora--x",
+        "structure_id": "dora--s1",
+        "nom": "Un service",
+        "description": "Un service décrit pour le test.",
+        "date_maj": "2026-10-01",
+        "thematiques": ["logement-hebergement--rechercher-une-solution-dhebergement-temporaire"],
+        "zone_eligibilite": ["93"],
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(
+    ("publics", "genders", "age_min"),
+    [
+        (["femmes", "personnes-en-situation-durgence"], ["female"], None),  # a women's shelter: not for a boy
+        (["femmes", "familles"], [], None),  # families include fathers and sons
+        (["seniors"], [], 18),  # adults only: never a child's door
+        (["demandeurs-emploi", "actifs"], [], 18),
+        (["jeunes"], [], None),
+        (["tous-publics"], [], None),
+    ],
+)
+def test_publics_restrict_who_a_service_is_shown_for(
+    publics: list[str], genders: list[str], age_min: int | None
+) -> None:
+    mapped = data_inclusion.map_service(_service_row(publics=publics), ImportReport())
+    assert not isinstance(mapped, (type(None), data_inclusion.Rejection))
+    assert (mapped.genders, mapped.age_min) == (genders, age_min)
+
+
+def test_the_source_s_conditions_stay_readable_and_a_catalogue_page_is_no_channel() -> None:
+    report = ImportReport()
+    mapped = data_inclusion.map_service(
+        _service_row(
+            publics_precisions="Jeunes femmes de 18 à 25 ans",
+            conditions_acces="Sur orientation du SIAO",
+            modes_accueil=["a-distance"],
+            lien_source="https://dora.inclusion.gouv.fr/services/x",
+        ),
+        report,
+    )
+    assert not isinstance(mapped, (type(None), data_inclusion.Rejection))
+    assert mapped.description == (
+        "Un service décrit pour le test.\n\nPublics : Jeunes femmes de 18 à 25 ans\n\n"
+        "Conditions d'accès : Sur orientation du SIAO"
+    )
+    assert mapped.channels == []  # reachable neither by phone nor by a link to mobilise it
+    assert mapped.website == "https://dora.inclusion.gouv.fr/services/x"
+    assert report.left_out["modes_accueil: a-distance without a phone, link or email"] == 1

@@ -98,7 +98,7 @@ def test_a_merger_is_remapped_everywhere_and_the_reference_year_moves(conn: psyc
     assert [(r.old_code, r.new_code) for r in report.remaps] == [(MERGED, KEPT)]
     assert [(r.old_code, r.new_code) for r in report.unresolved] == [(VANISHED, None)]
     assert report.removed == [MERGED]
-    assert (report.added, report.redrawn) == ([], 1)
+    assert (report.added, report.redrawn) == ([], [KEPT])
     assert report.rows_remapped["location.commune_code"] == 1
     assert report.rows_remapped["organisation.seat_commune_code"] == 1
     # Every stored code of Ayse is Bonneville's now; Marignier, unmapped, is kept as it was.
@@ -140,6 +140,26 @@ def test_a_merger_is_remapped_everywhere_and_the_reference_year_moves(conn: psyc
     )
     with pytest.raises(ValueError, match="already those of 2027"):
         territories.refresh(conn, communes=[], boundaries=[], events=[], year=2027, source="again")
+
+
+def test_boundaries_in_another_projection_are_refused_whole(conn: psycopg.Connection, tmp_path: Path) -> None:
+    communes, events, _ = _release(conn, tmp_path)
+    lambert = {
+        "type": "Polygon",
+        "coordinates": [[[950000, 6550000], [951000, 6550000], [951000, 6551000], [950000, 6550000]]],
+    }
+    boundaries = tmp_path / "lambert.geojson"
+    feature = {"type": "Feature", "properties": {"INSEE_COM": KEPT}, "geometry": lambert}
+    boundaries.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    with pytest.raises(ValueError, match="1 boundaries are invalid or outside France in WGS 84"):
+        territories.refresh(
+            conn,
+            communes=territories.read_communes(communes),
+            boundaries=territories.read_boundaries(boundaries),
+            events=events.read_text().splitlines(keepends=True),
+            year=2027,
+            source="wrong projection",
+        )
 
 
 def test_the_command_reports_and_a_dry_run_keeps_nothing(
