@@ -197,3 +197,35 @@ def test_the_geocoder_is_reached_over_https_only() -> None:
 
     with pytest.raises(ValueError, match="https only"):
         Settings(geocoding_url="http://data.geopf.fr/geocodage")
+
+
+async def test_an_imported_location_stays_public_and_a_given_point_is_exact(
+    client: httpx.AsyncClient, session: AsyncSession, auth: Any, reader: AsyncConnection, geocoder: Any
+) -> None:
+    """Open data is never a safe house (a 422 naming the field, not the database's refusal); and a
+    point the partner gives replaces the geocoder's, marks included."""
+    organisation = await factories.organisation(session, name="Reprise d'une fiche importée")
+    headers = auth("partner", org=organisation.id)
+    geocoder(httpx.Response(200, json=FOUND))
+    created = await client.post("/v1/locations", headers=headers, json={"address": ADDRESS, "commune_code": "69123"})
+    url = f"/v1/locations/{created.json()['id']}"
+    moved = await client.patch(
+        url,
+        headers={**headers, "If-Match": created.headers["etag"]},
+        json={"point": {"type": "Point", "coordinates": [4.84, 45.76]}},
+    )
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["location_precision"], moved.json()["geocoding"]) == ("exact", None)
+
+    await (await session.connection()).exec_driver_sql(
+        f"UPDATE location SET source = 'data-inclusion', source_id = 'dora--x' WHERE id = '{created.json()['id']}'"
+    )
+    before = await fingerprint(reader)
+    hidden = await client.patch(
+        url,
+        headers={**headers, "If-Match": moved.headers["etag"]},
+        json={"visibility": "confidential", "front_door_phone": "0478000000"},
+    )
+    assert hidden.status_code == 422, hidden.text
+    assert hidden.json()["errors"][0]["pointer"] == "/visibility"
+    assert await fingerprint(reader) == before
