@@ -16,7 +16,8 @@ async def test_taxonomy(client: httpx.AsyncClient, specialist: dict[str, str]) -
     body = Taxonomy.model_validate((await client.get("/v1/specialisms", headers=specialist)).json())
     assert body.version == VERSION
     assert {item.slug for item in body.items} == SLUGS
-    assert len(SLUGS) == 16
+    assert len(SLUGS) == 16 + 10  # the specialised ones and the general ones data·inclusion maps to
+    assert sum(slug.startswith("general-") for slug in SLUGS) == 10
     crip = next(item for item in body.items if item.slug == "crip")
     assert crip.label_fr == "Recueil des informations préoccupantes (CRIP)"
     shelter = next(item for item in body.items if item.slug == "emergency-shelter")

@@ -442,15 +442,15 @@ class TestCompleteTables:
         assert [c["suppressed"] for c in by_reason["cells"]] == [True] * 5 + [False]
 
     async def test_a_table_too_large_is_refused(self, client: httpx.AsyncClient, auth) -> None:  # type: ignore[no-untyped-def]
-        # 100 collectivités × 12 months × 17 specialisms (or none): 20,400 cells.
+        # 100 collectivités × 12 months × 27 specialisms (or none): 32,400 cells.
         params = {"from": "2025-01", "to": "2025-12", "group_by": ["collectivite", "month", "specialism"]}
         response = await client.get(URL, params=params, headers=auth("specialist"))
         assert response.status_code == 422
         assert response.json()["errors"][0]["name"] == "group_by"
-        # A department's own table of the same shape is 204 cells.
+        # A department's own table of the same shape is 324 cells.
         mine = await client.get(URL, params=params, headers=auth("department", collectivite="93D"))
         assert mine.status_code == 200
-        assert len(mine.json()["cells"]) == 204
+        assert len(mine.json()["cells"]) == 12 * 27
 
 
 class TestSmallCells:
@@ -707,7 +707,7 @@ async def test_a_handoff_counts_once_in_the_total_of_a_grouping_by_specialism(
         ([r.case for r in rows],),
     )
     body = await _stats(client, auth("department", collectivite="93D"), group_by="specialism")
-    assert len(body["cells"]) == 17  # every specialism, and none
+    assert len(body["cells"]) == 27  # every specialism (16 specialised, 10 general), and none
     assert {c["specialism"]: c["handoffs"] for c in body["cells"] if not c["suppressed"]} == {
         "legal-support": 12,
         "psychotrauma-care": 12,
