@@ -190,6 +190,8 @@ def _stage(
                      item.area_departements, item.area_epcis, item.national, None, None, None)
                 )  # fmt: skip
         cur.execute("CREATE INDEX ON stage_service (source_id)")
+        cur.execute("CREATE INDEX ON stage_service (structure_id)")
+        cur.execute("CREATE INDEX ON stage_structure (dedupe_key)")
         cur.execute("ANALYZE stage_structure")
         cur.execute("ANALYZE stage_service")
 
@@ -337,6 +339,7 @@ def _upsert(conn: psycopg.Connection, source: str, report: ImportReport) -> list
         params,
     )
     conn.execute("CREATE INDEX ON stage_target (source_id)")
+    conn.execute("ANALYZE stage_target")
     # Kept: the target organisation is managed, or the row is still with a managed organisation.
     managed_now = _managed("v.organisation_id", source)
     kept = conn.execute(
@@ -550,6 +553,9 @@ def run(
 ) -> ImportReport:
     """Import one full extract of `source` in the caller's transaction (commit it, or roll it back)."""
     report = report or ImportReport()
+    # Set-wise statements over tens of thousands of rows: no JIT compilation (seconds per statement
+    # for milliseconds of work), for this transaction only.
+    conn.execute("SELECT set_config('jit', 'off', true)")
     _stage(conn, structures, services, report, tick)
     _check(conn, report)
     changed_areas = _upsert(conn, source, report)

@@ -9,6 +9,10 @@
   EPCI becomes the list of its communes.
 - A location placed by the geocoder keeps the geocoder's score and result type (housenumber, street,
   locality), so a doubtful placement can be found and checked.
+- The service triggers that find which rows a statement changed (coverage, search points) compare its
+  old and new rows as sets (EXCEPT) rather than by a join: without statistics on transition tables the
+  planner joined them in nested loops, and an UPDATE of 10,000 services spent 99 s there, growing with
+  the square of the rows (bench/import_data_inclusion.py).
 - `reference_dataset.reference_year`: the COG vintage of the loaded territories (shown in /readyz and
   GET /v1/territories).
 
@@ -30,6 +34,47 @@ depends_on: str | Sequence[str] | None = None
 
 APP_ROLE = "maillage_app"
 IMPORTED = ("organisation", "location", "service")
+
+def _service_trigger(function: str, refresh: str, columns: str, insert: str, *, changed_as_sets: bool) -> str:
+    """A service trigger whose UPDATE branch finds the rows whose `columns` changed."""
+    if changed_as_sets:
+        changed = f"""SELECT id FROM (SELECT id, {columns} FROM new_rows EXCEPT SELECT id, {columns} FROM old_rows) c"""
+    else:
+        distinct = " OR ".join(f"n.{c} IS DISTINCT FROM o.{c}" for c in columns.split(", "))
+        changed = f"SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id WHERE {distinct}"
+    delete = (
+        f"ELSIF TG_OP = 'DELETE' THEN PERFORM {refresh}(ARRAY(SELECT id FROM old_rows));"
+        if function == "service_coverage_trigger"
+        else ""
+    )
+    return f"""
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM {refresh}(ARRAY({insert}));
+    {delete}
+    ELSE
+        PERFORM {refresh}(ARRAY({changed}));
+    END IF;
+    RETURN NULL;
+END $$"""
+
+
+TRIGGERS = (
+    (
+        "service_coverage_trigger",
+        "coverage_services_changed",
+        "specialisms, location_id, status, archived_at, demo",
+        "SELECT id FROM new_rows WHERE NOT demo AND location_id IS NOT NULL",
+    ),
+    (
+        "service_search_points_trigger",
+        "search_points_refresh",
+        "specialisms, location_id, organisation_id, status, archived_at",
+        "SELECT id FROM new_rows",
+    ),
+)
 
 
 def upgrade() -> None:
@@ -79,9 +124,13 @@ def upgrade() -> None:
     )
     op.add_column("reference_dataset", sa.Column("reference_year", sa.SmallInteger(), nullable=True))
     op.execute(f"GRANT SELECT ON data_source, epci TO {APP_ROLE}")
+    for trigger in TRIGGERS:
+        op.execute(_service_trigger(*trigger, changed_as_sets=True))
 
 
 def downgrade() -> None:
+    for trigger in TRIGGERS:
+        op.execute(_service_trigger(*trigger, changed_as_sets=False))
     op.drop_column("reference_dataset", "reference_year")
     op.drop_table("epci")
     op.drop_column("location", "geocoding_type")
