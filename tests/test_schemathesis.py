@@ -258,15 +258,28 @@ def _chain(roles: tuple[Role, ...], server: Server, workdir: Path) -> dict[Role,
     results = {}
     for role in roles:
         refused, denied_elsewhere = _refused(role)
+        shared = _allowed_earlier(role)
         token = server.token(role)
         outcome = Outcome(summaries=[], problems=[])
+        # Every edge case of the schema (coverage) for the operations no earlier role may call; examples,
+        # random and stateful requests for every operation this role may call.
+        _run(
+            role,
+            server,
+            token,
+            workdir / f"{role.value}-coverage",
+            outcome,
+            phases=("coverage",),
+            excluded=refused + denied_elsewhere + shared,
+            included=[],
+        )
         _run(
             role,
             server,
             token,
             workdir / f"{role.value}-allowed",
             outcome,
-            phases=PHASES,
+            phases=tuple(phase for phase in PHASES if phase != "coverage"),
             excluded=refused + denied_elsewhere,
             included=[],
         )
@@ -294,10 +307,13 @@ def test_schemathesis(
 ) -> None:
     """Zero failures and zero errors, every selected operation tested.
 
-    Two runs of the CLI per role: the operations the role may call, through every phase; then those it
-    is refused and no earlier role's run covers, fuzzed only. The route's policy answers those with the
-    same 403 before reading anything, so fuzzing checks that answer's conformance, while the coverage
-    phase would only send it hundreds of edge cases refused alike (it was half the specialist's run)."""
+    Three runs of the CLI per role. The coverage phase (every edge case the schema defines; most of a
+    run's time) for the operations no earlier role may call: an operation meets it once, from the first
+    role allowed it. Examples, random and stateful requests for every operation the role may call, where
+    what it may see and do differs. Then the operations it is refused and no earlier role's run covers,
+    fuzzed only: the route's policy answers those with the same 403 before reading anything, so fuzzing
+    checks that answer's conformance, while the coverage phase would only send it hundreds of edge cases
+    refused alike (it was half the specialist's run)."""
     outcome = outcomes[role]
     for line in outcome.summaries:
         _publish(line, tmp_path_factory, capsys)
@@ -411,6 +427,23 @@ def _refused(role: Role) -> tuple[list[str], list[str]]:
         first_refused = next(other for other in ROLES if other.value not in allowed)
         (here if first_refused is role else elsewhere).append(f"{method} {path}")
     return here, elsewhere
+
+
+def _allowed_earlier(role: Role) -> list[str]:
+    """The operations this role may call that a role before it in ROLES may call too. That role's run
+    sends them every edge case of the schema (the coverage phase, which ignores --max-examples and is
+    most of a run's time); this role's run sends them examples, random and stateful requests, where
+    what it may see and do differs. Every operation still meets the coverage phase once."""
+    policies = route_policies(create_app(Settings()))
+    earlier = ROLES[: ROLES.index(role)]
+    return [
+        f"{method} {path}"
+        for (method, path), allowed in sorted(policies.items())
+        if path.startswith("/v1/")
+        and allowed
+        and role.value in allowed
+        and any(other.value in allowed for other in earlier)
+    ]
 
 
 def _reference(conn: psycopg.Connection[Any]) -> dict[str, Any]:
