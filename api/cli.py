@@ -62,6 +62,8 @@ import_app = typer.Typer(no_args_is_help=True, help="Open data in: listings publ
 territories_app = typer.Typer(no_args_is_help=True, help="The official territories: a newer release of the communes.")
 app.add_typer(territories_app, name="territories")
 app.add_typer(import_app, name="import")
+export_app = typer.Typer(no_args_is_help=True, help="Open data out: the published directory in exchange formats.")
+app.add_typer(export_app, name="export")
 
 T = TypeVar("T")
 log = structlog.get_logger()
@@ -308,6 +310,33 @@ def _print_import(report: Any, *, dry_run: bool) -> None:
             typer.echo(f"  {title}: {count} × {reason}" + (f" — e.g. {'; '.join(examples)}" if examples else ""))
     for value, count in report.left_out.most_common():
         typer.echo(f"  not carried over: {count} × {value}")
+
+
+@export_app.command("hsds")
+def export_hsds(
+    directory: Annotated[Path, typer.Argument(help="Where to write the files (created if missing).")],
+) -> None:
+    """Dump the published directory as Open Referral HSDS 3.0 (one JSON object per line): every listed
+    service fully nested, their places, the active organisations, the taxonomies and their terms, and
+    hsds.json (version, counts, sources and licences). A safe house is published as its commune and its
+    front-door contact, as in the HSDS API. Read in one snapshot; files are replaced only when complete."""
+    from sync import hsds
+
+    settings = _settings()
+
+    async def run() -> dict[str, int]:
+        async with await psycopg.AsyncConnection.connect(libpq_url(database_url(settings))) as conn:
+            await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
+            await conn.set_read_only(True)
+            async with conn.transaction():
+                return await hsds.export(conn, directory, base_url=settings.public_base_url)
+
+    try:
+        counts = asyncio.run(run())
+    except (OSError, psycopg.Error) as exc:
+        _fail(f"export stopped, no file was replaced: {exc}")
+    for name, count in counts.items():
+        typer.echo(f"{count} {name} → {directory / (name + '.ndjson')}")
 
 
 @territories_app.command("refresh")

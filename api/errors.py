@@ -191,12 +191,26 @@ def status_for(exc: Exception) -> int | None:
     return None
 
 
+# OGC API – Features answers a query parameter it cannot use, invalid or unknown, with 400 Bad Request
+# (Part 1, /req/core/query-param-invalid and /req/core/query-param-unknown) where the rest of this API
+# answers 422. The one exception to the table above, by path: every 422 of an operation under /ogc is
+# a 400, with the same body and code (`invalid_request`, naming the parameter, never its value).
+OGC_PREFIX = "/ogc"
+
+
+def _for_request(request: Request, status: int) -> int:
+    path = get_route_path(request.scope)
+    if status == 422 and (path == OGC_PREFIX or path.startswith(OGC_PREFIX + "/")):
+        return 400
+    return status
+
+
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = status_for(exc)
     if status is None:
         return await _unexpected(request, exc)
     return problem_response(
-        status,
+        _for_request(request, status),
         getattr(exc, "code", "error"),
         getattr(exc, "detail", str(exc)),
         headers=getattr(exc, "headers", None),
@@ -270,7 +284,9 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         errors.append(entry)
     first = errors[0] if errors else {"message": "invalid request"}
     where = first.get("name") or first.get("pointer") or "request"
-    return problem_response(422, "invalid_request", f"{where}: {first['message']}", errors=errors)
+    return problem_response(
+        _for_request(request, 422), "invalid_request", f"{where}: {first['message']}", errors=errors
+    )
 
 
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -199,9 +199,18 @@ def _host_and_port(value: str, scheme: str | None) -> tuple[str, int | None] | N
     return host, port
 
 
+# The APIs whose every operation needs a bearer token (unless declared `Public`): the API itself and
+# its OGC API – Features view for GIS clients.
+PROTECTED_PREFIXES = ("/v1", "/ogc")
+
+
+def needs_token(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in PROTECTED_PREFIXES)
+
+
 class Authentication:
-    """Authentication first (DESIGN §3): without a valid bearer token, every /v1 operation that is not
-    declared `Public` answers 401 — before 400, 413, 422 or 428, and without parsing the body.
+    """Authentication first (DESIGN §3): without a valid bearer token, every /v1 or /ogc operation that
+    is not declared `Public` answers 401 — before 400, 413, 422 or 428, and without parsing the body.
 
     FastAPI reads and decodes the JSON body before it runs any dependency, and runs the endpoint's
     dependencies in parameter order (If-Match before the principal, say), so the route's policy
@@ -222,11 +231,7 @@ class Authentication:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or not (path == "/v1" or path.startswith("/v1/"))
-            or self.is_public(scope["method"], path)
-        ):
+        if scope["type"] != "http" or not needs_token(path) or self.is_public(scope["method"], path):
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})

@@ -57,6 +57,14 @@ class OidcIssuer(BaseModel):
         return self.issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
+def _standards_dir() -> Path:
+    """`../shared/standards` beside the checkout; for a clone made elsewhere (a CI run's), the
+    machine's shared folder."""
+    beside = REPO_ROOT.parent / "shared" / "standards"
+    machine = Path("/work/shared/standards")
+    return beside if beside.is_dir() or not machine.is_dir() else machine
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MAILLAGE_", extra="ignore")
 
@@ -148,6 +156,10 @@ class Settings(BaseSettings):
     # Open data in (`maillage import data-inclusion`): the API token data·inclusion gives on request,
     # for reading its API rather than its published files.
     data_inclusion_token: SecretStr | None = None
+
+    # Open data out: where the official schemas of the exchange standards are read from (HSDS 3.0 in
+    # hsds-3.0/, CC BY-SA 4.0), to check exports against them; never copied into the project.
+    standards_dir: Path = Field(default_factory=lambda: _standards_dir())
 
     # Statistics: cells under k distinct cases are suppressed (never below 5). Queries are few and
     # national ones cost a second of database time: a per-subject limit keeps differencing and load slow.

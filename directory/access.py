@@ -95,6 +95,28 @@ EXACT_LOCATION = f"""(l.visibility = 'public' OR coalesce(l.organisation_id = %(
     OR (%(viewer_specialist)s AND l.id IN ({PLACED_BY_VIEWER})))"""
 
 
+# --- open data: what the exports publish (HSDS, OGC API Features) ----------------------------------
+# A listed service (alias `s`, organisation `o`): not archived, not suspended by Maillage, its
+# organisation active — what search shows. Exports publish listed services only, every one as a
+# viewer who may see no safe house sees it (`l.public_point`; a confidential location's address,
+# name and exact point never), whoever asks: an export leaves Maillage (files, GIS layers, caches),
+# and the few people allowed a safe house's address read it in the API, where the read is journalled.
+LISTED_SERVICE = "s.archived_at IS NULL AND s.status <> 'suspended' AND o.deactivated_at IS NULL"
+# Its place (alias `l`): at `l.public_point` (a confidential location's commune point), never `l.point`.
+PUBLISHED_POINT = "l.public_point"
+
+
+def published_detail(column: str) -> str:
+    """A place's own detail (name, address, precision, id…) as published: a public place's only."""
+    return f"CASE WHEN l.visibility = 'public' THEN {column} END"
+
+
+def front_door(column: str) -> str:
+    """A confidential place's front-door contact (`l.front_door_phone`, `l.front_door_email`): what
+    stands for its address."""
+    return f"CASE WHEN l.visibility = 'confidential' THEN {column} END"
+
+
 # --- care pathways: handoffs, cases, pathway events ------------------------------------------------
 # Specialists act for the 119 unit and read every case and handoff. A partner reads the handoffs it
 # sent or received (its own records, whatever their status), but a case — its fields, competence,

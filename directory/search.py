@@ -24,7 +24,7 @@ from typing import Any
 from psycopg import AsyncConnection, AsyncRawCursor
 
 from . import hours
-from .access import EXACT_LOCATION, PLACED_BY_VIEWER, Principal, Role, sql_params
+from .access import EXACT_LOCATION, LISTED_SERVICE, PLACED_BY_VIEWER, Principal, Role, sql_params
 
 STALE_AFTER_DAYS = 180
 
@@ -189,7 +189,7 @@ JOINS = """
     LEFT JOIN departement d ON d.code = lc.departement_code
 """
 _FROM = "FROM service s " + JOINS
-_BASE = "s.archived_at IS NULL AND s.status <> 'suspended' AND o.deactivated_at IS NULL"
+_BASE = LISTED_SERVICE
 _TIMEZONE, _HOLIDAY_ZONE = "coalesce(d.timezone, 'Europe/Paris')", "coalesce(d.holiday_zone, 'FR')"
 _OPEN_AT = hours.open_at_sql("%(at)s::timestamptz", _TIMEZONE, _HOLIDAY_ZONE)
 _OPEN_NOW = hours.open_at_sql("%(now)s::timestamptz", _TIMEZONE, _HOLIDAY_ZONE)

@@ -119,3 +119,35 @@ def test_bindings_are_added_listed_and_revoked(
             conn.execute("DELETE FROM identity_binding WHERE issuer = %s", (issuer,))
     with psycopg.connect(plain(owner_url)) as conn:
         assert conn.execute("SELECT count(*) FROM identity_binding WHERE issuer = %s", (issuer,)).fetchone() == (0,)
+
+
+def test_export_hsds_writes_a_valid_dump_of_the_published_directory(
+    var: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`maillage export hsds DIR` on the seeded directory (CRIPs, the collective's members): every line
+    of every file is an HSDS 3.0 object, and the counts it prints are the files' (the API's own tests
+    compare the dump with the HSDS API on listings with places and safe houses)."""
+    import json
+
+    import psycopg
+
+    from tests import hsds_schemas
+    from tests.database import plain
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("MAILLAGE_PUBLIC_BASE_URL", "https://maillage.example")
+    out = var / "hsds"
+    result = CliRunner().invoke(app, ["export", "hsds", str(out)])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(plain(database_url)) as conn:
+        row = conn.execute("SELECT count(*) FROM organisation WHERE deactivated_at IS NULL").fetchone()
+    assert row is not None
+    for name in hsds_schemas.TABLE:
+        lines = (out / f"{name}.ndjson").read_text().splitlines()
+        assert f"{len(lines)} {name} → {out / (name + '.ndjson')}" in result.output
+        for line in lines:
+            hsds_schemas.check(hsds_schemas.TABLE[name], json.loads(line))
+    assert len((out / "organizations.ndjson").read_text().splitlines()) == row[0]
+    assert not list(out.glob("*.partial"))
+    taxonomy = json.loads((out / "taxonomies.ndjson").read_text().splitlines()[0])
+    assert taxonomy["uri"] == "https://maillage.example/v1/specialisms"

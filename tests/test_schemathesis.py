@@ -76,6 +76,8 @@ STOP_TIMEOUT = 20.0
 UNLIMITED = "1000000"
 
 ROLES = (Role.specialist, Role.partner, Role.department, Role.admin)
+# The operations behind a role policy: the API's and its OGC API Features view's.
+PROTECTED = ("/v1/", "/ogc")
 # Two chains run side by side, each on a server and database of its own, their roles in turn: the
 # partner's writes (its listings) after the specialist's reads, the admin's (deactivations, revoked
 # clients) after the département's, as when the four ran in one sequence. Balanced by duration.
@@ -422,7 +424,7 @@ def _refused(role: Role) -> tuple[list[str], list[str]]:
     here: list[str] = []
     elsewhere: list[str] = []
     for (method, path), allowed in sorted(policies.items()):
-        if not path.startswith("/v1/") or not allowed or role.value in allowed:
+        if not path.startswith(PROTECTED) or not allowed or role.value in allowed:
             continue
         first_refused = next(other for other in ROLES if other.value not in allowed)
         (here if first_refused is role else elsewhere).append(f"{method} {path}")
@@ -439,7 +441,7 @@ def _allowed_earlier(role: Role) -> list[str]:
     return [
         f"{method} {path}"
         for (method, path), allowed in sorted(policies.items())
-        if path.startswith("/v1/")
+        if path.startswith(PROTECTED)
         and allowed
         and role.value in allowed
         and any(other.value in allowed for other in earlier)

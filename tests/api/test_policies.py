@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 
 from api.app import assert_policies, route_policies
 from directory.access import Role
+from sync.hsds import derived_id
 from tests.api.test_authorization_matrix import MATRIX_ROUTES
 from tests.api.test_own_listings import OWN_LISTING_ROUTES
 from tests.api.test_pathways import PATHWAY_ROUTES
@@ -23,8 +24,11 @@ SPECIALIST = frozenset({Role.specialist})
 PARTNER = frozenset({Role.partner})
 CASE_READERS = frozenset({Role.specialist, Role.partner})
 ANALYSTS = frozenset({Role.department, Role.specialist, Role.admin})
-PUBLIC = None  # outside /v1: no token, no data
+PUBLIC = None  # outside /v1 and /ogc: no token, no data
 DECLARED_PUBLIC: frozenset[Role] = frozenset()  # inside /v1, explicitly marked Public()
+OGC_COLLECTIONS = ("services", "regions", "departements", "collectivites", "communes")
+OGC_TAILS = ("", "/items", "/items/{feature_id}", "/queryables")
+OGC_FEATURES = {"services": "{crip_service}", "regions": "11", "departements": "93", "collectivites": "93D"}
 
 POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/healthz"): PUBLIC,
@@ -44,6 +48,23 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/v1/organisations"): ALL,
     ("GET", "/v1/organisations/{organisation_id}"): ALL,
     ("GET", "/v1/specialisms"): ALL,
+    ("GET", "/v1/hsds"): ALL,
+    ("GET", "/v1/hsds/services"): ALL,
+    ("GET", "/v1/hsds/services/{service_id}"): ALL,
+    ("GET", "/v1/hsds/service_at_locations"): ALL,
+    ("GET", "/v1/hsds/service_at_locations/{service_at_location_id}"): ALL,
+    ("GET", "/v1/hsds/organizations"): ALL,
+    ("GET", "/v1/hsds/organizations/{organization_id}"): ALL,
+    ("GET", "/v1/hsds/taxonomies"): ALL,
+    ("GET", "/v1/hsds/taxonomies/{taxonomy_id}"): ALL,
+    ("GET", "/v1/hsds/taxonomy_terms"): ALL,
+    ("GET", "/v1/hsds/taxonomy_terms/{taxonomy_term_id}"): ALL,
+    # OGC API – Features (tests/api/test_ogc.py): the directory as no viewer sees a safe house, for all.
+    ("GET", "/ogc/"): ALL,
+    ("GET", "/ogc"): ALL,
+    ("GET", "/ogc/conformance"): ALL,
+    ("GET", "/ogc/collections"): ALL,
+    **{("GET", f"/ogc/collections/{c}{tail}"): ALL for c in OGC_COLLECTIONS for tail in OGC_TAILS},
     # Listing writes and management (tests/api/test_authorization_matrix.py walks them per object).
     ("POST", "/v1/services"): WRITERS,
     ("PATCH", "/v1/services/{service_id}"): WRITERS,
@@ -128,6 +149,34 @@ EXAMPLES: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
     ("GET", "/v1/organisations"): {"url": "/v1/organisations"},
     ("GET", "/v1/organisations/{organisation_id}"): {"url": "/v1/organisations/{crip}"},
     ("GET", "/v1/specialisms"): {"url": "/v1/specialisms"},
+    ("GET", "/v1/hsds"): {"url": "/v1/hsds"},
+    ("GET", "/v1/hsds/services"): {"url": "/v1/hsds/services"},
+    ("GET", "/v1/hsds/services/{service_id}"): {"url": "/v1/hsds/services/{crip_service}"},
+    ("GET", "/v1/hsds/service_at_locations"): {"url": "/v1/hsds/service_at_locations"},
+    ("GET", "/v1/hsds/service_at_locations/{service_at_location_id}"): {
+        "url": "/v1/hsds/service_at_locations/{crip_service}"
+    },
+    ("GET", "/v1/hsds/organizations"): {"url": "/v1/hsds/organizations"},
+    ("GET", "/v1/hsds/organizations/{organization_id}"): {"url": "/v1/hsds/organizations/{crip}"},
+    ("GET", "/v1/hsds/taxonomies"): {"url": "/v1/hsds/taxonomies"},
+    ("GET", "/v1/hsds/taxonomies/{taxonomy_id}"): {
+        "url": f"/v1/hsds/taxonomies/{derived_id('taxonomy', 'specialisms')}"
+    },
+    ("GET", "/v1/hsds/taxonomy_terms"): {"url": "/v1/hsds/taxonomy_terms"},
+    ("GET", "/v1/hsds/taxonomy_terms/{taxonomy_term_id}"): {
+        "url": f"/v1/hsds/taxonomy_terms/{derived_id('taxonomy_term', 'specialisms', 'crip')}"
+    },
+    ("GET", "/ogc/"): {"url": "/ogc/"},
+    ("GET", "/ogc"): {"url": "/ogc"},
+    ("GET", "/ogc/conformance"): {"url": "/ogc/conformance"},
+    ("GET", "/ogc/collections"): {"url": "/ogc/collections"},
+    **{
+        ("GET", f"/ogc/collections/{c}{tail}"): {
+            "url": f"/ogc/collections/{c}{tail}".replace("{feature_id}", OGC_FEATURES.get(c, "93008"))
+        }
+        for c in OGC_COLLECTIONS
+        for tail in OGC_TAILS
+    },
     ("GET", "/v1/stats/handoffs"): {"url": "/v1/stats/handoffs?group_by=month"},
     ("GET", "/v1/stats/needs"): {"url": "/v1/stats/needs"},
     ("GET", "/v1/stats/coverage"): {"url": "/v1/stats/coverage?collectivite=93D&specialism=crip"},
@@ -150,7 +199,7 @@ def test_every_v1_route_is_exercised_per_role(app: FastAPI) -> None:
     """Reads by EXAMPLES here, listing routes by the authorization matrix, the rest by ADMIN_ONLY tests."""
     covered = set(EXAMPLES) | MATRIX_ROUTES | set(ADMIN_ONLY) | {("POST", "/v1/auth/token")} | PATHWAY_ROUTES
     covered |= OWN_LISTING_ROUTES
-    assert {key for key in POLICY if key[1].startswith("/v1")} == covered
+    assert {key for key in POLICY if key[1].startswith(("/v1", "/ogc"))} == covered
 
 
 def test_an_app_with_an_unprotected_v1_route_is_refused() -> None:
