@@ -70,7 +70,7 @@ class RequestContext:
     by route template) per request.
 
     The access log records the path but never the query string: search and resolve parameters can
-    be a child's whereabouts (DESIGN §3). /v1 answers are marked `Cache-Control: no-store`."""
+    be a child's whereabouts (DESIGN §3). /v1 and /ogc answers are marked `Cache-Control: no-store`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -88,8 +88,9 @@ class RequestContext:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
-        # Every /v1 answer is about a child or scoped to its caller: no shared or browser cache keeps it.
-        private = scope["path"] == "/v1" or scope["path"].startswith("/v1/")
+        # Every answer behind a token is about a child or scoped to its caller, or open data that a
+        # token guards: no shared or browser cache keeps it.
+        private = needs_token(scope["path"])
 
         async def send_with_id(message: Message) -> None:
             nonlocal status

@@ -24,6 +24,7 @@ jittered by up to ~1 km, each with a random specialism):
 - HTTP: `maillage serve` (one uvicorn worker, production settings) driven by wrk (one thread), the
   server's CPU time (all its threads, from /proc) read around each measured run: the CPU spent
   outside PostgreSQL per request, beside that of a cheap authenticated GET /v1/specialisms;
+- the same bbox listing through Maillage's own OGC API – Features (/ogc), beside tipg's;
 - tipg 1.6.1 (its own virtualenv under var/bench/, one uvicorn worker) serving the bbox listing of a
   view over the same tables, driven by the same wrk settings.
 
@@ -456,6 +457,11 @@ SEARCHES: dict[str, Callable[[Origin], dict[str, str]]] = {
 Statements = dict[str, tuple[str, dict[str, Any]]]
 
 
+def ogc_path(origin: Origin) -> str:
+    """The bbox listing as an OGC API – Features client asks it of /ogc."""
+    return "/ogc/collections/services/items?" + urlencode(bbox_params(origin), safe=",")
+
+
 def search_path(params: dict[str, str]) -> str:
     return "/v1/services/search?" + urlencode(params, safe=",")
 
@@ -845,6 +851,8 @@ def measure_all(settings: Settings, runs: Runs, plain_url: str, origins: list[Or
         runs.bare("bare_bbox", BARE_BBOX)
         api_sql("bbox")
         api_http("bbox")
+        # The same box through OGC API – Features (numberMatched counted on every first page).
+        runs.wrk("ogc_bbox_http", api, [ogc_path(o) for o in origins], headers, down=api_down)
         if tipg_venv is None:
             runs.missing["tipg_bbox"] = tipg_down
         else:
@@ -882,6 +890,7 @@ SECTIONS = {
         "bare_bbox": "bare ceiling (pgbench)",
         "api_bbox_sql": "raw SQL (pgbench)",
         "api_bbox_http": "HTTP API (wrk)",
+        "ogc_bbox_http": "HTTP /ogc items (wrk)",
         "tipg_bbox": "tipg 1.6.1 (wrk)",
     },
     f"20 nearest within {AWAY_RADIUS_KM} km, without and with away_from a point {AWAY_KM} km off "
@@ -901,6 +910,7 @@ SUMMARY = {
     "bare_bbox": "tps",
     "api_bbox_sql": "tps",
     "api_bbox_http": "rps",
+    "ogc_bbox_http": "rps",
     "tipg_bbox": "rps",
 }
 

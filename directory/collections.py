@@ -18,9 +18,11 @@ Features are built by PostgreSQL (DESIGN §6): one JSON text per row, passed thr
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import re
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -114,7 +116,8 @@ SERVICES = Collection(
         "The public directory: one point per listed service, at its location's public point (a confidential "
         "location — a safe house — stands at its commune's point, with no address, whoever asks); a service "
         "without a location (a phone line, an online service) has no geometry and never matches a bbox. "
-        "`datetime` filters on `last_verified_at`, when the service's organisation last confirmed the listing."
+        "`datetime` filters on `last_verified_at`, when the service's organisation last confirmed the listing "
+        "(a service never verified matches any `datetime`)."
     ),
     geometry="Point",
     id_pattern=UUID,
@@ -279,11 +282,21 @@ class Items:
 @dataclass(frozen=True)
 class Page:
     features: list[str]
-    number_matched: int
+    number_matched: int | None  # None: more than MAX_COUNTED, not counted
     last_id: str | None  # set when another page follows
 
 
-_ENVELOPE = "ST_MakeEnvelope(%(min_lon)s::float8, %(min_lat)s::float8, %(max_lon)s::float8, %(max_lat)s::float8, 4326)"
+# numberMatched is counted up to this many features, and left out above (Part 1 allows it): counting
+# a whole layer (a GIS panning over France) would cost more than the page it comes with.
+MAX_COUNTED = 10_000
+
+
+# The box as a geometry: a polygon, or a point or line when it has no width or height (ST_MakeEnvelope
+# would collapse it into an empty polygon, and a box drawn on a point would find nothing there).
+_ENVELOPE = (
+    "ST_SetSRID(ST_MakeBox2D(ST_Point(%(min_lon)s::float8, %(min_lat)s::float8),"
+    " ST_Point(%(max_lon)s::float8, %(max_lat)s::float8))::geometry, 4326)"
+)
 
 
 def _intersects(column: str) -> str:
@@ -371,18 +384,19 @@ def _conditions(collection: Collection, shape: _Shape, query: Items) -> tuple[li
     if query.bbox is not None and shape.spatial is not None:
         conditions.append(shape.spatial)
         params.update(query.bbox.__dict__)
-    # Territories have no temporal geometry: `datetime` leaves all of them in (Part 1 lets a server
-    # keep features without one). A service never verified has none either, and is left out: there is
-    # no instant of it to intersect the interval.
+    # A feature without a temporal value matches any `datetime` (Part 1, /req/core/fc-time-response):
+    # territories, and a service never verified.
     if query.interval is not None and collection.temporal is not None:
         start, end = query.interval
-        conditions.append(f"{collection.temporal} IS NOT NULL")
+        within = []
         if start is not None:
-            conditions.append(f"{collection.temporal} >= %(start)s::timestamptz")
+            within.append(f"{collection.temporal} >= %(start)s::timestamptz")
             params["start"] = start
         if end is not None:
-            conditions.append(f"{collection.temporal} <= %(end)s::timestamptz")
+            within.append(f"{collection.temporal} <= %(end)s::timestamptz")
             params["end"] = end
+        if within:
+            conditions.append(f"({collection.temporal} IS NULL OR ({' AND '.join(within)}))")
     for index, (queryable, value) in enumerate(query.filters):
         name = f"q{index}"
         conditions.append(queryable.condition.replace("%(value)s", f"%({name})s"))
@@ -399,7 +413,7 @@ def statements(collection: Collection, query: Items) -> tuple[str, str, dict[str
     where = " AND ".join(conditions)
     after = f" AND {shape.key} > %(after)s::{shape.key_type}" if query.after is not None else ""
     feature = shape.feature or "NULL::json"
-    count = f"SELECT count(*) {shape.source} WHERE {where}"
+    count = f"SELECT count(*) FROM (SELECT 1 {shape.source} WHERE {where} LIMIT {MAX_COUNTED + 1}) counted"
     page = f"""SELECT {shape.key}::text, {feature}::text {source}
                 WHERE {where}{after} ORDER BY {shape.key} LIMIT %(fetch)s"""
     return count, page, {**params, "after": query.after, "fetch": query.limit + 1}
@@ -407,17 +421,20 @@ def statements(collection: Collection, query: Items) -> tuple[str, str, dict[str
 
 async def items(conn: AsyncConnection, collection: Collection, query: Items) -> Page:
     """A page of `collection`'s features, in the order of their ids, with the number of features that
-    match the query (counted on the first page; later pages carry it in their cursor)."""
+    match the query: counted on the first page up to MAX_COUNTED (None above), carried by later pages
+    in their cursor."""
     count, page, params = statements(collection, query)
-    if query.matched is None:
-        row = await (await conn.execute(count, params)).fetchone()
-        assert row is not None
-        matched = int(row[0])
-    else:
-        matched = query.matched
     rows = await (await conn.execute(page, params)).fetchall()
     has_next = len(rows) > query.limit
     rows = rows[: query.limit]
+    matched = query.matched
+    if query.after is None:
+        if has_next:
+            row = await (await conn.execute(count, params)).fetchone()
+            assert row is not None
+            matched = int(row[0]) if row[0] <= MAX_COUNTED else None
+        else:
+            matched = len(rows)  # the whole answer is on this page
     if _SHAPES[collection.id].feature is None:
         regions = await region_features(conn)
         features = [regions[code] for code, _ in rows]
@@ -471,6 +488,11 @@ async def extent(conn: AsyncConnection) -> list[float]:
 class _RegionCache:
     version: str = ""
     features: dict[str, str] = field(default_factory=dict)
+    # One rebuild at a time per event loop: concurrent requests that see a new version wait for it,
+    # not redo it (an asyncio lock belongs to one loop; a process may run several, tests do).
+    locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
 
 _regions = _RegionCache()
@@ -488,7 +510,12 @@ async def region_features(conn: AsyncConnection) -> dict[str, str]:
     for this process."""
     row = await (await conn.execute(_TERRITORY_VERSION)).fetchone()
     version = hashlib.sha256(str(row[0] if row else "").encode()).hexdigest()
-    if version != _regions.version:
+    if version == _regions.version:
+        return _regions.features
+    lock = _regions.locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:
+        if version == _regions.version:
+            return _regions.features
         rows = await (
             await conn.execute(
                 """SELECT r.code, json_build_object('type', 'Feature', 'id', r.code,

@@ -213,7 +213,15 @@ def _feature_models(
     page_fields: dict[str, Any] = {
         "type": (Literal["FeatureCollection"], ...),
         "timeStamp": (str, Field(description="When the page was made (RFC 3339).")),
-        "numberMatched": (int, Field(ge=0, description="Features matching the query, over every page.")),
+        "numberMatched": (
+            int,
+            Field(
+                default=None,
+                ge=0,
+                description="Features matching the query, over every page; left out when more than "
+                f"{collections.MAX_COUNTED:,} match (counting a whole layer would cost more than the page).",
+            ),
+        ),
         "numberReturned": (int, Field(ge=0)),
         "features": (list[feature], ...),
         "links": (list[OgcLink], ...),
@@ -280,8 +288,8 @@ CURSOR_PARAMETER = _parameter(
 def _datetime_parameter(collection: Collection) -> dict[str, Any]:
     if collection.temporal is not None:
         meaning = (
-            "Only services last verified (`last_verified_at`) at this instant or within this interval; a "
-            "service never verified has no such instant and never matches."
+            "Services last verified (`last_verified_at`) at this instant or within this interval; a "
+            "service never verified has no time and matches any value (OGC API – Features Part 1)."
         )
     else:
         meaning = "Territories have no temporal geometry: the value is checked, and every feature matches."
@@ -549,7 +557,7 @@ def _routes_of(collection: Collection) -> None:
         pagination = Pagination(request, _list_scope(collection, request), 2, limit=limit, cursor=cursor)
         if pagination.after is not None:
             after, matched = pagination.after
-            if not isinstance(after, str) or not isinstance(matched, int):
+            if not isinstance(after, str) or not (matched is None or isinstance(matched, int)):
                 raise InvalidParameter("cursor", "malformed cursor")
             query = dataclasses.replace(query, after=after, matched=matched)
         page = await collections.items(conn, collection, query)
@@ -564,9 +572,10 @@ def _routes_of(collection: Collection) -> None:
         head = {
             "type": "FeatureCollection",
             "timeStamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "numberMatched": page.number_matched,
             "numberReturned": len(page.features),
         }
+        if page.number_matched is not None:
+            head["numberMatched"] = page.number_matched
         return GeoJSONText(
             _json(head)[:-1] + ',"features":[' + ",".join(page.features) + '],"links":' + _json(links) + "}",
             headers={"Link": _link_header(links)},

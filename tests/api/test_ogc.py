@@ -368,7 +368,7 @@ async def test_queryables_filter_the_items(client: httpx.AsyncClient, auth: Toke
     assert await ids(organisation_id=str(uuid.uuid4())) == []
 
 
-async def test_datetime_filters_on_the_last_verification(
+async def test_datetime_filters_on_the_last_verification_and_keeps_the_never_verified(
     client: httpx.AsyncClient, auth: Tokens, session: AsyncSession, world: World
 ) -> None:
     connection = await session.connection()
@@ -383,13 +383,18 @@ async def test_datetime_filters_on_the_last_verification(
         body = await _items(client, headers, organisation_id=str(world.owner.id), datetime=value)
         return [f["id"] for f in body["features"]]
 
-    assert await ids("2025-03-01T12:00:00Z") == [world.public]
-    assert await ids("2025-03-01T13:00:00+01:00") == [world.public]  # the same instant
-    assert await ids("2025-01-01T00:00:00Z/2025-06-01T00:00:00Z") == [world.public]
-    assert await ids("2025-04-01T00:00:00Z/..") == []
-    assert await ids("../2025-04-01T00:00:00Z") == [world.public]
-    assert await ids("/2025-02-01T00:00:00Z") == []
-    assert await ids("../..") == [world.public]  # never verified: no instant to intersect any interval
+    everyone = await ids("../..")
+    # A service never verified has no instant: it matches every interval (Part 1, fc-time-response).
+    never = [i for i in everyone if i != world.public]
+    assert len(never) == len(everyone) - 1 >= 1
+    with_public = sorted([*never, world.public])
+    assert await ids("2025-03-01T12:00:00Z") == with_public
+    assert await ids("2025-03-01T13:00:00+01:00") == with_public  # the same instant
+    assert await ids("2025-01-01T00:00:00Z/2025-06-01T00:00:00Z") == with_public
+    assert await ids("2025-04-01T00:00:00Z/..") == never
+    assert await ids("../2025-04-01T00:00:00Z") == with_public
+    assert await ids("/2025-02-01T00:00:00Z") == never
+    assert everyone == with_public
     territories = await _items(client, headers, "departements", datetime="2025-01-01T00:00:00Z", limit=200)
     assert territories["numberMatched"] == 101  # no temporal geometry: the parameter keeps them all
 
@@ -580,3 +585,48 @@ async def test_a_box_is_read_on_its_spatial_index(reader: AsyncConnection, colle
         plan = await (await reader.execute("EXPLAIN (FORMAT JSON) " + statement, params)).fetchone()
         assert plan is not None
         assert f'"Index Name": "{index}"' in json.dumps(plan[0]), collection
+
+
+async def test_a_box_with_no_width_finds_what_stands_on_it(
+    client: httpx.AsyncClient, auth: Tokens, world: World
+) -> None:
+    """A box drawn on a point (no width, no height) is that point: the services shown there, the safe
+    house at its commune point included — and nothing at the safe house's real place."""
+    lon, lat = world.commune_point
+    body = await _items(client, auth("admin"), bbox=f"{lon},{lat},{lon},{lat}", organisation_id=str(world.owner.id))
+    assert [f["id"] for f in body["features"]] == [world.house]
+    body = await _items(client, auth("admin"), bbox=f"{SAFE_HOUSE[0]},{SAFE_HOUSE[1]},{SAFE_HOUSE[0]},{SAFE_HOUSE[1]}")
+    assert body["features"] == []
+
+
+async def test_ogc_answers_are_kept_by_no_cache(client: httpx.AsyncClient, auth: Tokens, world: World) -> None:
+    for path in (
+        "/ogc/",
+        "/ogc/collections",
+        "/ogc/collections/services/items",
+        f"/ogc/collections/services/items/{world.house}",
+    ):
+        response = await client.get(path, headers=auth("partner", org=world.other.id))
+        assert response.status_code == 200, path
+        assert response.headers["cache-control"] == "no-store", path
+
+
+async def test_number_matched_is_counted_up_to_a_cap_and_left_out_above(
+    client: httpx.AsyncClient, auth: Tokens, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from directory import collections
+
+    headers = auth("specialist")
+    whole = await _items(client, headers, "departements", limit=1000)
+    assert (whole["numberMatched"], whole["numberReturned"]) == (101, 101)  # one page: no count needed
+    first = await _items(client, headers, "departements", limit=10)
+    assert first["numberMatched"] == 101
+    monkeypatch.setattr(collections, "MAX_COUNTED", 100)
+    capped = await _items(client, headers, "departements", limit=10)
+    assert "numberMatched" not in capped
+    assert capped["numberReturned"] == 10
+    following = await client.get(
+        next(link["href"] for link in capped["links"] if link["rel"] == "next"), headers=headers
+    )
+    assert following.status_code == 200
+    assert "numberMatched" not in following.json()
