@@ -29,6 +29,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, TypeVar
@@ -95,13 +96,19 @@ _CHANNELS = {
 }
 
 
+@cache
+def _data_inclusion_version() -> str:
+    """The pinned data-inclusion-schema's version, read once (a metadata lookup costs ~2 ms)."""
+    return package_version("data-inclusion-schema")
+
+
 class Taxonomies:
     """The taxonomies and their terms, built once per answer from Maillage's own tables and the
     sources of imported listings; links point at the configured public base URL."""
 
     def __init__(self, base_url: str, sources: Sequence[dict[str, Any]]) -> None:
         self.base_url = base_url.rstrip("/")
-        di_version = package_version("data-inclusion-schema")
+        di_version = _data_inclusion_version()
         self.taxonomies: dict[TaxonomyKey, Taxonomy] = {
             "specialisms": Taxonomy(
                 id=derived_id("taxonomy", "specialisms"),
