@@ -630,3 +630,19 @@ async def test_number_matched_is_counted_up_to_a_cap_and_left_out_above(
     )
     assert following.status_code == 200
     assert "numberMatched" not in following.json()
+
+
+@pytest.mark.parametrize(("collection", "code"), [("communes", "13055"), ("regions", "93"), ("departements", "13")])
+async def test_served_boundaries_are_valid_geometries(
+    client: httpx.AsyncClient, auth: Tokens, collection: str, code: str
+) -> None:
+    """Rounded to 6 decimals alone, Marseille's boundary crosses itself; served, every boundary is a
+    valid MultiPolygon (shapely reads what a GIS would)."""
+    from shapely.geometry import shape
+    from shapely.validation import explain_validity
+
+    response = await client.get(f"/ogc/collections/{collection}/items/{code}", headers=auth("specialist"))
+    assert response.status_code == 200, response.text
+    geometry = response.json()["geometry"]
+    assert geometry["type"] == "MultiPolygon"
+    assert shape(geometry).is_valid, explain_validity(shape(geometry))
