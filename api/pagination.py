@@ -75,6 +75,13 @@ def _shaped(key: object, shape: KeyShape) -> Any:
     raise InvalidParameter("cursor", "malformed cursor")
 
 
+def list_scope(name: str, request: Request) -> str:
+    """The list a cursor belongs to when a query defines it: `name` and the query minus its page
+    parameters (`cursor`, `limit`), so a cursor replayed with other filters is refused."""
+    items = sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "limit"))
+    return f"{name}:" + hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
+
+
 def next_link(request: Request, cursor: str) -> str:
     """This request's own path and query with `cursor` set, under the configured public base URL."""
     url = URL(absolute(request.url.path)).replace(query=request.url.query)

@@ -34,7 +34,7 @@ from geo.models import CollectiviteKind
 from .access import LISTED_SERVICE, PUBLISHED_POINT, front_door, published_detail
 from .errors import NotFound
 from .models import Audience, Capacity, Channel, ServiceStatus
-from .search import JOINS
+from .search import JOINS, BBox
 from .taxonomy import SLUGS
 
 # --- value syntaxes (JSON Schema), shared by the queryables and the feature ids ---------------------
@@ -256,14 +256,6 @@ COLLECTIONS: dict[str, Collection] = {c.id: c for c in (SERVICES, REGIONS, DEPAR
 
 
 # --- reading them -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BBox:
-    min_lon: float
-    min_lat: float
-    max_lon: float
-    max_lat: float
 
 
 @dataclass(frozen=True)

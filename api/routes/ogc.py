@@ -9,7 +9,6 @@ problem naming it (OGC's status; api/errors.py) — never its value.
 """
 
 import dataclasses
-import hashlib
 import json
 import math
 import re
@@ -22,13 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from directory import collections
 from directory.access import Principal
-from directory.collections import BBox, Collection, Items
+from directory.collections import Collection, Items
+from directory.search import BBox
 
 from ..auth import AnyRole
 from ..db import ReaderDep
 from ..errors import InvalidParameter, problem_responses
 from ..links import absolute
-from ..pagination import CURSOR_SYNTAX, Pagination
+from ..pagination import CURSOR_SYNTAX, Pagination, list_scope
 from ..params import defined_query_only
 from ..responses import GEOJSON, GeoJSONText, JSONText
 
@@ -397,12 +397,6 @@ def _filters(collection: Collection, request: Request) -> tuple[tuple[collection
     return tuple(found)
 
 
-def _list_scope(collection: Collection, request: Request) -> str:
-    """The list a cursor belongs to: this collection and query, minus its page parameters."""
-    items = sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "limit"))
-    return f"ogc/{collection.id}:" + hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
-
-
 def _self(request: Request) -> str:
     query = request.url.query
     return absolute(request.url.path) + (f"?{query}" if query else "")
@@ -554,7 +548,7 @@ def _routes_of(collection: Collection) -> None:
         cursor = params.get("cursor")
         if cursor is not None and (len(cursor) > 512 or not re.fullmatch(CURSOR_SYNTAX, cursor)):
             raise InvalidParameter("cursor", "malformed cursor")
-        pagination = Pagination(request, _list_scope(collection, request), 2, limit=limit, cursor=cursor)
+        pagination = Pagination(request, list_scope(f"ogc/{collection.id}", request), 2, limit=limit, cursor=cursor)
         if pagination.after is not None:
             after, matched = pagination.after
             if not isinstance(after, str) or not (matched is None or isinstance(matched, int)):

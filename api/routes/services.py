@@ -1,7 +1,5 @@
 """Services: search near a place for a need, and read one service."""
 
-import hashlib
-import json
 import re
 import uuid
 from datetime import UTC, datetime
@@ -21,7 +19,7 @@ from ..auth import AnyRole
 from ..db import ReaderDep
 from ..errors import InvalidParameter, problem_responses
 from ..etags import documented, etag
-from ..pagination import Pagination
+from ..pagination import Pagination, list_scope
 from ..params import LATITUDE, LONGITUDE, Cursor, Limit
 from ..responses import GeoJSONText, feature_collection
 from ..schemas import ServiceCollection, ServiceDetail
@@ -129,12 +127,6 @@ async def _origin(
     return None
 
 
-def _fingerprint(request: Request) -> str:
-    """The list a cursor belongs to: the same query minus its page parameters."""
-    items = sorted((k, v) for k, v in request.query_params.multi_items() if k not in ("cursor", "limit"))
-    return "services/search:" + hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]
-
-
 async def search_query(
     request: Request,
     conn: ReaderDep,
@@ -230,7 +222,7 @@ async def search_query(
     if len(set(outside)) != len(outside):
         raise InvalidParameter("outside", "codes must not repeat")
     outside_departements, outside_collectivites = await _outside(conn, outside)
-    page = Pagination(request, _fingerprint(request), 1 if box else 3, limit=limit, cursor=cursor)
+    page = Pagination(request, list_scope("services/search", request), 1 if box else 3, limit=limit, cursor=cursor)
     filters = search.Filters(
         specialisms=tuple(sorted(set(specialism or ()))),
         match_all=match == "all",
@@ -285,7 +277,9 @@ async def search_services(
             conn, lon=query.origin.lon, lat=query.origin.lat, specialisms=query.filters.specialisms, now=now
         )
     # The domain trims the page itself and gives the last key when another page follows.
-    pagination = Pagination(request, _fingerprint(request), 1 if query.bbox else 3, limit=query.limit, cursor=None)
+    pagination = Pagination(
+        request, list_scope("services/search", request), 1 if query.bbox else 3, limit=query.limit, cursor=None
+    )
     pagination.links_after(page.last_key)
     return feature_collection(page.features, next_url=pagination.next_url, extra={"empty_reason": page.empty_reason})
 
