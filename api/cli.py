@@ -19,12 +19,11 @@ import psycopg
 import structlog
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from directory.access import Role
 from directory.errors import DirectoryError
-from directory.models import ApiClient, Organisation
+from directory.models import ApiClient
 from geo.errors import GeoError
 
 from .cluster import Cluster, ClusterError
@@ -826,9 +825,7 @@ def _local_provider(settings: Settings) -> Iterator[str | None]:
     """The local OpenID provider with its demo people, trusted by the server it runs beside, and the demo
     bindings of their groups. Without Node.js it is skipped with a warning: tokens of `maillage tokens
     issue` still work."""
-    from directory import identity_bindings
-
-    from .local_oidc import DEMO_AUDIENCE, DEMO_USERS, demo_config, demo_keys, running
+    from .local_oidc import DEMO_AUDIENCE, bind_demo_groups, demo_config, demo_keys, running
 
     keys = demo_keys(settings.var_dir / "oidc" / "keys.json")
     redirects = [f"{settings.public_base_url}/console/callback", "http://127.0.0.1:8080/callback"]
@@ -844,28 +841,7 @@ def _local_provider(settings: Settings) -> Iterator[str | None]:
         configured = OidcIssuer(issuer=started.issuer, audience=DEMO_AUDIENCE, algorithms=("ES256",))
         others = [c for c in settings.oidc_issuers if c.issuer != started.issuer]
         os.environ["MAILLAGE_OIDC_ISSUERS"] = json.dumps([c.model_dump() for c in (*others, configured)])
-
-        async def bind(session: AsyncSession) -> None:
-            partner = (
-                await session.exec(select(Organisation.id).where(Organisation.demo).order_by(Organisation.seed_key))
-            ).first()
-            bound = await identity_bindings.list_(session, issuer=started.issuer)
-            active = {b.value for b in bound if not b.revoked_at}
-            for _, group, role in DEMO_USERS:
-                if group in active or (role == "partner" and partner is None):
-                    continue
-                await identity_bindings.create(
-                    session,
-                    issuer=started.issuer,
-                    claim="groups",
-                    value=group,
-                    role=Role(role),
-                    organisation_id=partner if role == "partner" else None,
-                    collectivite_code="93D" if role == "department" else None,
-                    created_by="maillage run",
-                )
-
-        _in_session(bind)
+        _in_session(lambda session: bind_demo_groups(session, started.issuer, created_by="maillage run"))
         yield started.issuer
     finally:
         provider.__exit__(None, None, None)

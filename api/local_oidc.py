@@ -17,13 +17,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from .settings import REPO_ROOT
+
+if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
 
 PROVIDER = REPO_ROOT / "oidc" / "provider.mjs"
 START_TIMEOUT = 30.0
@@ -133,3 +136,33 @@ def demo_config(keys: list[dict[str, Any]], redirect_uris: list[str]) -> dict[st
         "users": [{"id": user, "claims": {"groups": [group]}} for user, group, _ in DEMO_USERS],
         "apps": [{"client_id": DEMO_CLIENT, "redirect_uris": redirect_uris}],
     }
+
+
+async def bind_demo_groups(session: AsyncSession, issuer: str, *, created_by: str) -> None:
+    """The identity bindings of the demo users' groups for that provider (`maillage run`, the console's
+    end-to-end tests): the partner acts for the first demo organisation (none without demo listings),
+    the département analyst for the Seine-Saint-Denis (93D). Bindings already active are kept."""
+    from sqlmodel import select
+
+    from directory import identity_bindings
+    from directory.access import Role
+    from directory.models import Organisation
+
+    partner = (
+        await session.exec(select(Organisation.id).where(Organisation.demo).order_by(Organisation.seed_key))
+    ).first()
+    bound = await identity_bindings.list_(session, issuer=issuer)
+    active = {b.value for b in bound if not b.revoked_at}
+    for _, group, role in DEMO_USERS:
+        if group in active or (role == "partner" and partner is None):
+            continue
+        await identity_bindings.create(
+            session,
+            issuer=issuer,
+            claim="groups",
+            value=group,
+            role=Role(role),
+            organisation_id=partner if role == "partner" else None,
+            collectivite_code="93D" if role == "department" else None,
+            created_by=created_by,
+        )
