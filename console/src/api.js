@@ -1,0 +1,84 @@
+// The console's only way to Maillage: the public /v1 API, with the bearer token held in memory.
+// Answers are never cached by the browser (cache: 'no-store'); no cookie is sent (credentials: 'omit').
+
+let token = null;
+let onUnauthorized = () => {};
+
+export function setToken(value) {
+  token = value;
+}
+
+export function hasToken() {
+  return token !== null;
+}
+
+export function whenUnauthorized(callback) {
+  onUnauthorized = callback;
+}
+
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || problem?.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem || {};
+  }
+
+  // What to tell the user: the problem's title and detail, and the fields it names.
+  get message() {
+    const { title, detail, errors } = this.problem;
+    const fields = Array.isArray(errors)
+      ? errors.map((e) => [e.loc?.filter((p) => p !== 'query' && p !== 'body').join('.'), e.msg].filter(Boolean).join(' : '))
+      : [];
+    return [detail || title || `Erreur ${this.status}`, ...fields].join(' — ');
+  }
+}
+
+function url(path, query) {
+  const target = new URL(path, window.location.origin);
+  for (const [key, value] of Object.entries(query || {})) {
+    if (value === null || value === undefined || value === '' || value === false) continue;
+    for (const one of Array.isArray(value) ? value : [value]) target.searchParams.append(key, String(one));
+  }
+  return target;
+}
+
+export async function request(path, { method = 'GET', query, body, headers = {}, accept = 'application/json' } = {}) {
+  if (token === null) throw new ApiError(401, { title: 'Session verrouillée' });
+  const response = await fetch(url(path, query), {
+    method,
+    headers: {
+      Authorization: `Bearer ${token}`,
+      Accept: accept,
+      ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+      ...headers,
+    },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+    cache: 'no-store',
+    credentials: 'omit',
+    referrerPolicy: 'no-referrer',
+  });
+  if (response.status === 401) {
+    onUnauthorized();
+    throw new ApiError(401, await problem(response));
+  }
+  if (!response.ok) throw new ApiError(response.status, await problem(response));
+  const type = response.headers.get('Content-Type') || '';
+  const data = response.status === 204 ? null : type.includes('json') ? await response.json() : await response.text();
+  return { data, etag: response.headers.get('ETag'), headers: response.headers, status: response.status };
+}
+
+async function problem(response) {
+  try {
+    return await response.json();
+  } catch {
+    return { title: response.statusText };
+  }
+}
+
+export const get = (path, query, options = {}) => request(path, { ...options, query }).then((r) => r.data);
+export const post = (path, body, options = {}) => request(path, { ...options, method: 'POST', body });
+
+// For MapLibre's tile requests: the same bearer header.
+export function authorization() {
+  return token === null ? {} : { Authorization: `Bearer ${token}` };
+}

@@ -1,0 +1,70 @@
+// A small DOM builder. Text always goes in as text nodes: nothing the API returns is ever parsed as HTML.
+export function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
+    else if (key === 'class') el.className = value;
+    else if (key === 'dataset') Object.assign(el.dataset, value);
+    else if (key === 'value' || key === 'checked' || key === 'selected') el[key] = value;
+    else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const child of [children].flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+export function clear(el) {
+  el.replaceChildren();
+  return el;
+}
+
+let ids = 0;
+export function uid(prefix = 'mx') {
+  ids += 1;
+  return `${prefix}-${ids}`;
+}
+
+// Form fields in the design system's markup (label tied to its control, hint inside the label).
+export function field(label, control, hint) {
+  const id = control.id || uid('f');
+  control.id = id;
+  const isSelect = control.tagName === 'SELECT';
+  control.classList.add(isSelect ? 'fr-select' : 'fr-input');
+  return h('div', { class: isSelect ? 'fr-select-group' : 'fr-input-group' },
+    h('label', { class: 'fr-label', for: id }, label, hint ? h('span', { class: 'fr-hint-text' }, hint) : null),
+    control);
+}
+
+export function checkbox(label, attrs = {}) {
+  const id = attrs.id || uid('c');
+  return h('div', { class: 'fr-checkbox-group' },
+    h('input', { type: 'checkbox', id, ...attrs }),
+    h('label', { class: 'fr-label', for: id }, label));
+}
+
+export function select(options, attrs = {}) {
+  return h('select', attrs, options.map(([value, label]) => h('option', { value }, label)));
+}
+
+export function alert(kind, title, text) {
+  return h('div', { class: `fr-alert fr-alert--${kind} fr-alert--sm`, role: kind === 'error' ? 'alert' : 'status' },
+    title ? h('h3', { class: 'fr-alert__title' }, title) : null,
+    text ? h('p', {}, text) : null);
+}
+
+export function badge(kind, text) {
+  return h('p', { class: `fr-badge fr-badge--sm fr-badge--${kind} fr-badge--no-icon` }, text);
+}
+
+const dateTime = new Intl.DateTimeFormat('fr-FR', { dateStyle: 'short', timeStyle: 'short', timeZone: 'Europe/Paris' });
+const dateOnly = new Intl.DateTimeFormat('fr-FR', { dateStyle: 'long', timeZone: 'Europe/Paris' });
+export const formatDateTime = (iso) => (iso ? dateTime.format(new Date(iso)) : '—');
+export const formatDate = (iso) => (iso ? dateOnly.format(new Date(iso)) : '—');
