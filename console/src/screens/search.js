@@ -95,7 +95,7 @@ export async function render(root, ctx) {
   }
 
   function showSuggestions() {
-    clear(suggestions).append(options.map((option, index) => h('li', {
+    clear(suggestions).append(...options.map((option, index) => h('li', {
       id: `${suggestions.id}-${index}`, role: 'option', 'aria-selected': index === active ? 'true' : 'false',
       onmousedown: (event) => { event.preventDefault(); choose(option); },
     }, option.label)));
