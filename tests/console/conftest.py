@@ -60,10 +60,11 @@ from api.local_oidc import (
     bind_demo_groups,
     demo_config,
     demo_keys,
+    free_port,
     running,
 )
 from api.settings import REPO_ROOT
-from directory import coverage, hours
+from directory import hours
 from directory.demo import seed_demo
 from tests.database import create_test_database, plain
 from tests.processes import Server
@@ -74,7 +75,14 @@ AXE = REPO_ROOT / "console" / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = "/usr/bin/chromium"
 # WebGL without a GPU (MapLibre needs it): ANGLE on SwiftShader, the software renderer Chromium ships.
 # Playwright adds --no-sandbox itself (its chromium_sandbox defaults to False), which root needs.
-CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"]
+# Every host name but the loopback's fails to resolve: the tests never reach the Internet (the requests
+# still show in the logs, for tests/console/test_console_shell.py to catch any to a third party).
+CHROMIUM_ARGS = [
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--ignore-gpu-blocklist",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
 USERS = tuple(user for user, _, _ in DEMO_USERS)
 # Demo listings: fewer than `maillage run`'s 300, enough for every city of the demo to have results.
 DEMO_SERVICES = 120
@@ -118,51 +126,63 @@ def _bind(app_url: str, issuer: str) -> None:
 def console_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
     if not CONSOLE_BUILD.is_file():
         pytest.fail(f"the console is not built ({CONSOLE_BUILD} is missing): run `make console` first", pytrace=False)
+    sources = [p for p in (REPO_ROOT / "console" / "src").rglob("*") if p.is_file()]
+    newer = [p for p in sources if p.stat().st_mtime > CONSOLE_BUILD.stat().st_mtime]
+    if newer:
+        pytest.fail(
+            f"the console's build is older than {newer[0].relative_to(REPO_ROOT)}: run `make console` first",
+            pytrace=False,
+        )
     var = tmp_path_factory.mktemp("console")
     name = create_test_database(cluster, suffix="_console")
     app_url, owner_url = cluster.app_url(name), cluster.url(name)
+    # Both ports chosen first: the server must know its provider, the provider its redirect URI. The
+    # server then starts (seconds of imports) while the data is seeded and the provider starts.
+    server = Server(app_url, var)
+    provider_port = free_port()
+    issuer = f"http://127.0.0.1:{provider_port}"
+    server.env.update(
+        {
+            "MAILLAGE_OWNER_DATABASE_URL": owner_url,
+            "MAILLAGE_PUBLIC_BASE_URL": server.base,
+            "MAILLAGE_OIDC_ISSUERS": json.dumps(
+                [{"issuer": issuer, "audience": DEMO_AUDIENCE, "algorithms": ["ES256"]}]
+            ),
+            "MAILLAGE_CONSOLE_THEME": "dsfr",
+            "MAILLAGE_CONSOLE_OIDC_ISSUER": issuer,
+            "MAILLAGE_CONSOLE_CLIENT_ID": DEMO_CLIENT,
+            "MAILLAGE_CONSOLE_OIDC_RESOURCE": DEMO_RESOURCE,
+            "MAILLAGE_CONSOLE_DIR": str(CONSOLE_BUILD.parent),
+        }
+    )
+    provider_log = var / "provider.log"
+    keys = demo_keys(var / "oidc" / "keys.json")  # ES256 for access tokens, RS256 for ID tokens
+    config = demo_config(keys, [f"{server.base}/console/callback"])
     try:
+        server.launch()
         with psycopg.connect(plain(owner_url)) as conn:
             seed_demo(conn, count=DEMO_SERVICES)
-            coverage.refresh(conn)  # as `maillage seed --demo` does
+            # As `maillage seed --demo` does; the template's coverage needs nothing more (its refresh
+            # would take seconds to find so).
             hours.refresh(conn)
             row = conn.execute("SELECT id FROM organisation WHERE demo ORDER BY seed_key LIMIT 1").fetchone()
         assert row is not None, "the demo seed made no organisation"
-
-        server = Server(app_url, var)  # its port is chosen now: the provider must know the redirect URI
-        keys = demo_keys(var / "oidc" / "keys.json")  # ES256 for access tokens, RS256 for ID tokens
-        provider_log = var / "provider.log"
-        with running(demo_config(keys, [f"{server.base}/console/callback"]), provider_log) as provider:
-            _bind(app_url, provider.issuer)
-            server.env.update(
-                {
-                    "MAILLAGE_OWNER_DATABASE_URL": owner_url,
-                    "MAILLAGE_PUBLIC_BASE_URL": server.base,
-                    "MAILLAGE_OIDC_ISSUERS": json.dumps(
-                        [{"issuer": provider.issuer, "audience": DEMO_AUDIENCE, "algorithms": ["ES256"]}]
-                    ),
-                    "MAILLAGE_CONSOLE_THEME": "dsfr",
-                    "MAILLAGE_CONSOLE_OIDC_ISSUER": provider.issuer,
-                    "MAILLAGE_CONSOLE_CLIENT_ID": DEMO_CLIENT,
-                    "MAILLAGE_CONSOLE_OIDC_RESOURCE": DEMO_RESOURCE,
-                    "MAILLAGE_CONSOLE_DIR": str(CONSOLE_BUILD.parent),
-                }
+        with running(config, provider_log, port=provider_port) as provider:
+            assert provider.issuer == issuer
+            _bind(app_url, issuer)
+            server.wait_ready()
+            yield ConsoleServer(
+                base_url=server.base,
+                app_url=plain(app_url),
+                owner_url=plain(owner_url),
+                issuer=issuer,
+                log=server.log,
+                provider_log=provider_log,
+                partner_organisation=row[0],
+                var=var,
             )
-            server.start()
-            try:
-                yield ConsoleServer(
-                    base_url=server.base,
-                    app_url=plain(app_url),
-                    owner_url=plain(owner_url),
-                    issuer=provider.issuer,
-                    log=server.log,
-                    provider_log=provider_log,
-                    partner_organisation=row[0],
-                    var=var,
-                )
-            finally:
-                server.stop()
     finally:
+        server.stop()
         cluster.drop_database(name)
 
 
@@ -316,6 +336,13 @@ class Response:
     bytes: int | None = None
 
 
+@dataclass(frozen=True)
+class Request:
+    url: str
+    document: str  # the URL of the document it was asked for (DevTools documentURL)
+    type: str
+
+
 class NetworkLog:
     """Every response of a page, from the DevTools protocol (Network.responseReceived, then
     Network.loadingFinished's encodedDataLength). The page's own target only: requests of dedicated
@@ -324,7 +351,7 @@ class NetworkLog:
     def __init__(self, page: Page) -> None:
         self._lock = threading.Lock()
         self._responses: dict[str, Response] = {}
-        self._requested: list[str] = []
+        self._requests: list[Request] = []
         self.session: CDPSession = page.context.new_cdp_session(page)
         self.session.on("Network.requestWillBeSent", self._request)
         self.session.on("Network.responseReceived", self._response)
@@ -333,7 +360,9 @@ class NetworkLog:
 
     def _request(self, event: dict[str, Any]) -> None:
         with self._lock:
-            self._requested.append(event["request"]["url"])
+            self._requests.append(
+                Request(url=event["request"]["url"], document=event.get("documentURL", ""), type=event.get("type", ""))
+            )
 
     def _response(self, event: dict[str, Any]) -> None:
         response = event["response"]
@@ -358,8 +387,14 @@ class NetworkLog:
             return [Response(**vars(r)) for r in self._responses.values() if r.bytes is not None or not finished]
 
     def requested(self) -> list[str]:
+        """Every URL the page asked for so far, in order (failed and unfinished ones included)."""
         with self._lock:
-            return list(self._requested)
+            return [r.url for r in self._requests]
+
+    def requests(self) -> list[Request]:
+        """The same, with the document each was asked for."""
+        with self._lock:
+            return list(self._requests)
 
     def bytes_by_type(self, where: Callable[[Response], bool] = lambda _: True) -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -378,7 +413,7 @@ class NetworkLog:
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             with self._lock:
-                count = len(self._requested)
+                count = len(self._requests)
                 pending = any(r.bytes is None for r in self._responses.values())
             if count != seen or pending:
                 seen, quiet_since = count, time.monotonic()
