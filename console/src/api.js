@@ -82,3 +82,17 @@ export const post = (path, body, options = {}) => request(path, { ...options, me
 export function authorization() {
   return token === null ? {} : { Authorization: `Bearer ${token}` };
 }
+
+// Every page of a paged list (the `next` link of each page), for the short reference lists a form needs.
+export async function getAll(path, query) {
+  const page = await get(path, query);
+  const items = [...(page.features || page.items || [])];
+  let next = (page.links || []).find((link) => link.rel === 'next');
+  while (next) {
+    const target = new URL(next.href);
+    const more = (await request(target.pathname + target.search)).data;
+    items.push(...(more.features || more.items || []));
+    next = (more.links || []).find((link) => link.rel === 'next');
+  }
+  return items;
+}

@@ -5,7 +5,7 @@
 // open case's id in the session's memory only (ctx.state.caseId); to come back to a case after a
 // lock, the specialist types its identifier.
 import { h, clear, field, checkbox, select, alert, formatDateTime } from '../dom.js';
-import { get, post, ApiError } from '../api.js';
+import { get, getAll, post, ApiError } from '../api.js';
 
 const CALLERS = [['parent', 'Parent'], ['relative', 'Proche'], ['professional', 'Professionnel·le'], ['minor', 'L’enfant'], ['other', 'Autre']];
 const CHANNELS = [['phone', 'Téléphone'], ['chat', 'Tchat'], ['web_form', 'Formulaire'], ['partner', 'Partenaire']];
@@ -33,13 +33,16 @@ export async function render(root, ctx) {
   if (ctx.state.caseId) return showCase(ctx.state.caseId);
   return showOpen();
 
+  // Messages go into the screen's one live region, which announces them: not live regions of their own.
   function say(node) {
+    if (node instanceof Element) node.removeAttribute('role');
     status.replaceChildren(node);
   }
 
   // --- open a case, or come back to one ------------------------------------------------------------
   async function showOpen() {
-    const collectivites = await get('/v1/collectivites');
+    const collectivites = (await getAll('/v1/collectivites', { limit: 100 }))
+      .map((f) => f.properties).sort((a, b) => a.code.localeCompare(b.code));
     const age = h('input', { type: 'number', min: '0', max: '21', required: true, inputmode: 'numeric' });
     const residence = select([['', 'Choisir…'], ...collectivites.map((c) => [c.code, `${c.name} (${c.code})`])], { required: true });
     const caller = select(CALLERS);

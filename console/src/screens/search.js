@@ -75,6 +75,12 @@ export async function render(root, ctx) {
     h('section', { 'aria-labelledby': 'results-title' },
       h('h2', { id: 'results-title' }, 'Résultats'), status, mapBox, mapNote, list, more)));
 
+  // Messages go into the screen's one live region, which announces them: not live regions of their own.
+  function say(node) {
+    if (node instanceof Element) node.removeAttribute('role');
+    status.replaceChildren(node);
+  }
+
   // --- the place: a commune or postal code from the list, or a point -----------------------------
   let active = -1;
   let options = [];
@@ -165,7 +171,7 @@ export async function render(root, ctx) {
     event.preventDefault();
     if (!place && options.length === 1) choose(options[0]);
     if (!place) {
-      status.replaceChildren(alert('error', null, 'Choisissez un lieu dans la liste des communes, ou un point sur la carte.'));
+      say(alert('error', null, 'Choisissez un lieu dans la liste des communes, ou un point sur la carte.'));
       placeInput.focus();
       return;
     }
@@ -183,7 +189,7 @@ export async function render(root, ctx) {
       min_distance_km: awayInput.value.trim() ? awayKm.value : null,
     };
     submit.disabled = true;
-    status.replaceChildren(h('p', {}, 'Recherche en cours…'));
+    say(h('p', {}, 'Recherche en cours…'));
     performance.clearMarks('mx-search-submit');
     performance.mark('mx-search-submit');
     try {
@@ -192,7 +198,7 @@ export async function render(root, ctx) {
       clear(list);
       show(page, true);
     } catch (error) {
-      status.replaceChildren(alert('error', 'La recherche a échoué', error.message));
+      say(alert('error', 'La recherche a échoué', error.message));
     } finally {
       submit.disabled = false;
     }
@@ -206,7 +212,7 @@ export async function render(root, ctx) {
       const page = (await request(target.pathname + target.search)).data;
       show(page, false);
     } catch (error) {
-      status.replaceChildren(alert('error', null, error.message));
+      say(alert('error', null, error.message));
     } finally {
       more.disabled = false;
     }
@@ -225,10 +231,10 @@ export async function render(root, ctx) {
     if (next) more.dataset.next = next.href;
     if (!results.length) {
       const reason = page.empty_reason;
-      status.replaceChildren(alert('info', 'Aucun service trouvé',
+      say(alert('info', 'Aucun service trouvé',
         reason ? `${reason.detail}` : 'Aucun service ne correspond à ces critères.'));
     } else {
-      status.replaceChildren(h('p', {}, `${results.length} service${results.length > 1 ? 's' : ''} trouvé${results.length > 1 ? 's' : ''}${next ? ' (d’autres suivent)' : ''}.`));
+      say(h('p', {}, `${results.length} service${results.length > 1 ? 's' : ''} trouvé${results.length > 1 ? 's' : ''}${next ? ' (d’autres suivent)' : ''}.`));
     }
     drawResults();
   }
@@ -278,7 +284,9 @@ export async function render(root, ctx) {
       type: 'Feature', geometry: f.geometry,
       properties: { id: f.id, precision: f.properties.location_precision || 'exact' } })) });
     showPlace(drawn);
-    const points = located.map((f) => f.geometry.coordinates);
+    // Frame the services received near the place (a national service far away would zoom out to France).
+    const near = located.filter((f) => f.properties.match?.reach === 'within_radius');
+    const points = (near.length ? near : located).map((f) => f.geometry.coordinates);
     if (points.length) {
       const { boundsOf } = await import('../map.js');
       drawn.fitBounds(boundsOf(points), { padding: 40, maxZoom: 12, duration: 0 });
