@@ -7,9 +7,13 @@ Fixture API (everything below is set up once per session, except the pages):
   password) and the identity bindings of their groups; theme dsfr. Attributes: `base_url`
   (http://127.0.0.1:<port>), `app_url` and `owner_url` (database URLs for psycopg: the API's role and
   the schema owner; `plain()` is applied already), `issuer`, `log` (the server's log file),
-  `provider_log`, `partner_organisation` (the id of the organisation the `partenaire` user acts for) and
-  `var` (the server's var directory).
-- `browser` (session): Playwright's Chromium (/usr/bin/chromium, headless, WebGL by SwiftShader).
+  `provider_log`, `partner_organisation` (the id of the organisation the `partenaire` user acts for),
+  `var` (the server's var directory) and `console_dir` (the build served: a copy of console/dist taken
+  at the start, so that a `make console` meanwhile cannot disturb the run).
+- `browser` (package, i.e. all of tests/console/): Playwright's Chromium (/usr/bin/chromium, headless,
+  WebGL by SwiftShader; Playwright passes --no-sandbox, which root needs). Host names other than
+  127.0.0.1 do not resolve in it: nothing reaches the Internet. Console tests must be sync functions
+  (Playwright's sync API and pytest-asyncio's loop cannot run at once).
 - `page` (test): a page in a fresh context: 1280×900, fr-FR, Europe/Paris, and `base_url` set to the
   server's, so `page.goto("/console")` works. `new_page()` (test): a factory of more such pages, each in
   a context of its own (two people at once); all closed after the test.
@@ -24,11 +28,16 @@ Fixture API (everything below is set up once per session, except the pages):
   - `network_log(page)`: a `NetworkLog` recording every response the page receives through a CDP
     session (bytes on the wire: encodedDataLength). Attach it BEFORE navigating. `.entries()` is a
     snapshot of what finished so far, `.bytes_by_type()` sums by resource type, `.total()` sums,
-    `.requested()` lists every URL the page asked for (failed ones included).
+    `.requested()` lists every URL the page asked for (failed ones included), `.requests()` the same
+    with the document that asked, `.settle()` waits until the network is quiet. Requests of dedicated
+    workers (MapLibre's tiles) are not in it: `page.context.on("request", ...)` sees those.
+  - For the inactivity lock, Playwright's clock: `page.clock.install()` before `login`, then
+    `page.clock.fast_forward(ms)`.
 - `ARTIFACTS`: var/artifacts/console/ (git-ignored with var/). A failed test leaves a screenshot there
   (`failed-<test>.png`).
 
-The console must be built (`make console`): without console/dist/index.html the session fails.
+The console must be built (`make console`): without console/dist/index.html, or with a build older than
+a file of console/src, the tests fail (never skip).
 """
 
 from __future__ import annotations
@@ -99,6 +108,7 @@ class ConsoleServer:
     provider_log: Path
     partner_organisation: uuid.UUID
     var: Path
+    console_dir: Path  # the build it serves: a copy of console/dist taken when the session started
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -134,6 +144,9 @@ def console_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -
             pytrace=False,
         )
     var = tmp_path_factory.mktemp("console")
+    # Served from a copy: a `make console` run meanwhile (it empties dist/ first) cannot pull the
+    # files from under the tests.
+    dist = shutil.copytree(CONSOLE_BUILD.parent, var / "console-dist")
     name = create_test_database(cluster, suffix="_console")
     app_url, owner_url = cluster.app_url(name), cluster.url(name)
     # Both ports chosen first: the server must know its provider, the provider its redirect URI. The
@@ -152,7 +165,7 @@ def console_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -
             "MAILLAGE_CONSOLE_OIDC_ISSUER": issuer,
             "MAILLAGE_CONSOLE_CLIENT_ID": DEMO_CLIENT,
             "MAILLAGE_CONSOLE_OIDC_RESOURCE": DEMO_RESOURCE,
-            "MAILLAGE_CONSOLE_DIR": str(CONSOLE_BUILD.parent),
+            "MAILLAGE_CONSOLE_DIR": str(dist),
         }
     )
     provider_log = var / "provider.log"
@@ -180,6 +193,7 @@ def console_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -
                 provider_log=provider_log,
                 partner_organisation=row[0],
                 var=var,
+                console_dir=dist,
             )
     finally:
         server.stop()
@@ -190,13 +204,16 @@ def console_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -
 # The browser and its pages
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop marked running in this thread for as long as
+# it lives, and pytest-asyncio's tests (the rest of the suite) refuse to start under it. It stops with
+# the last test of tests/console/ — whose tests must therefore be plain (sync) functions.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs the distribution's Chromium", pytrace=False)
