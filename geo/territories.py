@@ -44,6 +44,16 @@ _COMMUNE_AT = f"""
     LIMIT 1
 """
 
+
+def region_boundary(near: str | None = None) -> str:
+    """SQL: the boundary of the région `r`, which the sources do not give: the union of its départements'
+    (NULL for a région without any). `near`, a geometry expression (SRID 4326), limits the union to the
+    départements whose box meets it: what a map tile needs of a région, at a fraction of the cost.
+    The one definition of a région's territory (the OGC `regions` collection and the map tiles)."""
+    within = f" AND rd.boundary && {near}" if near else ""
+    return f"(SELECT ST_Union(rd.boundary) FROM departement rd WHERE rd.region_code = r.code{within})"
+
+
 _RESOLUTION_JSON = """
     json_build_object(
         'commune', json_build_object('code', c.code, 'name', c.name),
