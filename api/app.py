@@ -49,6 +49,7 @@ from .routes import (
     services,
     stats,
     territories,
+    tiles,
     webhooks,
     wellknown,
 )
@@ -268,6 +269,7 @@ def create_app(
         health.router,
         wellknown.router,
         territories.router,
+        tiles.router,
         services.router,
         organisations.router,
         hsds.router,

@@ -30,6 +30,8 @@ from directory import errors as directory_errors
 from geo import errors as geo_errors
 from sync import errors as sync_errors
 
+from .logs import logged_path
+
 PROBLEM_JSON = "application/problem+json"
 
 log = structlog.get_logger()
@@ -325,14 +327,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected_error", path=request.url.path, error_type=type(exc).__name__)
+    log.exception("unexpected_error", path=logged_path(request.scope), error_type=type(exc).__name__)
     return problem_response(500, "internal_error", "an unexpected error occurred; it has been logged")
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Statement timeouts, exhausted pools and lost connections are transient: 503 + Retry-After,
     never a 500 (OWASP API4: the statement timeout is a resource limit)."""
-    log.warning("database_unavailable", path=request.url.path, error_type=type(exc).__name__)
+    log.warning("database_unavailable", path=logged_path(request.scope), error_type=type(exc).__name__)
     return problem_response(
         503, "unavailable", "the database is busy or unreachable; retry shortly", headers={"Retry-After": "2"}
     )

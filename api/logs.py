@@ -10,6 +10,8 @@ per 500."""
 
 import logging
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -61,3 +63,19 @@ def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
     # announces its plugins each time /readyz reads the migration head.
     for name in ("httpx", "httpcore", "alembic"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
+
+# Paths that say where someone looked: a map tile's z/x/y (/v1/tiles/{z}/{x}/{y}.mvt). A log line shows
+# their route's template instead, or the prefix alone when no route matched (a .png asked for, say),
+# never the path itself. (No line ever shows a query string.)
+PLACE_PATH_PREFIXES = ("/v1/tiles/",)
+
+
+def logged_path(scope: Mapping[str, Any]) -> str:
+    """What a log line may say of a request's path: the path, unless it says where someone looked."""
+    path = str(scope.get("path", ""))
+    prefix = next((prefix for prefix in PLACE_PATH_PREFIXES if path.startswith(prefix)), None)
+    if prefix is None:
+        return path
+    template = getattr(scope.get("route"), "path", None)
+    return template if isinstance(template, str) and template.startswith(prefix) else prefix + "…"

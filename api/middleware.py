@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .auth import AUTHENTICATION, verify_bearer
 from .errors import IdentityProviderUnavailable, Unauthenticated, problem_response
 from .links import bind_base_url
+from .logs import logged_path
 from .metrics import observe
 
 access_log = structlog.get_logger("maillage.access")
@@ -70,7 +71,9 @@ class RequestContext:
     by route template) per request.
 
     The access log records the path but never the query string: search and resolve parameters can
-    be a child's whereabouts (DESIGN §3). /v1 and /ogc answers are marked `Cache-Control: no-store`."""
+    be a child's whereabouts (DESIGN §3); nor the path of a map tile, whose z/x/y say where someone
+    looked (its route template instead: api.logs.logged_path). /v1 and /ogc answers are marked
+    `Cache-Control: no-store`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -113,7 +116,7 @@ class RequestContext:
             access_log.info(
                 "request",
                 method=scope["method"],
-                path=scope["path"],
+                path=logged_path(scope),
                 route=template,
                 status=status,
                 duration_ms=round(elapsed * 1000, 2),
@@ -241,7 +244,9 @@ class Authentication:
         except (Unauthenticated, IdentityProviderUnavailable) as exc:
             state[AUTHENTICATION] = exc
             headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"transfer-encoding")]
-            scope = {**scope, "headers": [*headers, (b"content-length", b"0")]}
+            # In place, not a copy: the router records the matched route in this scope, which the access
+            # log and the metrics read (a refused tile is logged by its template, never its path).
+            scope["headers"] = [*headers, (b"content-length", b"0")]
             receive = _no_body(receive)
         await self.app(scope, receive, send)
 

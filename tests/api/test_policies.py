@@ -35,6 +35,7 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/.well-known/jwks.json"): PUBLIC,
     ("GET", "/v1/territories"): ALL,
+    ("GET", "/v1/tiles/{z}/{x}/{y}.mvt"): ALL,
     ("GET", "/v1/territories/resolve"): ALL,
     ("POST", "/v1/territories/resolve"): ALL,
     ("GET", "/v1/departements"): ALL,
@@ -133,6 +134,7 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
 # A request each route accepts when authorised (path parameters filled in).
 EXAMPLES: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
     ("GET", "/v1/territories"): {"url": "/v1/territories"},
+    ("GET", "/v1/tiles/{z}/{x}/{y}.mvt"): {"url": "/v1/tiles/10/518/352.mvt"},
     ("GET", "/v1/territories/resolve"): {"url": "/v1/territories/resolve?lat=45.76&lon=4.84"},
     ("POST", "/v1/territories/resolve"): {
         "url": "/v1/territories/resolve",

@@ -144,6 +144,13 @@ DEVIATIONS = (
         r"inverted|antimeridian|within ±180|minimum height|must be finite",
     ),
     Deviation(
+        _RELATED + " A map tile's column and row are each below 2^z, its zoom: the document bounds them by the "
+        "deepest zoom's (4095).",
+        r"GET /v1/tiles/",
+        r"path:(x|y)",
+        r"must be less than 2\^z",
+    ),
+    Deviation(
         _RELATED + " A pattern states an RFC 3339 date-time's syntax, not which days a month has.",
         r"GET /ogc/collections/\w+/items",
         r"query:datetime",
