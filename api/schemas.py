@@ -672,3 +672,31 @@ class StaffBindingCreate(_BindingCreate):
 BindingCreate = Annotated[
     PartnerBindingCreate | DepartmentBindingCreate | StaffBindingCreate, Field(discriminator="role")
 ]
+
+
+class ActingOrganisation(BaseModel):
+    id: uuid.UUID
+    name: str | None = Field(description="Null only when no organisation has this id (a token issued by hand).")
+    active: bool = Field(
+        description="False once an administrator deactivated it: its listings are out of search and its "
+        "clients get no new token (a token issued before stays valid until it expires, 15 minutes at most)."
+    )
+
+
+class ActingCollectivite(BaseModel):
+    code: str
+    name: str | None = Field(description="Null only when no collectivité has this code (a token issued by hand).")
+
+
+class Me(BaseModel):
+    """Who the caller is, as the API sees them once their token is verified (and, for a person of an
+    outside identity provider, once an identity binding names them)."""
+
+    role: Literal["specialist", "partner", "department", "admin"]
+    organisation: ActingOrganisation | None = Field(
+        description="The organisation the caller acts for: a partner's own, the 119 unit for specialists; "
+        "null for departments and admins."
+    )
+    collectivite: ActingCollectivite | None = Field(
+        description="The collectivité whose statistics a department reads (its own only); null for the other roles."
+    )

@@ -326,3 +326,35 @@ async def check_managed_organisation(conn: Any, organisation_id: uuid.UUID, view
     ).fetchone()
     if row is None:
         raise NotFound("no such organisation")
+
+
+# --- who the caller acts as, named --------------------------------------------------------------
+
+
+async def acting_as(conn: Any, viewer: Principal) -> str:
+    """JSON text of what the caller acts as (psycopg `conn`): its role; the organisation it acts for (a
+    partner's own, the 119 unit for specialists) with its name and whether it is active; and the
+    collectivité whose aggregates a department reads. Nothing else of the principal (no subject, issuer
+    or client): the caller knows who they are, and an answer is one more copy. An id or code that names
+    nothing (a token issued by hand) keeps a null name, and such an organisation is not active."""
+    row = await (
+        await conn.execute(
+            """SELECT json_build_object(
+                   'role', %(role)s::text,
+                   'organisation', CASE WHEN %(organisation)s::uuid IS NOT NULL THEN json_build_object(
+                       'id', %(organisation)s::uuid, 'name', o.name,
+                       'active', o.id IS NOT NULL AND o.deactivated_at IS NULL) END,
+                   'collectivite', CASE WHEN %(collectivite)s::text IS NOT NULL THEN json_build_object(
+                       'code', %(collectivite)s::text, 'name', k.name) END)::text
+                 FROM (SELECT) one
+                 LEFT JOIN organisation o ON o.id = %(organisation)s::uuid
+                 LEFT JOIN collectivite k ON k.code = %(collectivite)s::text""",
+            {
+                "role": viewer.role.value,
+                "organisation": viewer.organisation_id,
+                # Only a department's collectivité scopes anything (statistics_scope).
+                "collectivite": viewer.collectivite_code if viewer.role is Role.department else None,
+            },
+        )
+    ).fetchone()
+    return str(row[0])

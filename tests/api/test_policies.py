@@ -36,6 +36,7 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/.well-known/jwks.json"): PUBLIC,
     ("GET", "/v1/territories"): ALL,
     ("GET", "/v1/tiles/{z}/{x}/{y}.mvt"): ALL,
+    ("GET", "/v1/me"): ALL,
     ("GET", "/v1/territories/resolve"): ALL,
     ("POST", "/v1/territories/resolve"): ALL,
     ("GET", "/v1/departements"): ALL,
@@ -135,6 +136,7 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
 EXAMPLES: dict[tuple[str, str], dict] = {  # type: ignore[type-arg]
     ("GET", "/v1/territories"): {"url": "/v1/territories"},
     ("GET", "/v1/tiles/{z}/{x}/{y}.mvt"): {"url": "/v1/tiles/10/518/352.mvt"},
+    ("GET", "/v1/me"): {"url": "/v1/me"},
     ("GET", "/v1/territories/resolve"): {"url": "/v1/territories/resolve?lat=45.76&lon=4.84"},
     ("POST", "/v1/territories/resolve"): {
         "url": "/v1/territories/resolve",
