@@ -205,6 +205,34 @@ async def test_a_person_logs_in_with_the_authorization_code_flow(
     assert (await client.get("/v1/handoffs", headers=person)).status_code == 403
 
 
+async def test_me_says_what_the_bindings_make_of_a_provider_s_people(
+    client: httpx.AsyncClient, reader: AsyncConnection, oidc: OidcVerifier, provider: Provider
+) -> None:
+    """GET /v1/me answers as the bindings made the caller (the console reads it to choose its screens), and
+    nothing of the provider's token; a binding to an organisation since deactivated grants nothing."""
+    await _bind(reader, provider.issuer, "crip-93", "department", collectivite_code="93D")
+    member = await (
+        await reader.execute("SELECT id, name FROM organisation WHERE kind = 'association' ORDER BY id LIMIT 1")
+    ).fetchone()
+    assert member is not None
+    await _bind(reader, provider.issuer, "assoc-x", "partner", organisation_id=member[0])
+
+    department = await client.get("/v1/me", headers=_bearer(provider.token("crip93", SECRET, API)))
+    assert department.json() == {
+        "role": "department",
+        "organisation": None,
+        "collectivite": {"code": "93D", "name": "Département de la Seine-Saint-Denis"},
+    }
+    partner = _bearer(provider.token("association", SECRET, API))
+    assert (await client.get("/v1/me", headers=partner)).json() == {
+        "role": "partner",
+        "organisation": {"id": str(member[0]), "name": member[1], "active": True},
+        "collectivite": None,
+    }
+    await reader.execute("UPDATE organisation SET deactivated_at = now() WHERE id = %s", (member[0],))
+    _refused(await client.get("/v1/me", headers=partner), 403, "no Maillage binding names your groups")
+
+
 async def test_claims_bound_to_nothing_or_to_disagreeing_bindings_are_refused(
     client: httpx.AsyncClient, reader: AsyncConnection, oidc: OidcVerifier, provider: Provider
 ) -> None:
