@@ -17,6 +17,7 @@ import mapbox_vector_tile
 import psycopg
 import pytest
 import structlog
+from prometheus_client import REGISTRY, generate_latest
 from shapely.geometry import Point, shape
 
 from api import errors, middleware
@@ -297,3 +298,16 @@ async def test_a_tile_that_fails_is_logged_without_its_path(
     assert "518/352" not in log_lines.getvalue()
     # Nothing was kept: the next request builds the tile.
     assert tiles.CACHE.size == (0, 0)
+
+
+async def test_metrics_count_tiles_by_their_route_template(
+    client: httpx.AsyncClient, specialist: dict[str, str]
+) -> None:
+    labels = {"method": "GET", "route": "/v1/tiles/{z}/{x}/{y}.mvt", "status": "200"}
+    before = REGISTRY.get_sample_value("maillage_http_requests_total", labels) or 0.0
+    await client.get("/v1/tiles/10/518/352.mvt", headers=specialist)
+    await client.get("/v1/tiles/9/259/176.mvt", headers=specialist)
+    assert REGISTRY.get_sample_value("maillage_http_requests_total", labels) == before + 2
+    exposed = generate_latest(REGISTRY).decode()
+    assert "518/352" not in exposed
+    assert "259/176" not in exposed
