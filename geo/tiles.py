@@ -119,7 +119,7 @@ async def vintage(conn: AsyncConnection) -> str:
 # --- the cache --------------------------------------------------------------------------------------
 
 # Tiles up to this zoom are ≥ ~200 km across in metropolitan France (a région, several départements):
-# everyone's first map of France, and the dearest to build (dissolving régions: 0.3–0.9 s). Shared.
+# everyone's first map of France, and the dearest to build (dissolving régions: 0.2–0.45 s). Shared.
 SHARED_MAX_ZOOM = 7
 # What the cache may hold per process, tiles and their bookkeeping.
 CACHE_BYTES = 64 * 2**20
@@ -144,8 +144,8 @@ class TileCache:
     would be a durable log of where people looked (its rows, their order, the WAL, backups, replicas)
     — the very thing `Cache-Control: no-store` keeps off the browser's disk and the access log never
     writes. Memory holds it only while it is useful, and nowhere else. The price: each worker builds
-    its own tiles, again after a restart (bench/tiles.py, idle machine: a cold tile costs ~10–50 ms from
-    zoom 10, ~0.1 s at zoom 8, up to ~0.9 s at the low zooms, where régions are dissolved).
+    its own tiles, again after a restart (bench/tiles.py, a quiet machine: a cold tile costs 10–25 ms from
+    zoom 10, ~65 ms at zoom 8, 0.2–0.45 s at the low zooms, where régions are dissolved; a warm one ~2 ms).
 
     Why keyed by the caller above SHARED_MAX_ZOOM: a shared cache answers a warm tile in a millisecond
     and a cold one in tens or hundreds, so any caller could learn by timing which places someone
