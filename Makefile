@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/coverage.py
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/workers.py
+	$(BIN)/python bench/tiles.py
 
 install: $(STAMP) $(OIDC_STAMP) $(CONSOLE_BUILD)
 

@@ -34,6 +34,11 @@ POLICY: dict[tuple[str, str], frozenset[Role] | None] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/.well-known/jwks.json"): PUBLIC,
+    # The console's page and settings (tests/api/test_console_files.py): code, never data; it reads /v1 as its user.
+    ("GET", "/console"): PUBLIC,
+    ("GET", "/console/"): PUBLIC,
+    ("GET", "/console/callback"): PUBLIC,
+    ("GET", "/console/config.json"): PUBLIC,
     ("GET", "/v1/territories"): ALL,
     ("GET", "/v1/tiles/{z}/{x}/{y}.mvt"): ALL,
     ("GET", "/v1/me"): ALL,
