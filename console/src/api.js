@@ -17,19 +17,17 @@ export function whenUnauthorized(callback) {
 }
 
 export class ApiError extends Error {
+  // What to tell the user: the problem's detail (or title), then each field it names with its message.
+  // Set in the constructor: Error's own `message` property would hide a getter on the prototype.
   constructor(status, problem) {
-    super(problem?.detail || problem?.title || `HTTP ${status}`);
-    this.status = status;
-    this.problem = problem || {};
-  }
-
-  // What to tell the user: the problem's title and detail, and the fields it names.
-  get message() {
-    const { title, detail, errors } = this.problem;
-    const fields = Array.isArray(errors)
-      ? errors.map((e) => [e.loc?.filter((p) => p !== 'query' && p !== 'body').join('.'), e.msg].filter(Boolean).join(' : '))
+    const body = problem || {};
+    const fields = Array.isArray(body.errors)
+      ? body.errors.map((e) => [e.name || e.pointer?.replace(/^\//, ''), e.message].filter(Boolean).join(' : '))
       : [];
-    return [detail || title || `Erreur ${this.status}`, ...fields].join(' — ');
+    super([body.detail || body.title || `Erreur ${status}`, ...fields.filter(Boolean)].join(' — '));
+    this.name = 'ApiError';
+    this.status = status;
+    this.problem = body;
   }
 }
 

@@ -21,9 +21,10 @@ export function append(el, children) {
   return el;
 }
 
-export function clear(el) {
+// Empty an element, then put children in as append() does (null and false leave no "null" on screen).
+export function clear(el, ...children) {
   el.replaceChildren();
-  return el;
+  return append(el, children);
 }
 
 let ids = 0;

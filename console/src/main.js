@@ -50,7 +50,7 @@ async function boot() {
 
 function showLogin(message) {
   announce('Connexion');
-  clear(main).append(
+  clear(main,
     h('section', { class: 'mx-lock' },
       h('h1', {}, 'Connexion'),
       message ? alert('info', null, message) : null,
@@ -72,13 +72,13 @@ async function open(accessToken, expiresIn) {
   who.textContent = [ROLE_NAMES[me.role] || me.role, scope].filter(Boolean).join(' · ');
   logout.hidden = false;
   const names = BY_ROLE[me.role] || [];
-  clear(tabs).append(...names.map((name) => h('button', {
+  clear(tabs, ...names.map((name) => h('button', {
     class: 'fr-btn fr-btn--tertiary-no-outline fr-btn--sm', type: 'button', dataset: { workspace: name },
     onclick: () => go(name),
   }, WORKSPACES[name].label)));
   tabs.hidden = names.length === 0;
   if (names.length) await go(names[0]);
-  else clear(main).append(alert('warning', 'Aucun espace', 'Votre rôle n’a pas d’espace dans la console.'));
+  else clear(main, alert('warning', 'Aucun espace', 'Votre rôle n’a pas d’espace dans la console.'));
 }
 
 // Open a workspace. `params` carries what one screen hands to another (a service to orient towards),
@@ -92,15 +92,21 @@ export async function go(name, params = {}) {
     else tab.removeAttribute('aria-current');
   }
   announce(WORKSPACES[name].label);
-  clear(main).append(h('p', {}, 'Chargement…'));
-  const screen = await WORKSPACES[name].load();
-  if (!session) return;
-  clear(main);
-  const context = {
-    me: session.me, config, state: session.state, params, go,
-    onLeave: (callback) => { session.leave = callback; },
-  };
-  await screen.render(main, context);
+  clear(main, h('p', {}, 'Chargement…'));
+  try {
+    const screen = await WORKSPACES[name].load();
+    if (!session) return;
+    clear(main);
+    const context = {
+      me: session.me, config, state: session.state, params, go,
+      onLeave: (callback) => { session.leave = callback; },
+    };
+    await screen.render(main, context);
+  } catch (error) {
+    // A screen that cannot load or draw says so in place, and the other tabs stay usable.
+    if (!session) return;
+    clear(main, alert('error', `L’écran « ${WORKSPACES[name].label} » n’a pas pu s’afficher`, error.message));
+  }
   main.focus();
 }
 
@@ -120,5 +126,5 @@ function lock(message) {
 }
 
 boot().catch((error) => {
-  clear(main).append(alert('error', 'La console n’a pas pu démarrer', error.message));
+  clear(main, alert('error', 'La console n’a pas pu démarrer', error.message));
 });

@@ -27,7 +27,7 @@ export async function render(root, ctx) {
   const heading = h('h1', { tabindex: '-1' }, 'Dossier et parcours');
   const status = h('div', { role: 'status', 'aria-live': 'polite' });
   const body = h('div');
-  clear(root).append(heading, status, body);
+  clear(root, heading, status, body);
   const service = ctx.params.service || null;
 
   if (ctx.state.caseId) return showCase(ctx.state.caseId);
@@ -92,7 +92,7 @@ export async function render(root, ctx) {
       ctx.state.caseId = id;
       await showCase(id);
     });
-    clear(body).append(form, reopen);
+    clear(body, form, reopen);
   }
 
   // --- a case: CRIPs, handoffs, pathway --------------------------------------------------------------
@@ -111,7 +111,7 @@ export async function render(root, ctx) {
     if (service) orgNames.set(service.organisation.id, service.organisation.name);
     for (const handoff of record.handoffs || []) if (handoff.receiver?.id) orgNames.set(handoff.receiver.id, handoff.receiver.name);
 
-    clear(body).append(
+    clear(body,
       h('section', { class: 'mx-panel', 'aria-labelledby': 'case-title' },
         h('h2', { id: 'case-title' }, `Dossier ${record.reference}`),
         h('p', {}, `Identifiant : `, h('code', { id: 'case-id' }, record.id)),

@@ -26,7 +26,7 @@ export async function render(root, ctx) {
   const organisation = ctx.me.organisation;
   const heading = h('h1', { tabindex: '-1' }, 'Nos services');
   const body = h('div', {}, h('p', {}, 'Chargement de vos services…'));
-  clear(root).append(heading, body);
+  clear(root, heading, body);
   if (!organisation) {
     body.replaceChildren(alert('warning', 'Aucune organisation', 'Votre compte n’est rattaché à aucune organisation : il n’y a pas de service à tenir à jour.'));
     return;

@@ -70,7 +70,7 @@ export async function render(root, ctx) {
         field('À au moins (km)', awayKm))),
     submit);
 
-  clear(root).append(h('div', { class: 'mx-search' },
+  clear(root, h('div', { class: 'mx-search' },
     h('div', {}, form),
     h('section', { 'aria-labelledby': 'results-title' },
       h('h2', { id: 'results-title' }, 'Résultats'), status, mapBox, mapNote, list, more)));
@@ -101,7 +101,7 @@ export async function render(root, ctx) {
   }
 
   function showSuggestions() {
-    clear(suggestions).append(...options.map((option, index) => h('li', {
+    clear(suggestions, ...options.map((option, index) => h('li', {
       id: `${suggestions.id}-${index}`, role: 'option', 'aria-selected': index === active ? 'true' : 'false',
       onmousedown: (event) => { event.preventDefault(); choose(option); },
     }, option.label)));

@@ -273,7 +273,7 @@ export async function render(root, ctx) {
   const heading = h('h1', { id: 'stats-title' }, 'Statistiques');
   const coverage = coverageSection();
 
-  clear(root).append(
+  clear(root,
     heading,
     h('p', { class: 'mx-st-intro' }, 'Chiffres agrégés des orientations vers les services et les CRIP : aucun dossier, aucun enfant n’y est identifiable.'),
     rule,
@@ -388,7 +388,7 @@ export async function render(root, ctx) {
         if (mine !== generation) return;
         const refused = refusal(error, query.code);
         heading.textContent = 'Statistiques';
-        clear(results).append(refused || failure('Statistiques des orientations', error));
+        clear(results, refused || failure('Statistiques des orientations', error));
         status.textContent = refused ? 'Accès refusé : aucune statistique affichée.' : 'Les statistiques n’ont pas pu être chargées.';
         coverage.disable(refused ? 'Aucune statistique de ce territoire ne peut être affichée.' : null);
         return;
@@ -678,7 +678,7 @@ export async function render(root, ctx) {
         live.textContent = `Couverture affichée : ${where}.`;
       } catch (error) {
         if (mine !== coverageGeneration) return;
-        clear(out).append(refusal(error, code) || failure('Couverture', error));
+        clear(out, refusal(error, code) || failure('Couverture', error));
         live.textContent = 'La couverture n’a pas pu être affichée.';
       } finally {
         if (mine === coverageGeneration) {
