@@ -75,6 +75,9 @@ def test_a_specialist_searches_opens_a_case_and_follows_the_pathway(page: Page, 
             expect(card).to_contain_text("Lieu confidentiel")
             expect(card).to_contain_text(properties["commune"]["name"])
             assert properties["address"] is None
+            # Its distance is the API's, rounded to the km: said as approximate, never in metres.
+            expect(card).to_contain_text("km environ")
+            assert re.search(r"\d+ m\b", card.inner_text()) is None
             break
 
     # The map comes with the first results (and not before), and draws on WebGL.

@@ -299,6 +299,13 @@ function km(metres) {
   return metres < 1000 ? `${Math.round(metres / 100) * 100} m` : `${(metres / 1000).toFixed(metres < 10000 ? 1 : 0).replace('.', ',')} km`;
 }
 
+// A confidential place's distance comes rounded to the km (from its commune's point): say so, never "0 m".
+function distance(metres, confidential) {
+  if (metres === null || metres === undefined) return 'Sans lieu d’accueil (téléphone, en ligne)';
+  if (!confidential) return `À ${km(metres)}`;
+  return metres < 1000 ? 'À moins de 1 km environ,' : `À ${Math.round(metres / 1000)} km environ,`;
+}
+
 function card(feature, labels, ctx) {
   const p = feature.properties;
   const m = p.match || {};
@@ -315,7 +322,7 @@ function card(feature, labels, ctx) {
       p.stale ? badge('warning', 'À revérifier') : badge('success', 'Vérifié'),
       p.status === 'temporarily_closed' ? badge('error', 'Fermeture temporaire') : null),
     h('p', {},
-      [km(p.distance_m) ? `À ${km(p.distance_m)}` : 'Sans lieu d’accueil (téléphone, en ligne)',
+      [distance(p.distance_m, confidential),
         p.commune ? `${confidential ? 'commune de' : '—'} ${p.commune.name}` : null].filter(Boolean).join(' ')),
     p.next_opening ? h('p', {}, `Prochaine ouverture : ${formatDateTime(p.next_opening)}`) : null,
     p.closure ? h('p', {}, `Fermé${p.closure.until ? ` jusqu’au ${formatDate(p.closure.until)}` : ''}${p.closure.message ? ` : ${p.closure.message}` : ''}`) : null,
