@@ -27,7 +27,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from directory import disclosure, stats
-from tests.console.conftest import ConsoleServer, check_a11y, login, screenshot
+from tests.console.conftest import ARTIFACTS, ConsoleServer, check_a11y, login, screenshot
 
 PARIS = ZoneInfo("Europe/Paris")
 K = 10  # api/settings.py stats_k, not overridden by the fixture
@@ -380,6 +380,8 @@ def test_department_reads_its_own_statistics(page: Page, console_server: Console
 
     check_a11y(page, "department-stats")
     screenshot(page, "department-stats")
+    page.locator("#stats-month-kind").scroll_into_view_if_needed()
+    page.screenshot(path=ARTIFACTS / "readme-department-stats.png")  # a table and its chart, for the README
 
     # CSV of the month × kind table: the same cells, semicolon-separated.
     name, lines = downloaded_csv(page, page.locator("#stats-month-kind button[data-csv]"))

@@ -24,7 +24,7 @@ from playwright.sync_api import Locator, Page, expect
 from api.app import build_token_service
 from api.settings import Settings
 from directory.access import Role
-from tests.console.conftest import ConsoleServer, check_a11y, login, screenshot
+from tests.console.conftest import ARTIFACTS, ConsoleServer, check_a11y, login, screenshot
 
 PARIS = ZoneInfo("Europe/Paris")
 # The cases of these tests live in Lozère: the console's statistics tests read the Seine-Saint-Denis.
@@ -137,6 +137,8 @@ def test_partner_keeps_a_service_true(
     expect(freshness.get_by_role("link", name=service["name"])).to_be_visible()
     check_a11y(page, "partner-services")
     screenshot(page, "partner-services")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=ARTIFACTS / "readme-partner-services.png")  # the first screen, for the README
     freshness.get_by_role("link", name=service["name"]).click()
     expect(card.get_by_role("heading", level=3)).to_be_focused()
 
