@@ -80,6 +80,8 @@ def browser_config(settings: Settings) -> dict[str, object]:
             "issuer": issuer,
             "client_id": settings.console_client_id,
             "redirect_uri": f"{settings.public_base_url}{PREFIX}/callback",
+            # Where the provider sends the browser back after "Se déconnecter" ended the session there.
+            "post_logout_redirect_uri": f"{settings.public_base_url}{PREFIX}",
             "resource": settings.console_oidc_resource or None,
             # oauth4webapi refuses plain http unless told; only a provider on this machine may use it.
             "allow_http": issuer.startswith("http://") and loopback,

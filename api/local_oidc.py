@@ -134,7 +134,14 @@ def demo_config(keys: list[dict[str, Any]], redirect_uris: list[str]) -> dict[st
         "keys": keys,
         "resources": {DEMO_RESOURCE: {"audience": DEMO_AUDIENCE, "ttl": 900, "alg": "ES256"}},
         "users": [{"id": user, "claims": {"groups": [group]}} for user, group, _ in DEMO_USERS],
-        "apps": [{"client_id": DEMO_CLIENT, "redirect_uris": redirect_uris}],
+        "apps": [
+            {
+                "client_id": DEMO_CLIENT,
+                "redirect_uris": redirect_uris,
+                # The console's "Se déconnecter" ends the session here, then comes back to the console.
+                "post_logout_redirect_uris": [uri.removesuffix("/callback") for uri in redirect_uris],
+            }
+        ],
     }
 
 

@@ -5,7 +5,7 @@
 //   port, keys (private JWKs; the first of each algorithm signs, all are published),
 //   resources: { "<resource indicator>": { audience, ttl, alg } }  -- JWT access tokens (RFC 9068)
 //   clients: [{ client_id, client_secret, claims }]                 -- client credentials grant
-//   users: [{ id, password, claims }] and apps: [{ client_id, redirect_uris }]
+//   users: [{ id, password, claims }] and apps: [{ client_id, redirect_uris, post_logout_redirect_uris }]
 //                                                                  -- authorization code + PKCE
 // `claims` are added to the access tokens issued to that client or user (e.g. { "groups": [...] }).
 // It prints "listening <issuer> <nonce>" once it accepts connections (`nonce` from the configuration:
@@ -29,9 +29,9 @@ const provider = new Provider(issuer, {
     ...clients.map(({ client_id, client_secret }) => ({
       client_id, client_secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [],
     })),
-    ...apps.map(({ client_id, redirect_uris }) => ({
+    ...apps.map(({ client_id, redirect_uris, post_logout_redirect_uris = [] }) => ({
       client_id, token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'],
-      redirect_uris, response_types: ['code'],
+      redirect_uris, post_logout_redirect_uris, response_types: ['code'],
     })),
   ],
   jwks: { keys: config.keys },
@@ -41,6 +41,17 @@ const provider = new Provider(issuer, {
   features: {
     clientCredentials: { enabled: true },
     devInteractions: { enabled: true }, // a plain login form: any listed user id, for local runs only
+    // RP-initiated logout, asked to confirm on a page of its own (the default one fetches a web font
+    // from Google: nothing here calls outside this machine).
+    rpInitiatedLogout: {
+      enabled: true,
+      logoutSource: async (ctx, form) => {
+        ctx.body = `<!DOCTYPE html><html lang="fr"><head><meta charset="utf-8"><title>Déconnexion</title></head>
+<body><main><h1>Se déconnecter du fournisseur d’identité local ?</h1>${form}
+<button autofocus type="submit" form="op.logoutForm" value="yes" name="logout">Oui, me déconnecter</button>
+<button type="submit" form="op.logoutForm">Non, rester connecté·e</button></main></body></html>`;
+      },
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => Object.keys(resources)[0],

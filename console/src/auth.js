@@ -1,9 +1,12 @@
 // Login by OpenID Connect, authorization code + PKCE, as a public client (oauth4webapi, made for it).
 //
-// The access token lives in memory only (api.js): a reload or a lock means logging in again (the
-// provider's own session usually makes that one click). What must survive the trip to the provider and
-// back — the PKCE verifier and the state — stays in sessionStorage for that trip only and is removed as
-// soon as the provider answers. The code in the callback URL is replaced in the history at once.
+// The access token lives in memory only (api.js): a reload or a lock means logging in again. After a
+// lock or a logout the next login asks the provider to authenticate again (prompt=login): whoever sits
+// down next is never let in as the previous person by the provider's session. "Se déconnecter" also
+// ends that session at the provider (RP-initiated logout) when the provider offers it.
+// What must survive the trip to the provider and back — the PKCE verifier and the state — stays in
+// sessionStorage for that trip only and is removed as soon as the console loads again, whatever the
+// outcome. The code in the callback URL is replaced in the history at once.
 import * as oauth from 'oauth4webapi';
 
 const PENDING = 'maillage.login';
@@ -15,7 +18,7 @@ async function server(config) {
   return { as: await oauth.processDiscoveryResponse(issuer, response), options };
 }
 
-export async function startLogin(config) {
+export async function startLogin(config, { reauthenticate = false } = {}) {
   const { as } = await server(config);
   const verifier = oauth.generateRandomCodeVerifier();
   const state = oauth.generateRandomState();
@@ -29,7 +32,23 @@ export async function startLogin(config) {
   target.searchParams.set('code_challenge_method', 'S256');
   target.searchParams.set('state', state);
   if (config.resource) target.searchParams.set('resource', config.resource);
+  if (reauthenticate) target.searchParams.set('prompt', 'login');
   window.location.assign(target.href);
+}
+
+// A login abandoned at the provider leaves nothing behind once the console loads without completing it.
+export function forgetPendingLogin() {
+  sessionStorage.removeItem(PENDING);
+}
+
+// Where to send the browser to end the person's session at the provider, or null when it offers none.
+export async function logoutUrl(config) {
+  const { as } = await server(config);
+  if (!as.end_session_endpoint) return null;
+  const target = new URL(as.end_session_endpoint);
+  target.searchParams.set('client_id', config.client_id);
+  target.searchParams.set('post_logout_redirect_uri', config.post_logout_redirect_uri);
+  return target.href;
 }
 
 // Back from the provider: trade the code for tokens. Returns { accessToken, expiresIn }.

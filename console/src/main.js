@@ -2,7 +2,7 @@
 // screens/ loaded when first opened; the map is loaded by the screens that draw one, when they do.
 import { h, clear, alert } from './dom.js';
 import * as api from './api.js';
-import { startLogin, completeLogin } from './auth.js';
+import { startLogin, completeLogin, forgetPendingLogin, logoutUrl } from './auth.js';
 import { watchInactivity } from './lock.js';
 
 const WORKSPACES = {
@@ -26,7 +26,12 @@ const who = document.getElementById('who');
 const logout = document.getElementById('logout');
 
 let config = null;
-let session = null; // { me, stopWatching, expiry, leave }
+let session = null; // { me, stopWatching, leave, state }
+let navigation = 0; // the current go(): an earlier one still loading draws nothing
+
+// Why the console last locked, kept across the reload that wipes the page's memory, until the next
+// login: { message, reauthenticate }. It never holds anything about a child, a case or a place.
+const LOCKED = 'maillage.locked';
 
 function announce(title) {
   document.title = `${title} — Maillage`;
@@ -34,22 +39,37 @@ function announce(title) {
 
 async function boot() {
   config = await fetch('/console/config.json', { cache: 'no-store', credentials: 'omit' }).then((r) => r.json());
-  api.whenUnauthorized(() => lock('Votre session a expiré.'));
-  logout.addEventListener('click', () => lock('Vous êtes déconnecté·e.'));
+  api.whenUnauthorized(() => lock('Votre session a expiré.', { reauthenticate: false }));
+  logout.addEventListener('click', () => lock('Vous êtes déconnecté·e.', { logout: true }));
+  // Back from the browser's back/forward cache: the page kept in memory is reloaded, locked.
+  window.addEventListener('pageshow', (event) => { if (event.persisted) window.location.replace('/console'); });
+  window.addEventListener('pagehide', () => {
+    if (session) lock('La console a été quittée.', { navigate: false });
+  });
+  const locked = JSON.parse(sessionStorage.getItem(LOCKED) || 'null');
   if (window.location.pathname === '/console/callback') {
     try {
       const { accessToken, expiresIn } = await completeLogin(config.oidc);
       await open(accessToken, expiresIn);
     } catch (error) {
-      showLogin(`La connexion a échoué : ${error.message}`);
+      api.setToken(null);
+      showLogin(`La connexion a échoué : ${error.message}`, locked);
     }
     return;
   }
-  showLogin();
+  forgetPendingLogin();
+  showLogin(locked?.message, locked);
 }
 
-function showLogin(message) {
+function showLogin(message, locked) {
   announce('Connexion');
+  const start = async () => {
+    try {
+      await startLogin(config.oidc, { reauthenticate: Boolean(locked?.reauthenticate) });
+    } catch (error) {
+      showLogin(`Le fournisseur d’identité ne répond pas (${error.message}). Réessayez dans un instant.`, locked);
+    }
+  };
   clear(main,
     h('section', { class: 'mx-lock' },
       h('h1', {}, 'Connexion'),
@@ -57,17 +77,22 @@ function showLogin(message) {
       config.oidc
         ? h('p', {}, 'Connectez-vous avec le compte de votre organisation.')
         : alert('error', 'Connexion non configurée', 'Aucun fournisseur d’identité n’est configuré (MAILLAGE_CONSOLE_OIDC_ISSUER).'),
-      config.oidc ? h('button', { class: 'fr-btn', type: 'button', id: 'login', onclick: () => startLogin(config.oidc) }, 'Se connecter') : null));
+      config.oidc ? h('button', { class: 'fr-btn', type: 'button', id: 'login', onclick: start }, 'Se connecter') : null));
   main.focus();
 }
 
 async function open(accessToken, expiresIn) {
   api.setToken(accessToken);
   const me = await api.get('/v1/me');
-  const stopWatching = watchInactivity(config.lock_minutes, () => lock(
-    `La console s’est verrouillée après ${config.lock_minutes} minutes d’inactivité.`));
-  const expiry = setTimeout(() => lock('Votre session a expiré.'), Math.max(expiresIn - 30, 30) * 1000);
-  session = { me, stopWatching, expiry, leave: null, state: {} };
+  sessionStorage.removeItem(LOCKED); // logged in: the last lock is behind us
+  // Inactivity and the token's end are both read on the wall clock (a laptop waking from sleep locks
+  // at once); the token is given up 30 s before the provider's deadline.
+  const stopWatching = watchInactivity(config.lock_minutes, {
+    expiresAt: Date.now() + Math.max(expiresIn - 30, 30) * 1000,
+    onIdle: () => lock(`La console s’est verrouillée après ${config.lock_minutes} minutes d’inactivité.`),
+    onExpired: () => lock('Votre session a expiré.', { reauthenticate: false }),
+  });
+  session = { me, stopWatching, leave: null, state: {} };
   const scope = me.organisation?.name || me.collectivite?.name || '';
   who.textContent = [ROLE_NAMES[me.role] || me.role, scope].filter(Boolean).join(' · ');
   logout.hidden = false;
@@ -82,47 +107,80 @@ async function open(accessToken, expiresIn) {
 }
 
 // Open a workspace. `params` carries what one screen hands to another (a service to orient towards),
-// in memory only: never in the URL.
+// in memory only: never in the URL. Each screen draws into a view of its own, which a later go()
+// replaces: a screen still loading when another tab is chosen draws nothing anyone sees.
 export async function go(name, params = {}) {
   if (!session) return;
-  if (session.leave) session.leave();
-  session.leave = null;
+  const current = ++navigation;
+  leave();
   for (const tab of tabs.querySelectorAll('button')) {
     if (tab.dataset.workspace === name) tab.setAttribute('aria-current', 'page');
     else tab.removeAttribute('aria-current');
   }
   announce(WORKSPACES[name].label);
-  clear(main, h('p', {}, 'Chargement…'));
+  const view = h('div', {}, h('p', {}, 'Chargement…'));
+  clear(main, view);
+  const stillCurrent = () => session !== null && current === navigation;
   try {
     const screen = await WORKSPACES[name].load();
-    if (!session) return;
-    clear(main);
+    if (!stillCurrent()) return;
+    clear(view);
     const context = {
       me: session.me, config, state: session.state, params, go,
-      onLeave: (callback) => { session.leave = callback; },
+      // A screen's clean-up (its map) runs when it is left, or at once if it was left already.
+      onLeave: (callback) => { if (stillCurrent()) session.leave = callback; else callback(); },
     };
-    await screen.render(main, context);
+    await screen.render(view, context);
   } catch (error) {
     // A screen that cannot load or draw says so in place, and the other tabs stay usable.
-    if (!session) return;
-    clear(main, alert('error', `L’écran « ${WORKSPACES[name].label} » n’a pas pu s’afficher`, error.message));
+    if (!stillCurrent()) return;
+    clear(view, alert('error', `L’écran « ${WORKSPACES[name].label} » n’a pas pu s’afficher`, error.message));
   }
-  main.focus();
+  if (stillCurrent()) main.focus();
 }
 
-// Forget the token and everything shown; only a new login brings them back.
-function lock(message) {
+function leave() {
+  const callback = session?.leave;
+  if (session) session.leave = null;
+  try {
+    callback?.();
+  } catch {
+    // A screen that fails to clean up must not keep the console from moving on or locking.
+  }
+}
+
+// Forget the token and everything shown; only a new login brings them back. The token goes first, so
+// nothing after it can fail open. Then the page is loaded again: its memory (results, the map, the
+// browser's record of the requests made) goes with it. After a lock or a logout the next login
+// authenticates again at the provider; "Se déconnecter" also ends the provider's session.
+async function lock(message, { reauthenticate = true, logout: endSession = false, navigate = true } = {}) {
   if (!session) return;
-  session.stopWatching();
-  clearTimeout(session.expiry);
-  if (session.leave) session.leave();
-  session = null;
   api.setToken(null);
+  const { stopWatching } = session;
+  stopWatching();
+  leave();
+  session = null;
+  navigation += 1;
+  clear(main);
+  clear(tabs);
   who.textContent = '';
   logout.hidden = true;
-  clear(tabs);
   tabs.hidden = true;
-  showLogin(message);
+  performance.clearResourceTimings();
+  sessionStorage.setItem(LOCKED, JSON.stringify({ message, reauthenticate }));
+  if (!navigate) return;
+  if (endSession) {
+    try {
+      const target = await logoutUrl(config.oidc);
+      if (target) {
+        window.location.assign(target);
+        return;
+      }
+    } catch {
+      // The provider cannot be reached: the console is locked all the same; its session ends on its own.
+    }
+  }
+  window.location.replace('/console');
 }
 
 boot().catch((error) => {

@@ -75,6 +75,7 @@ async def test_the_browser_starts_with_the_provider_and_a_redirect_of_the_public
             "issuer": "https://login.example.test",
             "client_id": "maillage-console",
             "redirect_uri": "http://maillage.test/console/callback",
+            "post_logout_redirect_uri": "http://maillage.test/console",
             "resource": None,
             "allow_http": False,
         },

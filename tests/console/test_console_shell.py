@@ -144,6 +144,43 @@ def test_inactivity_locks_the_console(page: Page) -> None:
     assert "Montreuil" not in html
     assert "search-form" not in html
     assert main.locator("input, select, textarea, form").count() == 0
+    # The page was loaded again: the browser's record of the requests made (places, cases) went with it,
+    # and all that stayed is why it locked.
+    requested = page.evaluate("performance.getEntriesByType('resource').map((e) => e.name)")
+    assert not [url for url in requested if "/v1/" in url], requested
+    kept = page.evaluate("JSON.stringify({...sessionStorage})")
+    assert "Montreuil" not in kept
+    assert json.loads(kept).keys() == {"maillage.locked"}
+
+    # Whoever sits down next is not let in by the provider's session: it asks for a login again.
+    with page.expect_navigation():
+        page.locator("#login").click()
+    expect(page.locator("input[name=login]")).to_be_visible()
+
+
+def test_logging_out_ends_the_providers_session(page: Page) -> None:
+    login(page, "partenaire")
+    workspace_ready(page)
+    page.locator("#logout").click()
+    # The provider asks to confirm (the local one does; others may not), then sends the browser back.
+    page.get_by_role("button", name="Oui, me déconnecter").click()
+    page.wait_for_url(re.compile(r"/console$"))
+    expect(page.locator("#contenu")).to_contain_text("Vous êtes déconnecté·e.")
+    expect(page.locator("#who")).to_have_text("")
+    with page.expect_navigation():
+        page.locator("#login").click()
+    expect(page.locator("input[name=login]")).to_be_visible()
+    # Logging in again, as someone else, shows that person's console and nothing of the last one.
+    page.locator("input[name=login]").fill("analyste-93")
+    page.locator("input[name=password]").fill("any password")
+    with page.expect_navigation():
+        page.locator("button[type=submit]").click()
+    consent = page.locator("input[name=prompt][value=consent]")
+    if consent.count():
+        with page.expect_navigation():
+            page.locator("button[type=submit]").click()
+    expect(page.locator("#who")).to_contain_text("Seine-Saint-Denis")
+    assert page.evaluate("Object.keys(sessionStorage)") == []
 
 
 def _console_origin(server: ConsoleServer, response: Response) -> bool:
