@@ -159,20 +159,20 @@ def test_a_specialist_searches_opens_a_case_and_follows_the_pathway(page: Page, 
     assert [c["collectivite"]["code"] for c in crips] == ["69M"]
     expect(page.locator("section", has_text="CRIP compétentes")).to_contain_text(crips[0]["crip"]["name"])
 
-    # An information préoccupante to that CRIP, then the orientation, by keyboard.
+    # An information préoccupante to that CRIP (a double click sends one), then the orientation, by keyboard.
     ip_form = page.locator("form[data-kind=information_preoccupante]")
     ip_form.get_by_label("Urgence").select_option("immediate")
-    ip_form.get_by_role("button").press("Enter")
-    expect(page.locator("#contenu > [role=status]")).to_contain_text("Information préoccupante envoyée")
+    ip_form.get_by_role("button").dblclick()
+    expect(page.locator("#case-status")).to_contain_text("Information préoccupante envoyée")
     orientation = page.locator("form[data-kind=orientation]")
     orientation.get_by_role("button", name="Envoyer l’orientation").press("Enter")
-    expect(page.locator("#contenu > [role=status]")).to_contain_text("Orientation envoyée")
+    expect(page.locator("#case-status")).to_contain_text("Orientation envoyée")
 
     # A runaway, then the return.
     page.get_by_role("button", name="Signaler une fugue").click()
-    expect(page.locator("#contenu > [role=status]")).to_contain_text("Fugue enregistrée")
+    expect(page.locator("#case-status")).to_contain_text("Fugue enregistrée")
     page.get_by_role("button", name="Signaler un retour").click()
-    expect(page.locator("#contenu > [role=status]")).to_contain_text("Retour de fugue enregistré")
+    expect(page.locator("#case-status")).to_contain_text("Retour de fugue enregistré")
     pathway = page.locator("#pathway > li")
     expect(pathway).to_have_count(4)
     expect(pathway.nth(0)).to_contain_text("Information préoccupante envoyée")

@@ -25,7 +25,7 @@ const REASONS = { residence: 'résidence de l’enfant', found_in: 'lieu où l�
 
 export async function render(root, ctx) {
   const heading = h('h1', { tabindex: '-1' }, 'Dossier et parcours');
-  const status = h('div', { role: 'status', 'aria-live': 'polite' });
+  const status = h('div', { role: 'status', 'aria-live': 'polite', id: 'case-status' });
   const body = h('div');
   clear(root, heading, status, body);
   const service = ctx.params.service || null;
@@ -63,19 +63,24 @@ export async function render(root, ctx) {
       h('button', { class: 'fr-btn', type: 'submit' }, 'Ouvrir le dossier'));
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
+      if (busy(form)) return;
+      let data;
       try {
-        const { data } = await post('/v1/cases', {
+        ({ data } = await post('/v1/cases', {
           age: Number(age.value), residence_collectivite: residence.value, caller: caller.value,
           intake_channel: channel.value, gender: gender.value || null, found_in_commune: foundIn.value.trim() || null,
           do_not_contact_parents: noParents.querySelector('input').checked,
           do_not_contact_minor_directly: noMinor.querySelector('input').checked,
-        });
-        ctx.state.caseId = data.id;
-        await showCase(data.id);
-        say(alert('success', null, `Dossier ${data.reference} ouvert.`));
+        }));
       } catch (error) {
         say(alert('error', 'Le dossier n’a pas été ouvert', error.message));
+        return;
+      } finally {
+        idle(form);
       }
+      ctx.state.caseId = data.id;
+      await showCase(data.id);
+      say(alert('success', null, `Dossier ${data.reference} ouvert.`));
     });
     const existing = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
     const reopen = h('form', { id: 'case-find' },
@@ -105,8 +110,15 @@ export async function render(root, ctx) {
       say(alert('error', 'Dossier introuvable', error instanceof ApiError && error.status === 404 ? 'Aucun dossier visible ne porte cet identifiant.' : error.message));
       return showOpen();
     }
-    const [crips, pathway] = await Promise.all([
-      get(`/v1/cases/${caseId}/competent-crips`), get(`/v1/cases/${caseId}/pathway`)]);
+    let crips;
+    let pathway;
+    try {
+      [crips, pathway] = await Promise.all([
+        get(`/v1/cases/${caseId}/competent-crips`), get(`/v1/cases/${caseId}/pathway`)]);
+    } catch (error) {
+      say(alert('error', 'Le dossier n’a pas pu être affiché en entier', `${error.message} — réessayez avec « Afficher ».`));
+      return showOpen();
+    }
     const orgNames = new Map(crips.map((c) => [c.crip.id, c.crip.name]));
     if (service) orgNames.set(service.organisation.id, service.organisation.name);
     for (const handoff of record.handoffs || []) if (handoff.receiver?.id) orgNames.set(handoff.receiver.id, handoff.receiver.name);
@@ -155,33 +167,46 @@ export async function render(root, ctx) {
       field('Base légale', basis),
       field('Motif, en quelques mots', reason, 'Aucun nom ni élément identifiant.'),
       h('button', { class: 'fr-btn', type: 'submit' }, label));
+    // One key per content: a retry after a failure (or a double click) cannot send it twice; a change
+    // to the form makes it a new handoff.
+    let key = crypto.randomUUID();
+    form.addEventListener('input', () => { key = crypto.randomUUID(); });
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
+      if (busy(form)) return;
       try {
         await post('/v1/handoffs', {
           case_id: record.id, kind, urgency: urgency.value, beneficiary: beneficiary.value, legal_basis: basis.value,
           reason: reason.value.trim() || null,
           ...(target ? { to_organisation_id: target.organisation.id, to_service_id: target.id } : {}),
-        }, { headers: { 'Idempotency-Key': crypto.randomUUID() } });
-        await showCase(record.id);
-        say(alert('success', null, `${KINDS[kind]} envoyée.`));
+        }, { headers: { 'Idempotency-Key': key } });
       } catch (error) {
         say(alert('error', `${KINDS[kind]} non envoyée`, error.message));
+        return;
+      } finally {
+        idle(form);
       }
+      await showCase(record.id);
+      say(alert('success', null, `${KINDS[kind]} envoyée.`));
     });
     return form;
   }
 
   function eventSection(record) {
     const note = h('input', { type: 'text', maxlength: '500', autocomplete: 'off' });
-    const record_ = (kind) => async () => {
+    const record_ = (kind) => async (event) => {
+      const buttons = event.currentTarget.parentElement;
+      if (busy(buttons)) return;
       try {
         await post(`/v1/cases/${record.id}/events`, { kind, note: note.value.trim() || null });
-        await showCase(record.id);
-        say(alert('success', null, `${EVENTS[kind]} enregistré${kind === 'runaway_started' ? 'e' : ''}.`));
       } catch (error) {
         say(alert('error', 'Événement non enregistré', error.message));
+        return;
+      } finally {
+        idle(buttons);
       }
+      await showCase(record.id);
+      say(alert('success', null, `${EVENTS[kind]} enregistré${kind === 'runaway_started' ? 'e' : ''}.`));
     };
     return h('section', { class: 'mx-panel', 'aria-labelledby': 'events-title' },
       h('h2', { id: 'events-title' }, 'Fugue, retour, événements'),
@@ -208,4 +233,19 @@ function describe(item, orgNames) {
   const by = orgNames.get(item.by?.organisation_id);
   return [`${kind} ${STATUSES[item.to] || item.to}`, by ? `par ${by}` : null, item.reason ? `motif : ${item.reason}` : null]
     .filter(Boolean).join(' — ');
+}
+
+// While a write is on its way, its buttons say they are disabled and a second click sends nothing
+// (aria-disabled rather than disabled: the keyboard's focus stays where it was). Returns whether one
+// was already on its way.
+function busy(container) {
+  if (container.dataset.busy) return true;
+  container.dataset.busy = '1';
+  for (const button of container.querySelectorAll('button')) button.setAttribute('aria-disabled', 'true');
+  return false;
+}
+
+function idle(container) {
+  delete container.dataset.busy;
+  for (const button of container.querySelectorAll('button')) button.removeAttribute('aria-disabled');
 }
