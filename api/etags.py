@@ -51,13 +51,26 @@ IF_MATCH = RequestHeader(
     max_length=1024,
 )
 
+# A service's closures, reopening and verification took no If-Match when they were first published, and
+# the API clients written then send none: refusing them with a 428 would break them. So there the header
+# is optional — a deliberate, backwards-compatible exception to "If-Match required" (DESIGN §2) — and a
+# client that sends it is kept from ending or replacing a colleague's newer closure unseen, with the
+# same 412 and 422 as everywhere else.
+OPTIONAL_IF_MATCH = RequestHeader(
+    "If-Match",
+    description='The ETag of the service as you last read it (e.g. `"3"`), or `*`. Optional here, for the '
+    "clients written before it was read: without it the change applies to the service as it is now. Send "
+    "it: with a stale one the change is refused with a 412, so that you never end or replace a closure you "
+    "have not seen; with one that is not a list of entity tags a 422 (each only once the service is found "
+    "in your scope: otherwise a 404).",
+    pattern=IF_MATCH_SYNTAX,
+    max_length=1024,
+    required=False,
+)
 
-def if_match(header: Annotated[str | None, Depends(IF_MATCH)]) -> Expected:
-    """The versions the caller holds (None for `If-Match: *`). A missing header (428), a malformed one
-    (422) or one that can match nothing (412) is not refused here but by the domain, once the record
-    is found in the caller's scope: "not yours" must stay a 404 whatever the headers say."""
-    if header is None:
-        return Expected(None, PreconditionRequired("send If-Match with the ETag of the record you read (GET it first)"))
+
+def _expected(header: str) -> Expected:
+    """The versions an If-Match field value names, or why it can match none (see `if_match`)."""
     if len(header) > 1024 or not _SYNTAX.match(header):
         return Expected(None, InvalidParameter("If-Match", 'a list of ETags such as "3", or *', location="header"))
     if header.strip() == "*":
@@ -67,3 +80,18 @@ def if_match(header: Annotated[str | None, Depends(IF_MATCH)]) -> Expected:
     if not versions:
         return Expected(None, StaleVersion("no ETag in If-Match matches this record"))
     return Expected(frozenset(versions))
+
+
+def if_match(header: Annotated[str | None, Depends(IF_MATCH)]) -> Expected:
+    """The versions the caller holds (None for `If-Match: *`). A missing header (428), a malformed one
+    (422) or one that can match nothing (412) is not refused here but by the domain, once the record
+    is found in the caller's scope: "not yours" must stay a 404 whatever the headers say."""
+    if header is None:
+        return Expected(None, PreconditionRequired("send If-Match with the ETag of the record you read (GET it first)"))
+    return _expected(header)
+
+
+def optional_if_match(header: Annotated[str | None, Depends(OPTIONAL_IF_MATCH)]) -> Expected | None:
+    """As `if_match`, where the header is optional (OPTIONAL_IF_MATCH): None when it is absent — a write
+    without a precondition, which the domain applies to the row as it holds it once locked."""
+    return None if header is None else _expected(header)

@@ -1,8 +1,9 @@
 """Request headers that a dependency reads and the OpenAPI document declares.
 
-`If-Match` and `Idempotency-Key` are required, and the document says so. Yet what their absence means
-is the server's to decide, after the caller's scope is known (a 428 or a 400 only for a record the
-caller may see; DESIGN §3) — never FastAPI's generic 422 before it. So they are not FastAPI `Header`
+`If-Match` and `Idempotency-Key` are required, and the document says so (`If-Match` is optional on the
+few writes that took none at first: `required=False`, and the document says that). Yet what their
+absence means is the server's to decide, after the caller's scope is known (a 428 or a 400 only for a
+record the caller may see; DESIGN §3) — never FastAPI's generic 422 before it. So they are not FastAPI `Header`
 parameters: a `RequestHeader` reads the raw value, and `declare(router)` adds the parameter, with its
 syntax as a pattern, to every operation whose dependencies use it.
 """
@@ -18,12 +19,12 @@ from fastapi.utils import deep_dict_update
 
 
 class RequestHeader:
-    def __init__(self, name: str, *, description: str, pattern: str, max_length: int) -> None:
+    def __init__(self, name: str, *, description: str, pattern: str, max_length: int, required: bool = True) -> None:
         self.name = name
         self.parameter: dict[str, Any] = {
             "name": name,
             "in": "header",
-            "required": True,
+            "required": required,
             "description": description,
             "schema": {"type": "string", "pattern": pattern, "maxLength": max_length},
         }

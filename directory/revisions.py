@@ -140,6 +140,15 @@ def check_version(row: Any, expected: Expected | None) -> None:
         raise StaleVersion(f"this record is now at version {row.version}: read it again")
 
 
+async def lock_at_version(session: AsyncSession, row: Any, expected: Expected | None) -> None:
+    """Lock the row (FOR UPDATE), read it again and check the precondition against what it holds now:
+    for a write that judges the row before changing it (a closure must not replace a suspension). The
+    check, the judgement and the write then see one version, and no other writer comes between them;
+    pass `locked=True` to `update_row` after it."""
+    await session.refresh(row, with_for_update=True)
+    check_version(row, expected)
+
+
 async def conditional_update(
     session: AsyncSession,
     row: Any,

@@ -192,21 +192,30 @@ async def set_capacity(
     return service
 
 
-async def _unsuspended(session: AsyncSession, service_id: uuid.UUID, actor: Principal) -> Service:
-    """The service for a change of its status, locked: a suspension is Maillage's, and neither a closure
-    nor a reopening replaces it. Locked before the check, so that a suspension committed meanwhile is
-    seen (the status is one field: the later write would otherwise overwrite it)."""
+async def _unsuspended(
+    session: AsyncSession, service_id: uuid.UUID, expected_version: revisions.Expected | None, actor: Principal
+) -> Service:
+    """The service for a change of its status, locked and at the version the caller holds (If-Match,
+    optional here: api/etags.py OPTIONAL_IF_MATCH): a suspension is Maillage's, and neither a closure
+    nor a reopening replaces it. Locked before both checks, so that a suspension or a closure committed
+    meanwhile is seen (the status is one field: the later write would otherwise overwrite it)."""
     service = await load_listing(session, Service, service_id, actor)
-    await session.refresh(service, with_for_update=True)
+    await revisions.lock_at_version(session, service, expected_version)
     if service.status == ServiceStatus.suspended:
         raise Conflict("the service is suspended: an admin lifts the suspension")
     return service
 
 
 async def close_temporarily(
-    session: AsyncSession, service_id: uuid.UUID, data: ClosureCreate, *, actor: Principal, request_id: str | None
+    session: AsyncSession,
+    service_id: uuid.UUID,
+    data: ClosureCreate,
+    *,
+    expected_version: revisions.Expected | None,
+    actor: Principal,
+    request_id: str | None,
 ) -> Service:
-    service = await _unsuspended(session, service_id, actor)
+    service = await _unsuspended(session, service_id, expected_version, actor)
     starts = data.starts or _now()
     if data.until is not None and data.until <= starts:
         raise InvalidInput("until", "must come after the start of the closure")
@@ -219,7 +228,7 @@ async def close_temporarily(
     await revisions.update_row(
         session,
         service,
-        expected_version=None,
+        expected_version=expected_version,
         values=values,
         action="closure",
         actor=actor,
@@ -230,13 +239,20 @@ async def close_temporarily(
     return service
 
 
-async def reopen(session: AsyncSession, service_id: uuid.UUID, *, actor: Principal, request_id: str | None) -> Service:
-    service = await _unsuspended(session, service_id, actor)
+async def reopen(
+    session: AsyncSession,
+    service_id: uuid.UUID,
+    *,
+    expected_version: revisions.Expected | None,
+    actor: Principal,
+    request_id: str | None,
+) -> Service:
+    service = await _unsuspended(session, service_id, expected_version, actor)
     values = {"status": ServiceStatus.active, "closed_from": None, "closed_until": None, "closure_message": None}
     await revisions.update_row(
         session,
         service,
-        expected_version=None,
+        expected_version=expected_version,
         values=values,
         action="reopen",
         actor=actor,
@@ -246,17 +262,26 @@ async def reopen(session: AsyncSession, service_id: uuid.UUID, *, actor: Princip
     return service
 
 
-async def verify(session: AsyncSession, service_id: uuid.UUID, *, actor: Principal, request_id: str | None) -> Service:
+async def verify(
+    session: AsyncSession,
+    service_id: uuid.UUID,
+    *,
+    expected_version: revisions.Expected | None,
+    actor: Principal,
+    request_id: str | None,
+) -> Service:
     """The organisation confirms the listing is still true: it is fresh again for 180 days."""
     service = await load_listing(session, Service, service_id, actor)
+    await revisions.lock_at_version(session, service, expected_version)
     await revisions.update_row(
         session,
         service,
-        expected_version=None,
+        expected_version=expected_version,
         values={"last_verified_at": _now()},
         action="verify",
         actor=actor,
         request_id=request_id,
         always=True,
+        locked=True,
     )
     return service

@@ -208,6 +208,80 @@ async def test_writes_without_if_match_wait_instead_of_failing(live: tuple[FastA
     assert sum(item["action"] == "verify" for item in history) == 20
 
 
+async def test_racing_closures_and_reopenings_with_one_etag_make_exactly_one_change(
+    live: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    """Closures, reopenings and verifications at once, each with the ETag of one same view of a closed
+    service: one wins, and every other one is judged under the row's lock against what the winner left
+    (`now at version 3`), not let through by a check made before it and stopped only by the UPDATE."""
+    app, client = live
+    partner = await _new_partner(app, client, "Asso ferme")
+    service = await client.post("/v1/services", headers=partner, json={"name": "Fermé", "specialisms": ["outreach"]})
+    assert service.status_code == 201, service.text
+    url = f"/v1/services/{service.json()['id']}"
+    closed = await client.post(f"{url}/closures", headers={**partner, "If-Match": '"1"'}, json={"message": "Avant"})
+    assert closed.status_code == 200, closed.text
+    tag = closed.headers["etag"]
+    assert tag == '"2"'
+    writes = [
+        ("closures", {"message": "Inventaire"}, "closure"),
+        ("reopen", None, "reopen"),
+        ("verify", None, "verify"),
+    ]
+
+    async def write(i: int) -> httpx.Response:
+        path, body, _ = writes[i % 3]
+        return await client.post(f"{url}/{path}", headers={**partner, "If-Match": tag}, json=body)
+
+    responses = await asyncio.gather(*(write(i) for i in range(21)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [412] * 20, [r.text for r in responses]
+    winner = next(i for i, r in enumerate(responses) if r.status_code == 200)
+    assert responses[winner].headers["etag"] == '"3"'
+    details = {r.json()["detail"] for r in responses if r.status_code == 412}
+    assert details == {"this record is now at version 3: read it again"}
+    history = (await client.get(f"{url}/history?limit=100", headers=partner)).json()["items"]
+    assert [item["action"] for item in history] == ["create", "closure", writes[winner % 3][2]]
+
+
+async def test_a_status_write_checks_its_if_match_under_the_row_lock(live: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """A closure or a verification holding the current ETag, while another writer holds the row: it
+    waits for the row's lock, then judges If-Match against what that writer committed (`now at
+    version N`) — no check made on the version read before the lock, stopped only by the UPDATE."""
+    app, client = live
+    partner = await _new_partner(app, client, "Asso verrou")
+    service = await client.post("/v1/services", headers=partner, json={"name": "Verrou", "specialisms": ["outreach"]})
+    assert service.status_code == 201, service.text
+    url, service_id = f"/v1/services/{service.json()['id']}", service.json()["id"]
+    for path, body in (("closures", {"message": "Inventaire"}), ("verify", None), ("reopen", None)):
+        tag = (await client.get(url, headers=partner)).headers["etag"]
+        version = int(tag.strip('"'))
+        async with app.state.reader.connection() as other, app.state.reader.connection() as watcher:
+            async with other.transaction():  # another writer, holding the row until it commits
+                await other.execute(
+                    "UPDATE service SET version = version + 1, closure_message = 'Autre' WHERE id = %s",
+                    (service_id,),
+                )
+                write = asyncio.create_task(
+                    client.post(f"{url}/{path}", headers={**partner, "If-Match": tag}, json=body)
+                )
+                for _ in range(500):  # until the write waits for the row (pg_stat_activity, no timing)
+                    waiting = await (
+                        await watcher.execute(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                            " AND datname = current_database()"
+                        )
+                    ).fetchone()
+                    if waiting and waiting[0]:
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    raise AssertionError("the write never waited for the row")
+            refused = await write
+        assert refused.status_code == 412, refused.text
+        assert refused.json()["detail"] == f"this record is now at version {version + 1}: read it again"
+
+
 async def test_a_location_move_and_its_services_closure_queue_without_deadlock(
     live: tuple[FastAPI, httpx.AsyncClient],
 ) -> None:

@@ -10,7 +10,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from api.errors import PROBLEM_JSON
-from api.etags import if_match
+from api.etags import if_match, optional_if_match
 from api.responses import GeoJSONText
 
 PROBLEM_REF = "#/components/schemas/Problem"
@@ -108,10 +108,28 @@ def test_request_headers_the_server_reads(base_app: FastAPI, spec: dict[str, Any
     for method, path in conditional:
         where = f"{method} {path}"
         operation = spec["paths"][path][method.lower()]
-        headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
-        assert "If-Match" in headers, where
+        headers = {p["name"]: p["required"] for p in operation.get("parameters", []) if p["in"] == "header"}
+        assert headers.get("If-Match") is True, where
         assert {"412", "428"} <= set(operation["responses"]), where
         assert method == "DELETE" or "ETag" in _headers(operation["responses"]["200"]), where
+    # If-Match optional (backwards-compatible): documented as not required, never answered with a 428.
+    optional = {
+        (method, path) for method, path, _, dependant in _routes(base_app) if optional_if_match in _calls(dependant)
+    }
+    assert optional == {
+        ("POST", "/v1/services/{service_id}/closures"),
+        ("POST", "/v1/services/{service_id}/reopen"),
+        ("POST", "/v1/services/{service_id}/verify"),
+    }
+    for method, path in optional:
+        where = f"{method} {path}"
+        operation = spec["paths"][path][method.lower()]
+        headers = {p["name"]: p["required"] for p in operation.get("parameters", []) if p["in"] == "header"}
+        assert headers.get("If-Match") is False, where
+        assert "optional" in operation["description"], where
+        assert "412" in operation["responses"], where
+        assert "428" not in operation["responses"], where
+        assert "ETag" in _headers(operation["responses"]["200"]), where
     handoff = spec["paths"]["/v1/handoffs"]["post"]
     assert "Idempotency-Key" in {p["name"] for p in handoff.get("parameters", []) if p["in"] == "header"}
     assert "400" in handoff["responses"]

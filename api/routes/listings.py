@@ -1,8 +1,10 @@
 """Listing writes: partners keep their own services, locations and areas true (admins any).
 
 Every PATCH, PUT and DELETE needs `If-Match` with the ETag of the listing as last read (428 without,
-412 when it changed meanwhile). PATCH bodies are JSON Merge Patches (RFC 7396). Fields a partner may
-not set (organisation, verification, status, demo flag, ids, timestamps) are refused with a 422.
+412 when it changed meanwhile). A service's closures, reopening and verification (POST) take it too,
+but optionally: the clients written before they read it send none, and are still served. PATCH
+bodies are JSON Merge Patches (RFC 7396). Fields a partner may not set (organisation, verification,
+status, demo flag, ids, timestamps) are refused with a 422.
 """
 
 import asyncio
@@ -33,7 +35,7 @@ from ..audit import Entry
 from ..auth import Allow, AllowWrites
 from ..db import ReaderDep, SessionDep
 from ..errors import problem_responses
-from ..etags import documented, etag, if_match
+from ..etags import documented, etag, if_match, optional_if_match
 from ..links import ETAG, ID, absolute, follow
 from ..pagination import Pagination
 from ..params import Cursor, Limit, merge_patch
@@ -47,6 +49,8 @@ Writer = Annotated[Principal, Depends(AllowWrites(Role.partner, Role.admin))]
 Manager = Annotated[Principal, Depends(Allow(Role.partner, Role.admin))]
 ServiceId = Annotated[uuid.UUID, Path()]
 Versions = Annotated[Expected, Depends(if_match)]
+# Closures, reopening and verification: If-Match optional, for the clients written before it was read.
+OptionalVersions = Annotated[Expected | None, Depends(optional_if_match)]
 # Scope before the body (api/scoping.py): declared after the policy, before the body is looked at.
 ServiceInScope = Annotated[None, Depends(InScope(Scoped.service, "service_id"))]
 LocationInScope = Annotated[None, Depends(InScope(Scoped.location, "location_id"))]
@@ -61,9 +65,9 @@ def service_links(service_id: str) -> dict[str, Any]:
         "GetService": follow("get_service", "Read the service again.", service_id=service_id),
         "UpdateService": follow("update_service", "Change it.", service_id=service_id, if_match=ETAG),
         "SetCapacity": follow("set_capacity", "Say how many places are free.", service_id=service_id, if_match=ETAG),
-        "Close": follow("close_service", "Close it for a while.", service_id=service_id),
-        "Reopen": follow("reopen_service", "End a closure.", service_id=service_id),
-        "Verify": follow("verify_service", "Confirm it is still true.", service_id=service_id),
+        "Close": follow("close_service", "Close it for a while.", service_id=service_id, if_match=ETAG),
+        "Reopen": follow("reopen_service", "End a closure.", service_id=service_id, if_match=ETAG),
+        "Verify": follow("verify_service", "Confirm it is still true.", service_id=service_id, if_match=ETAG),
         "History": follow("service_history", "Its history.", service_id=service_id),
         "AddArea": follow("create_area", "Say where it takes people from.", body={"service_id": service_id}),
         "Archive": follow("archive_service", "Archive it.", service_id=service_id, if_match=ETAG),
@@ -186,7 +190,7 @@ async def set_capacity(
     "/services/{service_id}/closures",
     response_model=ServiceDetail,
     response_class=GeoJSONText,
-    responses={**documented(), **problem_responses(401, 403, 404, 409, 413, 422, 429)},
+    responses={**documented(), **problem_responses(401, 403, 404, 409, 412, 413, 422, 429)},  # 409: suspended
 )
 async def close_service(
     request: Request,
@@ -195,10 +199,19 @@ async def close_service(
     principal: Writer,
     service_id: ServiceId,
     in_scope: ServiceInScope,
+    versions: OptionalVersions,
     body: ClosureCreate,
 ) -> GeoJSONText:
-    """Close a service temporarily, from now or a given time, until a date or until reopened."""
-    await services.close_temporarily(session, service_id, body, actor=principal, request_id=_request_id(request))
+    """Close a service temporarily, from now or a given time, until a date or until reopened. It
+    replaces a closure under way. A suspended service stays suspended (409).
+
+    If-Match is optional here, and only here and on reopen and verify: clients written before these
+    operations read it send none, and are still served (no 428). Send it with the ETag you read: when
+    the service changed meanwhile (a colleague closed or reopened it) the closure is refused with a 412
+    and nothing changes."""
+    await services.close_temporarily(
+        session, service_id, body, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
     await session.commit()
     return await _service(conn, service_id, principal)
 
@@ -207,13 +220,24 @@ async def close_service(
     "/services/{service_id}/reopen",
     response_model=ServiceDetail,
     response_class=GeoJSONText,
-    responses={**documented(), **problem_responses(401, 403, 404, 409, 413, 422, 429)},  # 409: suspended
+    responses={**documented(), **problem_responses(401, 403, 404, 409, 412, 413, 422, 429)},  # 409: suspended
 )
 async def reopen_service(
-    request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    principal: Writer,
+    service_id: ServiceId,
+    versions: OptionalVersions,
 ) -> GeoJSONText:
-    """End a temporary closure now. A suspended service stays suspended (409): only Maillage lifts it."""
-    await services.reopen(session, service_id, actor=principal, request_id=_request_id(request))
+    """End a temporary closure now. A suspended service stays suspended (409): only Maillage lifts it.
+
+    If-Match is optional here (backwards-compatible: without it the service is reopened as it is now,
+    no 428). Send it with the ETag you read: when the service changed meanwhile (a colleague's newer
+    closure) the reopening is refused with a 412 and nothing changes."""
+    await services.reopen(
+        session, service_id, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
     await session.commit()
     return await _service(conn, service_id, principal)
 
@@ -222,13 +246,24 @@ async def reopen_service(
     "/services/{service_id}/verify",
     response_model=ServiceDetail,
     response_class=GeoJSONText,
-    responses={**documented(), **_WRITE},
+    responses={**documented(), **problem_responses(401, 403, 404, 412, 413, 422, 429)},
 )
 async def verify_service(
-    request: Request, session: SessionDep, conn: ReaderDep, principal: Writer, service_id: ServiceId
+    request: Request,
+    session: SessionDep,
+    conn: ReaderDep,
+    principal: Writer,
+    service_id: ServiceId,
+    versions: OptionalVersions,
 ) -> GeoJSONText:
-    """Confirm the listing is still true: it stays fresh for 180 more days."""
-    await services.verify(session, service_id, actor=principal, request_id=_request_id(request))
+    """Confirm the listing is still true: it stays fresh for 180 more days.
+
+    If-Match is optional here (backwards-compatible: without it the listing is confirmed as it is now,
+    no 428). Send it with the ETag of what you checked: when the service changed meanwhile, you have
+    not confirmed what it now says, and the verification is refused with a 412."""
+    await services.verify(
+        session, service_id, expected_version=versions, actor=principal, request_id=_request_id(request)
+    )
     await session.commit()
     return await _service(conn, service_id, principal)
 

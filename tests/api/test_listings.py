@@ -512,3 +512,243 @@ async def test_a_second_write_with_the_same_etag_loses(
     second = await client.patch(url, headers={**a.headers, "If-Match": tag}, json={"name": "second"})
     assert (first.status_code, second.status_code) == (200, 412)
     assert (await client.get(url, headers=a.headers)).json()["properties"]["name"] == "first"
+
+
+# --- If-Match, optional: closures, reopening, verification ---------------------------------------
+# These took no If-Match at first, and the clients written then send none: without it they are still
+# served (no 428); with it, a stale view is refused (412) instead of ending or replacing a colleague's
+# newer closure unseen. The same 412 and 422 as capacity's, and nothing changes on a refusal.
+
+STATUS_WRITES = [("closures", {"message": "Inventaire"}), ("reopen", None), ("verify", None)]
+
+
+async def _state(reader: AsyncConnection, service_id: uuid.UUID) -> tuple[Any, ...]:
+    """The service's row as the three writes touch it, and its history (every revision, in order)."""
+    row = await (
+        await reader.execute(
+            """SELECT version, status, closed_from, closed_until, closure_message, last_verified_at
+                 FROM service WHERE id = %s""",
+            (service_id,),
+        )
+    ).fetchone()
+    revisions = await (
+        await reader.execute(
+            "SELECT id, action, changes FROM listing_revision WHERE entity_id = %s ORDER BY id", (service_id,)
+        )
+    ).fetchall()
+    return tuple(row), [tuple(r) for r in revisions]
+
+
+async def _closed_by_a_colleague(client: httpx.AsyncClient, partner: Partner) -> tuple[str, str]:
+    """(the ETag a partner read, the service's ETag once a colleague closed it meanwhile)."""
+    url = f"/v1/services/{partner.service.id}"
+    read = await _etag(client, url, partner.headers)
+    colleague = await client.post(
+        f"{url}/closures", headers={**partner.headers, "If-Match": read}, json={"message": "Fermé par Camille"}
+    )
+    assert colleague.status_code == 200, colleague.text
+    assert colleague.headers["etag"] == f'"{int(read.strip(chr(34))) + 1}"'
+    return read, colleague.headers["etag"]
+
+
+@pytest.mark.parametrize(("path", "body"), STATUS_WRITES)
+async def test_a_stale_if_match_on_a_status_write_is_capacity_s_412_and_changes_nothing(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    path: str,
+    body: dict[str, Any] | None,
+) -> None:
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    stale, current = await _closed_by_a_colleague(client, a)
+    before, fingerprint_before = await _state(reader, a.service.id), await fingerprint(reader)
+
+    refused = await client.post(f"{url}/{path}", headers={**a.headers, "If-Match": stale}, json=body)
+
+    assert refused.status_code == 412, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "stale_version"
+    assert f"now at version {current.strip(chr(34))}" in refused.json()["detail"]
+    capacity = await client.put(f"{url}/capacity", headers={**a.headers, "If-Match": stale}, json={"state": "full"})
+    assert (refused.status_code, refused.json()) == (capacity.status_code, capacity.json())
+    assert await _state(reader, a.service.id) == before  # the colleague's closure stands, no revision added
+    assert await fingerprint(reader) == fingerprint_before
+    assert before[0][1:3] != ("active", None)  # (the colleague's closure is what stood)
+
+
+@pytest.mark.parametrize("tag", ['"999"', 'W/"1"', '"abc"'])
+@pytest.mark.parametrize(("path", "body"), STATUS_WRITES)
+async def test_if_match_that_can_match_nothing_is_412_on_status_writes(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    path: str,
+    body: dict[str, Any] | None,
+    tag: str,
+) -> None:
+    a, _ = partners
+    before = await fingerprint(reader)
+    response = await client.post(
+        f"/v1/services/{a.service.id}/{path}", headers={**a.headers, "If-Match": tag}, json=body
+    )
+    assert response.status_code == 412, response.text
+    assert response.json()["code"] == "stale_version"
+    assert await fingerprint(reader) == before
+
+
+@pytest.mark.parametrize(("path", "body"), STATUS_WRITES)
+async def test_a_matching_if_match_on_a_status_write_succeeds(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    path: str,
+    body: dict[str, Any] | None,
+) -> None:
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    _, current = await _closed_by_a_colleague(client, a)  # so that reopening has a closure to end
+    (version, *_), revisions = await _state(reader, a.service.id)
+    assert current == f'"{version}"'
+
+    done = await client.post(f"{url}/{path}", headers={**a.headers, "If-Match": current}, json=body)
+
+    assert done.status_code == 200, done.text
+    assert done.headers["etag"] == f'"{version + 1}"'
+    (after_version, status, *_), after_revisions = await _state(reader, a.service.id)
+    assert after_version == version + 1
+    assert after_revisions[:-1] == revisions
+    assert after_revisions[-1][1] == {"closures": "closure", "reopen": "reopen", "verify": "verify"}[path]
+    assert status == ("active" if path == "reopen" else "temporarily_closed")
+    # A list holding the current ETag, and `*`, match too.
+    again = await client.post(
+        f"{url}/{path}", headers={**a.headers, "If-Match": f'"999", {done.headers["etag"]}'}, json=body
+    )
+    assert again.status_code == 200, again.text
+    assert (await client.post(f"{url}/{path}", headers={**a.headers, "If-Match": "*"}, json=body)).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "body"), STATUS_WRITES)
+async def test_a_status_write_without_if_match_is_still_served(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    path: str,
+    body: dict[str, Any] | None,
+) -> None:
+    """Backwards-compatible on purpose: no 428 for the clients written before these read If-Match."""
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    await _closed_by_a_colleague(client, a)
+    (version, *_), revisions = await _state(reader, a.service.id)
+    done = await client.post(f"{url}/{path}", headers=a.headers, json=body)
+    assert done.status_code == 200, done.text
+    assert done.headers["etag"] == f'"{version + 1}"'
+    (after_version, *_), after_revisions = await _state(reader, a.service.id)
+    assert (after_version, len(after_revisions)) == (version + 1, len(revisions) + 1)
+
+
+@pytest.mark.parametrize("tag", ["garbage", '"1", "2"x', '"1",', "1", '"a b"'])
+@pytest.mark.parametrize(("path", "body"), STATUS_WRITES)
+async def test_a_malformed_if_match_on_a_status_write_is_capacity_s_422(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    path: str,
+    body: dict[str, Any] | None,
+    tag: str,
+) -> None:
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    before, fingerprint_before = await _state(reader, a.service.id), await fingerprint(reader)
+    refused = await client.post(f"{url}/{path}", headers={**a.headers, "If-Match": tag}, json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"] == [
+        {"in": "header", "name": "If-Match", "message": 'a list of ETags such as "3", or *'}
+    ]
+    capacity = await client.put(f"{url}/capacity", headers={**a.headers, "If-Match": tag}, json={"state": "full"})
+    assert refused.json() == capacity.json()
+    assert await _state(reader, a.service.id) == before
+    assert await fingerprint(reader) == fingerprint_before
+
+
+@pytest.mark.parametrize(("path", "body"), STATUS_WRITES)
+async def test_another_partner_s_service_is_404_whatever_its_if_match(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    path: str,
+    body: dict[str, Any] | None,
+) -> None:
+    """Scope before the precondition: B's current ETag, a stale one or garbage from A are all the 404 of
+    a service that does not exist, and nothing changes."""
+    a, b = partners
+    current = await _etag(client, f"/v1/services/{b.service.id}", b.headers)
+    before = await fingerprint(reader)
+    for headers in ({}, {"If-Match": current}, {"If-Match": '"999"'}, {"If-Match": "garbage"}, {"If-Match": "*"}):
+        hidden = await client.post(f"/v1/services/{b.service.id}/{path}", headers={**a.headers, **headers}, json=body)
+        missing = await client.post(f"/v1/services/{uuid.uuid4()}/{path}", headers={**a.headers, **headers}, json=body)
+        assert (hidden.status_code, missing.status_code) == (404, 404), (headers, hidden.text)
+        assert hidden.json() == missing.json()
+    assert await fingerprint(reader) == before
+
+
+@pytest.mark.parametrize(("path", "body"), STATUS_WRITES)
+async def test_roles_that_keep_no_listing_are_403_whatever_their_if_match(
+    client: httpx.AsyncClient,
+    partners: tuple[Partner, Partner],
+    reader: AsyncConnection,
+    auth,  # type: ignore[no-untyped-def]
+    path: str,
+    body: dict[str, Any] | None,
+) -> None:
+    a, _ = partners
+    current = await _etag(client, f"/v1/services/{a.service.id}", a.headers)
+    before = await fingerprint(reader)
+    for role in ("specialist", "department"):
+        for headers in ({}, {"If-Match": current}, {"If-Match": '"999"'}, {"If-Match": "garbage"}):
+            refused = await client.post(
+                f"/v1/services/{a.service.id}/{path}", headers={**auth(role), **headers}, json=body
+            )
+            assert refused.status_code == 403, (role, headers, refused.text)
+    assert await fingerprint(reader) == before
+
+
+async def test_on_a_suspended_service_a_stale_if_match_is_412_and_a_current_one_409(
+    client: httpx.AsyncClient, partners: tuple[Partner, Partner], session: AsyncSession, reader: AsyncConnection
+) -> None:
+    """The precondition before what the service's state forbids (DESIGN §3), and nothing changes."""
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    stale = await _etag(client, url, a.headers)
+    a.service.status = ServiceStatus.suspended
+    a.service.version += 1  # as Maillage's own suspension would
+    session.add(a.service)
+    await session.commit()
+    current = await _etag(client, url, a.headers)
+    assert current != stale
+    before = await fingerprint(reader)
+    for path, body in STATUS_WRITES[:2]:
+        assert (
+            await client.post(f"{url}/{path}", headers={**a.headers, "If-Match": stale}, json=body)
+        ).status_code == 412
+        conflict = await client.post(f"{url}/{path}", headers={**a.headers, "If-Match": current}, json=body)
+        assert conflict.status_code == 409, conflict.text
+        assert "suspended" in conflict.json()["detail"]
+    assert await fingerprint(reader) == before
+
+
+async def test_a_stale_closure_is_412_before_its_body_is_judged(
+    client: httpx.AsyncClient, partners: tuple[Partner, Partner], reader: AsyncConnection
+) -> None:
+    a, _ = partners
+    url = f"/v1/services/{a.service.id}"
+    stale, current = await _closed_by_a_colleague(client, a)
+    past = (datetime.now(UTC) - timedelta(days=1)).isoformat()  # ends before it starts: a 422…
+    before = await fingerprint(reader)
+    refused = await client.post(f"{url}/closures", headers={**a.headers, "If-Match": stale}, json={"until": past})
+    assert refused.status_code == 412  # …but only for a caller holding the current version
+    invalid = await client.post(f"{url}/closures", headers={**a.headers, "If-Match": current}, json={"until": past})
+    assert invalid.status_code == 422
+    assert invalid.json()["errors"][0]["pointer"] == "/until"
+    assert await fingerprint(reader) == before
