@@ -49,6 +49,7 @@ def content_security_policy(settings: Settings) -> str:
             f"connect-src 'self' {outside}".rstrip(),
             "worker-src blob:",
             "child-src blob:",
+            "frame-src 'none'",
             "frame-ancestors 'none'",
             "base-uri 'none'",
             "form-action 'none'",

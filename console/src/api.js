@@ -33,6 +33,8 @@ export class ApiError extends Error {
 
 function url(path, query) {
   const target = new URL(path, window.location.origin);
+  // The token goes to Maillage only: a link that leads elsewhere (a `next` of "//host/…") is refused.
+  if (target.origin !== window.location.origin) throw new ApiError(0, { title: 'Adresse hors de Maillage refusée' });
   for (const [key, value] of Object.entries(query || {})) {
     if (value === null || value === undefined || value === '' || value === false) continue;
     for (const one of Array.isArray(value) ? value : [value]) target.searchParams.append(key, String(one));

@@ -65,7 +65,18 @@ export function badge(kind, text) {
   return h('p', { class: `fr-badge fr-badge--sm fr-badge--${kind} fr-badge--no-icon` }, text);
 }
 
-const dateTime = new Intl.DateTimeFormat('fr-FR', { dateStyle: 'short', timeStyle: 'short', timeZone: 'Europe/Paris' });
-const dateOnly = new Intl.DateTimeFormat('fr-FR', { dateStyle: 'long', timeZone: 'Europe/Paris' });
-export const formatDateTime = (iso) => (iso ? dateTime.format(new Date(iso)) : '—');
-export const formatDate = (iso) => (iso ? dateOnly.format(new Date(iso)) : '—');
+// A place's own time zone, from its commune: an opening in Réunion is said in Réunion's time.
+const ZONES = { 971: 'America/Guadeloupe', 972: 'America/Martinique', 973: 'America/Cayenne', 974: 'Indian/Reunion', 976: 'Indian/Mayotte' };
+export function zoneOf(p) {
+  const code = p.commune?.code || p.location?.commune_code || '';
+  return ZONES[code.slice(0, 3)] || 'Europe/Paris';
+}
+
+const formats = new Map();
+function format(zone, options) {
+  const key = `${zone}|${JSON.stringify(options)}`;
+  if (!formats.has(key)) formats.set(key, new Intl.DateTimeFormat('fr-FR', { ...options, timeZone: zone }));
+  return formats.get(key);
+}
+export const formatDateTime = (iso, zone = 'Europe/Paris') => (iso ? format(zone, { dateStyle: 'short', timeStyle: 'short' }).format(new Date(iso)) : '—');
+export const formatDate = (iso, zone = 'Europe/Paris') => (iso ? format(zone, { dateStyle: 'long' }).format(new Date(iso)) : '—');

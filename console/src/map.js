@@ -60,12 +60,15 @@ const LOCALE = {
 
 // A map in `container`, its basemap loaded. Rejects when the browser cannot draw one (no WebGL):
 // callers keep their list, which says everything the map shows.
-export async function createMap(container, { ariaLabel, bounds = FRANCE } = {}) {
+// `styleUrl`: an operator's outside style (MAILLAGE_CONSOLE_MAP_STYLE_URL), drawn under Maillage's own
+// territory lines. Everything it refers to must be on its own origin: the page's CSP allows no other.
+export async function createMap(container, { ariaLabel, bounds = FRANCE, styleUrl = null } = {}) {
   const maplibregl = await loadMapLibre();
   const origin = window.location.origin;
+  const own = territoryStyle(origin);
   const map = new maplibregl.Map({
     container,
-    style: territoryStyle(origin),
+    style: styleUrl || own,
     bounds,
     fitBoundsOptions: { padding: 20 },
     attributionControl: { compact: true },
@@ -83,6 +86,10 @@ export async function createMap(container, { ariaLabel, bounds = FRANCE } = {}) 
     map.once('load', resolve);
     map.once('error', (event) => (map.loaded() ? null : reject(event.error || new Error('Carte indisponible'))));
   });
+  if (styleUrl) {
+    map.addSource('territories', own.sources.territories);
+    for (const layer of own.layers.filter((l) => l.type === 'line')) map.addLayer(layer);
+  }
   return map;
 }
 

@@ -101,6 +101,7 @@ async def test_the_page_and_its_files_carry_a_strict_policy(neutral: httpx.Async
     assert "script-src 'self';" in policy
     assert "connect-src 'self' https://login.example.test;" in policy
     assert "frame-ancestors 'none'" in policy
+    assert "frame-src 'none'" in policy  # MapLibre's blob: is for its worker, never a frame
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["cache-control"] == "no-store"
     script = await neutral.get("/console/assets/console.js")

@@ -328,7 +328,10 @@ export async function render(root, ctx) {
       h('p', {}, `Votre réponse (« ${MOVE_LABELS[intent.to].replace('…', '')} ») n’a pas été enregistrée`,
         moved ? ' : elle portait sur une version dépassée. L’orientation ci-dessus est affichée telle qu’elle est maintenant.' : ` : ${error.message}`),
       changes.length ? changesTable(changes) : null,
-      allowed.includes(intent.to)
+      !fresh
+        // Redoing it on the version that was refused would be refused again: the current one comes first.
+        ? h('p', {}, 'La version actuelle de l’orientation n’a pas pu être lue : rechargez l’onglet « Orientations reçues » pour la voir.')
+        : allowed.includes(intent.to)
         ? h('div', { class: 'mx-partner-actions' },
           h('button', { class: 'fr-btn', type: 'button', onclick: () => move(card, intent) },
             `${MOVE_LABELS[intent.to].replace('…', '')} quand même`),

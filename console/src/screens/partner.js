@@ -6,7 +6,7 @@
 // version shown); when the API answers 412, the screen reads the current version, shows which of the
 // fields the person saw have changed meanwhile, and what the person meant to do, and lets them apply
 // it again to the current version or drop it.
-import { h, append, clear, alert, badge, field, select, uid } from '../dom.js';
+import { h, append, clear, alert, badge, field, select, uid, zoneOf } from '../dom.js';
 import * as api from '../api.js';
 
 const CAPACITY = { available: 'Places disponibles', limited: 'Places limitées', full: 'Complet', waitlist: 'Liste d’attente' };
@@ -17,7 +17,6 @@ const CHANNELS = { in_person: 'sur place', phone: 'téléphone', online: 'en lig
 const GENDERS = { female: 'filles', male: 'garçons', other: 'autres' };
 // Opening hours and dates are those of the service's place: a closure "until the 12th" in Réunion
 // ends at midnight in Réunion.
-const ZONES = { 971: 'America/Guadeloupe', 972: 'America/Martinique', 973: 'America/Cayenne', 974: 'Indian/Reunion', 976: 'Indian/Mayotte' };
 const ZONE_NAMES = { 'America/Guadeloupe': 'heure de la Guadeloupe', 'America/Martinique': 'heure de la Martinique',
   'America/Cayenne': 'heure de la Guyane', 'Indian/Reunion': 'heure de La Réunion', 'Indian/Mayotte': 'heure de Mayotte' };
 const FRESHNESS_DAYS = 30;
@@ -620,11 +619,6 @@ async function specialismLabels(state) {
 }
 
 // --- dates in the service's own time zone -------------------------------------------------------
-
-function zoneOf(p) {
-  const code = p.commune?.code || p.location?.commune_code || '';
-  return ZONES[code.slice(0, 3)] || 'Europe/Paris';
-}
 
 const formats = new Map();
 function formatter(zone, options) {

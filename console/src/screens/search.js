@@ -5,7 +5,7 @@
 // screen's memory (no URL, no history entry, no storage, no form autofill), goes to Maillage only, and
 // is gone when the screen is left or the console locks. Safe houses come from the API at their
 // commune only (location_precision "commune"): they are drawn as the commune's ring, never as a point.
-import { h, clear, field, checkbox, select, alert, badge, formatDateTime, formatDate, uid } from '../dom.js';
+import { h, clear, field, checkbox, select, alert, badge, formatDateTime, formatDate, uid, zoneOf } from '../dom.js';
 import { get, request, ApiError } from '../api.js';
 
 const GENDERS = [['', 'Tous'], ['female', 'Fille'], ['male', 'Garçon'], ['other', 'Autre']];
@@ -112,18 +112,23 @@ export async function render(root, ctx) {
   }
 
   placeInput.addEventListener('input', () => {
+    // The suggestions were for the text before: none of them may be taken for this one.
     place = null;
+    options = [];
+    active = -1;
+    showSuggestions();
     placeChosen.textContent = '';
     clearTimeout(pending);
     const text = placeInput.value.trim();
-    if (text.length < 2) { options = []; showSuggestions(); return; }
+    if (text.length < 2) return;
     pending = setTimeout(async () => {
       try {
         const communes = await get('/v1/communes', { q: text, limit: 8 });
         if (placeInput.value.trim() !== text) return;
+        // A postal code offers its communes one by one, and all of them together when there are several.
         options = communes.map((c) => ({
           label: `${c.name} (${c.departement.code})${/^\d{5}$/.test(text) ? ` — ${text}` : ''}`,
-          query: /^\d{5}$/.test(text) ? { postal_code: text } : { commune: c.code },
+          query: { commune: c.code },
         }));
         if (/^\d{5}$/.test(text) && communes.length > 1) {
           options.unshift({ label: `Code postal ${text} (${communes.length} communes)`, query: { postal_code: text } });
@@ -139,7 +144,8 @@ export async function render(root, ctx) {
   });
 
   placeInput.addEventListener('keydown', (event) => {
-    if (suggestions.hidden || !options.length) return;
+    if (!options.length) return;
+    if (suggestions.hidden && event.key !== 'ArrowDown') return; // ArrowDown opens them again after Escape
     if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
       event.preventDefault();
       active = (active + (event.key === 'ArrowDown' ? 1 : options.length - 1)) % options.length;
@@ -153,12 +159,16 @@ export async function render(root, ctx) {
   });
   placeInput.addEventListener('blur', () => setTimeout(closeSuggestions, 150));
 
+  let picking = false;
   pickOnMap.addEventListener('click', async () => {
+    if (picking) return;
     const drawn = await ensureMap();
     if (!drawn) return;
+    picking = true;
     placeChosen.textContent = 'Cliquez sur la carte à l’endroit où se trouve l’enfant.';
     drawn.getCanvas().style.cursor = 'crosshair';
     drawn.once('click', (event) => {
+      picking = false;
       drawn.getCanvas().style.cursor = '';
       const { lng, lat } = event.lngLat;
       choose({ label: 'Point choisi sur la carte', query: { lat: lat.toFixed(5), lon: lng.toFixed(5) } });
@@ -245,7 +255,7 @@ export async function render(root, ctx) {
     mapNote.hidden = false;
     try {
       const { createMap } = await import('../map.js');
-      map = await createMap(mapBox, { ariaLabel: 'Carte des résultats (la liste donne les mêmes informations)' });
+      map = await createMap(mapBox, { ariaLabel: 'Carte des résultats (la liste donne les mêmes informations)', styleUrl: ctx.config.map_style_url });
       map.addSource('results', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } });
       map.addSource('place', { type: 'geojson', data: { type: 'FeatureCollection', features: [] } });
       map.addLayer({ id: 'results-exact', type: 'circle', source: 'results', filter: ['==', ['get', 'precision'], 'exact'],
@@ -313,6 +323,7 @@ function card(feature, labels, ctx) {
   const capacity = p.capacity ? CAPACITY[p.capacity.state] : null;
   const titleId = `result-title-${feature.id}`;
   const confidential = p.location_precision === 'commune';
+  const zone = zoneOf(p);
   return h('li', { class: 'mx-result', id: `result-${feature.id}`, tabindex: '-1', 'aria-labelledby': titleId },
     h('h3', { id: titleId }, p.name),
     h('p', {}, p.organisation.name, p.demo ? ' ' : null, p.demo ? badge('info', 'démo') : null),
@@ -324,8 +335,8 @@ function card(feature, labels, ctx) {
     h('p', {},
       [distance(p.distance_m, confidential),
         p.commune ? `${confidential ? 'commune de' : '—'} ${p.commune.name}` : null].filter(Boolean).join(' ')),
-    p.next_opening ? h('p', {}, `Prochaine ouverture : ${formatDateTime(p.next_opening)}`) : null,
-    p.closure ? h('p', {}, `Fermé${p.closure.until ? ` jusqu’au ${formatDate(p.closure.until)}` : ''}${p.closure.message ? ` : ${p.closure.message}` : ''}`) : null,
+    p.next_opening ? h('p', {}, `Prochaine ouverture : ${formatDateTime(p.next_opening, zone)}${zone === 'Europe/Paris' ? '' : ' (heure locale)'}`) : null,
+    p.closure ? h('p', {}, `Fermé${p.closure.until ? ` jusqu’au ${formatDate(p.closure.until, zone)}` : ''}${p.closure.message ? ` : ${p.closure.message}` : ''}`) : null,
     confidential
       ? h('p', {}, 'Lieu confidentiel : adresse non communiquée. Contact par la porte d’entrée : ',
         [p.front_door?.phone, p.front_door?.email].filter(Boolean).join(' · ') || 'non renseigné')
@@ -334,8 +345,8 @@ function card(feature, labels, ctx) {
     h('p', { class: 'mx-why' }, 'Pourquoi ce service : ',
       [(m.specialisms || []).map((s) => labels[s] || s).join(', '), REACH[m.reach], m.distance_band,
         m.away_km !== null && m.away_km !== undefined ? `à ${m.away_km} km au moins du lieu de danger` : null,
-        p.last_verified_at ? `vérifié le ${formatDate(p.last_verified_at)}` : 'jamais vérifié',
-        p.capacity?.as_of ? `places au ${formatDateTime(p.capacity.as_of)}` : null].filter(Boolean).join(' · ')),
+        p.last_verified_at ? `vérifié le ${formatDate(p.last_verified_at, zone)}` : 'jamais vérifié',
+        p.capacity?.as_of ? `places au ${formatDateTime(p.capacity.as_of, zone)}` : null].filter(Boolean).join(' · ')),
     ctx.me.role === 'specialist'
       ? h('button', { class: 'fr-btn fr-btn--sm fr-btn--secondary', type: 'button',
         onclick: () => ctx.go('case', { service: { id: feature.id, name: p.name, organisation: p.organisation } }) },

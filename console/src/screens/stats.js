@@ -759,7 +759,7 @@ export async function render(root, ctx) {
       try {
         const { createMap } = await import('../map.js');
         if (mine !== coverageGeneration) return;
-        const drawn = await createMap(box, { ariaLabel, bounds: extent(collection) || undefined });
+        const drawn = await createMap(box, { ariaLabel, bounds: extent(collection) || undefined, styleUrl: ctx.config.map_style_url });
         if (mine !== coverageGeneration) {
           drawn.remove();
           return;
