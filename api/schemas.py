@@ -172,6 +172,14 @@ class ServiceProperties(BaseModel):
     distance_m: int | None = Field(description="Metres on the spheroid; rounded to the km for confidential locations.")
     covers: bool = Field(description="The service's area covers the searched place.")
     location_precision: Literal["exact", "commune"] | None
+    confidential: bool | None = Field(
+        description="The service's location is confidential (a safe house): true whether or not you see its "
+        "exact point and address (its own organisation, and the specialists whose placement there is under "
+        "way, do; everyone else sees its commune and `front_door`). false for a public place, whatever its "
+        "`location_precision`; null without a location. The console, like any client, must never pass on the "
+        "address or point of a confidential place — to a child, a caller or anyone not allowed to see it — "
+        "and says so wherever it shows them."
+    )
     commune: CodeName | None
     address: str | None
     front_door: dict[str, str | None] | None = Field(description="Contact of a confidential location.")

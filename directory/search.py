@@ -6,7 +6,10 @@ Confidentiality is enforced in SQL, for every caller alike:
   down further than its commune;
 - the exact point, address and metre distance are returned only to those allowed to see them
   (`VISIBLE`); everyone else gets the commune point, a front-door contact and a distance rounded to
-  the kilometre, computed from the commune point.
+  the kilometre, computed from the commune point;
+- every feature says whether its place is `confidential`, to those who see it exactly too: their
+  client must know not to pass that address on (the flag tells no one else anything new: a hidden
+  safe house already comes with its `front_door` and no address).
 
 The whole page, GeoJSON included, is built by PostgreSQL (DESIGN §6): Python only assembles SQL
 from allow-listed fragments and passes parameters.
@@ -235,6 +238,7 @@ def feature_sql(*, with_origin: bool, match: str | None = None) -> str:
             'covers', {covers},
             'location_precision', CASE WHEN l.id IS NULL THEN NULL
                                        WHEN {VISIBLE} THEN l.point_precision ELSE 'commune' END,
+            'confidential', CASE WHEN l.id IS NOT NULL THEN l.visibility = 'confidential' END,
             'commune', CASE WHEN lc.code IS NULL THEN NULL ELSE json_build_object('code', lc.code, 'name', lc.name) END,
             'address', CASE WHEN l.id IS NOT NULL AND {VISIBLE} THEN l.address END,
             'front_door', CASE WHEN l.visibility = 'confidential' AND NOT {VISIBLE}

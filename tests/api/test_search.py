@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from api.schemas import ServiceCollection
-from directory.models import Location, Organisation, Service, Visibility
+from directory.models import Location, Organisation, PointPrecision, Service, Visibility
 from tests import factories
 
 SAINT_FLOUR = "15187"
@@ -443,6 +443,84 @@ class TestConfidentiality:
         )
         assert cancelled.status_code == 200
         assert await seen() == "commune"
+
+    async def test_confidential_says_a_safe_house_whatever_its_precision_and_the_viewer_s_access(
+        self,
+        client: httpx.AsyncClient,
+        auth,  # type: ignore[no-untyped-def]
+        world: World,
+        session: AsyncSession,
+        reader: AsyncConnection,
+    ) -> None:
+        """`confidential` follows the location's visibility, not `location_precision`: a public place
+        placed at its commune keeps its address and is not confidential, and a safe house a specialist
+        sees exactly (a placement there under way) is still confidential — the console's cue never to
+        pass its address on."""
+        specialist = auth("specialist")
+        # A public place imported without a geocoded point: it stands at its commune's point, with its address.
+        commune_point = await (
+            await reader.execute("SELECT ST_X(point), ST_Y(point) FROM commune WHERE code = %s", (SAINT_FLOUR,))
+        ).fetchone()
+        imported = await factories.location(
+            session,
+            world.b,
+            lon=commune_point[0],
+            lat=commune_point[1],
+            commune=SAINT_FLOUR,
+            address="3 place d'Armes",
+            point_precision=PointPrecision.commune,
+        )
+        s7 = await factories.service(session, world.b, imported, name="Point d'accueil importé")
+        ids = {key: str(world.services[key].id) for key in ("s1", "s3", "s6")} | {"s7": str(s7.id)}
+
+        async def seen(headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+            """Each service's feature in a search, checked against the service's detail."""
+            body = await _search(client, headers, **_near(world, include_covering="true", limit=100))
+            features = {f["id"]: f for f in body["features"] if f["id"] in ids.values()}
+            assert set(features) == set(ids.values())
+            for service_id, feature in features.items():
+                detail = (await client.get(f"/v1/services/{service_id}", headers=headers)).json()
+                for key in ("confidential", "location_precision", "address", "front_door"):
+                    assert detail["properties"][key] == feature["properties"][key], (service_id, key)
+                assert detail["geometry"] == feature["geometry"]
+            return {key: features[service_id] for key, service_id in ids.items()}
+
+        def place(feature: dict[str, Any]) -> tuple[Any, ...]:
+            props = feature["properties"]
+            return props["confidential"], props["location_precision"], props["address"], props["front_door"]
+
+        before = await seen(specialist)
+        assert place(before["s1"]) == (False, "exact", "l1 rue du Test", None)  # a public place, exact
+        assert place(before["s7"]) == (False, "commune", "3 place d'Armes", None)  # public, at its commune
+        assert before["s7"]["geometry"]["coordinates"] == pytest.approx(list(commune_point), abs=1e-6)
+        # The safe house, to a specialist with no placement there: its commune and front door only.
+        assert place(before["s3"]) == (True, "commune", None, {"phone": "+33 1 99 00 00 01", "email": None})
+        assert before["s3"]["geometry"]["coordinates"] == pytest.approx(list(commune_point), abs=1e-6)
+        assert place(before["s6"]) == (None, None, None, None)  # a phone line: no location
+        assert before["s6"]["geometry"] is None
+
+        # The same specialist, once the safe house accepted the child it asked to place there.
+        case = await factories.case(client, specialist, residence_collectivite="15D")
+        handoff = await factories.handoff(
+            client,
+            specialist,
+            case_id=case["id"],
+            kind="shelter_request",
+            to_organisation_id=str(world.a.id),
+            to_service_id=ids["s3"],
+        )
+        await factories.move(client, auth("partner", org=world.a.id), handoff["id"], "accepted")
+        placing = await seen(specialist)
+        assert place(placing["s3"]) == (True, "exact", "l3 rue du Test", None)
+        assert placing["s3"]["geometry"]["coordinates"] == pytest.approx(list(world.points["l3"]), abs=1e-6)
+        # Another specialist, working no such case, still sees only the commune — and the same flag.
+        other = await seen(auth("specialist", subject="someone-else"))
+        assert place(other["s3"]) == (True, "commune", None, {"phone": "+33 1 99 00 00 01", "email": None})
+        # Its owner sees it exactly, confidential too; the flags of the public places never change.
+        owner = await seen(auth("partner", org=world.a.id))
+        assert place(owner["s3"]) == (True, "exact", "l3 rue du Test", None)
+        for view in (placing, other, owner):
+            assert [view[key]["properties"]["confidential"] for key in ("s1", "s7", "s6")] == [False, False, None]
 
     async def test_the_owner_sees_its_own_safe_house(self, client: httpx.AsyncClient, auth, world: World) -> None:  # type: ignore[no-untyped-def]
         owner = auth("partner", org=world.a.id)
