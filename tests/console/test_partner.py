@@ -371,3 +371,47 @@ def test_partner_answers_its_inbox(
     conflict.get_by_role("button", name="Accepter quand même").click()
     expect(three.get_by_role("status")).to_contain_text("Orientation acceptée")
     assert _handoff(db, third["id"])[0] == "accepted"
+
+
+def test_a_stale_closure_never_replaces_a_colleagues(
+    new_page: Callable[[], Page], db: psycopg.Connection[Any], new_service: Callable[[str], dict[str, Any]]
+) -> None:
+    service = new_service("Accueil de jour")
+    a, b = new_page(), new_page()
+    _open_listings(a, service["name"])
+    _open_listings(b, service["name"])
+    card_a, card_b = _card(a, service["id"]), _card(b, service["id"])
+    tomorrow = datetime.now(PARIS).date() + timedelta(days=1)
+
+    card_a.get_by_role("button", name=re.compile(r"^Fermer temporairement")).click()
+    card_a.get_by_label("Fermé à partir du").fill(tomorrow.isoformat())
+    card_a.get_by_label("Motif").fill("Travaux")
+    card_a.get_by_role("button", name=re.compile(r"^Enregistrer la fermeture")).click()
+    expect(card_a.get_by_role("status")).to_contain_text("Fermeture enregistrée")
+    closed = _row(
+        db, "SELECT status, closed_from, closed_until, closure_message FROM service WHERE id = %s", service["id"]
+    )
+    assert closed == ("temporarily_closed", datetime.combine(tomorrow, time(0), PARIS), None, "Travaux")
+
+    # B still sees the service open, and closes it for other dates: refused, A's closure kept, and
+    # B is shown the closure it did not know about.
+    card_b.get_by_role("button", name=re.compile(r"^Fermer temporairement")).click()
+    card_b.get_by_label("Fermé à partir du").fill((tomorrow + timedelta(days=3)).isoformat())
+    card_b.get_by_role("button", name=re.compile(r"^Enregistrer la fermeture")).click()
+    conflict = card_b.locator(".mx-conflict")
+    expect(conflict).to_be_visible()
+    expect(conflict.get_by_role("heading")).to_have_text("Ce service a été modifié pendant que vous le consultiez")
+    expect(conflict).to_contain_text("Travaux")
+    assert (
+        _row(db, "SELECT status, closed_from, closed_until, closure_message FROM service WHERE id = %s", service["id"])
+        == closed
+    )
+
+    # Confirming the listing on the stale version is refused the same way.
+    card_a.get_by_role("button", name=re.compile(r"^Rouvrir maintenant")).click()
+    expect(card_a.get_by_role("status")).to_contain_text("Service rouvert")
+    (verified,) = _row(db, "SELECT last_verified_at FROM service WHERE id = %s", service["id"])
+    _card(b, service["id"]).locator(".mx-conflict").get_by_role("button", name="Abandonner ma modification").click()
+    card_b.get_by_role("button", name=re.compile(r"^Confirmer que cette fiche est à jour")).click()
+    expect(card_b.locator(".mx-conflict")).to_be_visible()
+    assert _row(db, "SELECT last_verified_at FROM service WHERE id = %s", service["id"]) == (verified,)

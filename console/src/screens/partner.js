@@ -282,7 +282,7 @@ export async function render(root, ctx) {
         touches: ['status', 'closure'],
         closesForm: true,
         describe: `fermeture à partir du ${formatDate(body.from, zone)}${body.until ? `, réouverture le ${formatDate(body.until, zone)}` : ''}`,
-        run: () => api.request(`/v1/services/${card.id}/closures`, { method: 'POST', body }),
+        run: (etag) => api.request(`/v1/services/${card.id}/closures`, { method: 'POST', body, headers: { 'If-Match': etag } }),
         done: () => `Fermeture enregistrée : ${closureText(card.feature.properties, zone)}.`,
         failure: 'La fermeture n’a pas été enregistrée',
       });
@@ -308,7 +308,7 @@ export async function render(root, ctx) {
       focus: ['closure-toggle'],
       touches: ['status', 'closure'],
       describe: 'réouverture immédiate',
-      run: () => api.request(`/v1/services/${card.id}/reopen`, { method: 'POST' }),
+      run: (etag) => api.request(`/v1/services/${card.id}/reopen`, { method: 'POST', headers: { 'If-Match': etag } }),
       done: () => 'Service rouvert : il est de nouveau proposé aux écoutant·es.',
       failure: 'Le service n’a pas été rouvert',
     });
@@ -319,7 +319,7 @@ export async function render(root, ctx) {
       focus: ['verify'],
       touches: ['last_verified_at'],
       describe: 'confirmation que la fiche est à jour',
-      run: () => api.request(`/v1/services/${card.id}/verify`, { method: 'POST' }),
+      run: (etag) => api.request(`/v1/services/${card.id}/verify`, { method: 'POST', headers: { 'If-Match': etag } }),
       done: () => `Fiche confirmée à jour le ${formatDateTime(card.feature.properties.last_verified_at, zoneOf(card.feature.properties))}.`,
       failure: 'La vérification n’a pas été enregistrée',
       after: refreshFreshness,
