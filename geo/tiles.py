@@ -27,6 +27,7 @@ territories only.
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -123,6 +124,11 @@ async def vintage(conn: AsyncConnection) -> str:
 SHARED_MAX_ZOOM = 7
 # What the cache may hold per process, tiles and their bookkeeping.
 CACHE_BYTES = 64 * 2**20
+# How long a tile kept for one viewer (above SHARED_MAX_ZOOM) lives, from when it was built: such an
+# entry says where that person looked, so the cache must not keep it longer than that look is useful.
+# Ten minutes is the console's lock time (api/settings.py, console_lock_minutes' default): past it an
+# idle console is locked. A viewer still looking then rebuilds the tile (10–65 ms, bench/tiles.py).
+VIEWER_TILE_SECONDS = 10 * 60
 _ENTRY_OVERHEAD = 200  # bytes of dict entry, key and bytes object per tile, roughly
 
 
@@ -153,14 +159,29 @@ class TileCache:
     caches are keyed by the whole principal). The low zooms are the same map of France for everyone
     and reveal nothing: they are shared, which is where sharing pays.
 
+    Why a viewer's tiles expire (VIEWER_TILE_SECONDS after they were built) when the shared ones do
+    not: held until the LRU pushed them out, on a quiet server for days, they would be that record of
+    who looked where, in memory. Expired ones are dropped from the cache (not merely ignored) on its
+    next use; the clock is injectable (`clock`, seconds, monotonic) so that tests need not wait.
+
     The vintage (`vintage()`) is read per request: when the territories change, every tile built from
     the old ones is dropped. One build at a time per tile: concurrent requests for it wait for the
     first one's result instead of building it again (per event loop: an asyncio lock belongs to one).
     """
 
-    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+    def __init__(
+        self,
+        max_bytes: int = CACHE_BYTES,
+        *,
+        viewer_ttl: float = VIEWER_TILE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_bytes = max_bytes
+        self.viewer_ttl = viewer_ttl
+        self._clock = clock
         self._tiles: OrderedDict[_Key, bytes] = OrderedDict()
+        # The viewers' tiles, in the order they expire (the order they were kept: one lifetime for all).
+        self._expiry: OrderedDict[_Key, float] = OrderedDict()
         self._bytes = 0
         self._vintage: str | None = None
         self._building: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Key, tuple[asyncio.Lock, int]]]
@@ -168,6 +189,7 @@ class TileCache:
 
     def clear(self) -> None:
         self._tiles.clear()
+        self._expiry.clear()
         self._bytes = 0
 
     @property
@@ -188,6 +210,7 @@ class TileCache:
         return await self._single_flight(key, lambda: build(conn, z, x, y))
 
     def _get(self, key: _Key) -> bytes | None:
+        self._expire()
         found = self._tiles.get(key)
         if found is not None:
             self._tiles.move_to_end(key)
@@ -197,11 +220,28 @@ class TileCache:
         cost = len(tile) + _ENTRY_OVERHEAD
         if key.vintage != self._vintage or cost > self.max_bytes:
             return  # built from territories that changed meanwhile, or larger than the whole cache
+        self._drop(key)
         self._tiles[key] = tile
         self._bytes += cost
+        if key.viewer:
+            self._expiry[key] = self._clock() + self.viewer_ttl
         while self._bytes > self.max_bytes:
-            _, evicted = self._tiles.popitem(last=False)
-            self._bytes -= len(evicted) + _ENTRY_OVERHEAD
+            self._drop(next(iter(self._tiles)))
+
+    def _drop(self, key: _Key) -> None:
+        tile = self._tiles.pop(key, None)
+        if tile is not None:
+            self._bytes -= len(tile) + _ENTRY_OVERHEAD
+        self._expiry.pop(key, None)
+
+    def _expire(self) -> None:
+        """Drop the viewers' tiles whose time is up (the oldest first: they expire in that order)."""
+        now = self._clock()
+        while self._expiry:
+            key, expires = next(iter(self._expiry.items()))
+            if expires > now:
+                return
+            self._drop(key)
 
     async def _single_flight(self, key: _Key, make: Callable[[], Awaitable[bytes]]) -> bytes:
         building = self._building.setdefault(asyncio.get_running_loop(), {})

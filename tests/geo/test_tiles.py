@@ -1,5 +1,6 @@
-"""The tile cache (geo.tiles.TileCache) on its own: bounded, least recently used out first, one build per
-tile at a time, nothing kept from territories that changed meanwhile; and the territories' vintage."""
+"""The tile cache (geo.tiles.TileCache) on its own: bounded, least recently used out first, a viewer's
+tiles gone after ten minutes, one build per tile at a time, nothing kept from territories that changed
+meanwhile; and the territories' vintage."""
 
 from __future__ import annotations
 
@@ -65,6 +66,64 @@ async def test_tiles_above_zoom_7_are_kept_per_caller(monkeypatch: pytest.Monkey
         await cache.tile(NO_CONNECTION, 7, 1, 1, viewer=viewer)
         await cache.tile(NO_CONNECTION, 8, 1, 1, viewer=viewer)
     assert tables.built == [(7, 1, 1), (8, 1, 1), (8, 1, 1)]
+
+
+class Clock:
+    """Seconds that pass only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_viewer_s_tiles_leave_the_cache_after_ten_minutes_and_the_shared_ones_stay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tile kept for one viewer (zoom 8 to 12) says where that person looked: it is gone from memory
+    VIEWER_TILE_SECONDS after it was built, used meanwhile or not; the shared map of France is kept."""
+    assert tiles.VIEWER_TILE_SECONDS == 600  # the console's lock time
+    tables = FakeTables(monkeypatch, size=999)
+    clock = Clock()
+    cache = tiles.TileCache(clock=clock)
+    await cache.tile(NO_CONNECTION, 7, 1, 1, viewer="a")  # shared
+    for z in (8, 12):
+        await cache.tile(NO_CONNECTION, z, 1, 1, viewer="a")
+    clock.now += 300
+    await cache.tile(NO_CONNECTION, 10, 1, 1, viewer="b")  # five minutes later
+    assert cache.size == (4, 4 * 1199)
+
+    clock.now += 299.5  # a's tiles are 599.5 s old: still there, and used again they keep their age
+    await cache.tile(NO_CONNECTION, 8, 1, 1, viewer="a")
+    assert cache.size[0] == 4
+    assert tables.built == [(7, 1, 1), (8, 1, 1), (12, 1, 1), (10, 1, 1)]
+
+    clock.now += 0.5  # ten minutes: a's tiles go at the cache's next use, whoever asks for what
+    await cache.tile(NO_CONNECTION, 7, 1, 1, viewer="c")
+    assert cache.size == (2, 2 * 1199)  # the shared z7 tile, and b's
+    await cache.tile(NO_CONNECTION, 8, 1, 1, viewer="a")  # built again, for ten more minutes
+    assert tables.built[4:] == [(8, 1, 1)]
+
+    clock.now += 24 * 3600  # a day later, the viewers' tiles are all gone, the shared one is not
+    await cache.tile(NO_CONNECTION, 7, 1, 1, viewer="d")
+    assert cache.size == (1, 1199)
+    assert tables.built[5:] == []
+
+
+async def test_expired_and_evicted_tiles_keep_the_accounting_true(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A viewer's tile pushed out by the LRU before its time leaves no expiry behind, and one that
+    expires is not counted twice: the cache's bytes stay the sum of what it holds."""
+    FakeTables(monkeypatch, size=999)
+    clock = Clock()
+    cache = tiles.TileCache(max_bytes=2 * 1199, clock=clock)
+    for x in range(3):  # the third pushes the first out
+        await cache.tile(NO_CONNECTION, 9, x, 0, viewer="a")
+        clock.now += 100
+    assert cache.size == (2, 2 * 1199)
+    clock.now += 600
+    await cache.tile(NO_CONNECTION, 3, 0, 0, viewer="a")
+    assert cache.size == (1, 1199)
 
 
 async def test_concurrent_requests_for_a_cold_tile_build_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
