@@ -70,7 +70,8 @@ def test_a_specialist_searches_opens_a_case_and_follows_the_pathway(page: Page, 
         expect(cards.first).to_contain_text("À ")
     for index, feature in enumerate(expected["features"]):
         properties = feature["properties"]
-        if properties["location_precision"] == "commune":
+        if properties["front_door"] is not None:  # a safe house this specialist has no handoff to
+            assert properties["location_precision"] == "commune"
             card = cards.nth(index)
             expect(card).to_contain_text("Lieu confidentiel")
             expect(card).to_contain_text(properties["commune"]["name"])
@@ -78,7 +79,11 @@ def test_a_specialist_searches_opens_a_case_and_follows_the_pathway(page: Page, 
             # Its distance is the API's, rounded to the km: said as approximate, never in metres.
             expect(card).to_contain_text("km environ")
             assert re.search(r"\d+ m\b", card.inner_text()) is None
+            expect(card).not_to_contain_text("Ne la communiquez jamais")
+            safe_house = index
             break
+    else:
+        raise AssertionError("the demo listings near Lyon should include a safe house")
 
     # The map comes with the first results (and not before), and draws on WebGL.
     expect(page.locator("#results-map canvas")).to_be_visible()
@@ -125,14 +130,14 @@ def test_a_specialist_searches_opens_a_case_and_follows_the_pathway(page: Page, 
     expect(alert).to_contain_text(empty["empty_reason"]["detail"])
     expect(cards).to_have_count(0)
 
-    # --- orient towards the first service of the first search ---------------------------------------
+    # --- orient towards the safe house of the first search --------------------------------------------
     page.get_by_label("Spécialité").select_option("")
     page.get_by_label("Rayon").select_option("30")
     page.get_by_label("Âge de l’enfant", exact=True).fill("")
     page.locator("#search-form").get_by_role("button", name="Rechercher").click()
     expect(cards).to_have_count(len(names))
-    target = expected["features"][0]
-    cards.first.get_by_role("button", name=re.compile("Orienter vers ce service")).click()
+    target = expected["features"][safe_house]
+    cards.nth(safe_house).get_by_role("button", name=re.compile("Orienter vers ce service")).click()
     expect(page.get_by_role("heading", name="Ouvrir un dossier")).to_be_visible()
     expect(page.locator("#case-form")).to_contain_text(target["properties"]["name"])
 
@@ -182,14 +187,15 @@ def test_a_specialist_searches_opens_a_case_and_follows_the_pathway(page: Page, 
 
     with psycopg.connect(console_server.owner_url) as conn:
         handoffs = conn.execute(
-            "SELECT kind, urgency, receiver_organisation_id, receiver_service_id FROM handoff"
+            "SELECT kind, urgency, receiver_organisation_id, receiver_service_id, id FROM handoff"
             " WHERE case_id = %s ORDER BY created_at",
             (case_id,),
         ).fetchall()
         events = conn.execute(
             "SELECT kind FROM case_event WHERE case_id = %s ORDER BY occurred_at, recorded_at", (case_id,)
         ).fetchall()
-    assert [(kind, urgency) for kind, urgency, _, _ in handoffs] == [
+    orientation_id = handoffs[1][4]
+    assert [(kind, urgency) for kind, urgency, _, _, _ in handoffs] == [
         ("information_preoccupante", "immediate"),
         ("orientation", "within_24h"),
     ]
@@ -198,4 +204,29 @@ def test_a_specialist_searches_opens_a_case_and_follows_the_pathway(page: Page, 
     assert [kind for (kind,) in events] == ["runaway_started", "runaway_ended"]
     check_a11y(page, "specialist-case")
     screenshot(page, "specialist-case")
+
+    # Once the safe house accepts the orientation, this specialist sees it exactly: its address, set
+    # apart with the rule never to pass it on, and no front door any more.
+    partner = build_token_service(Settings(var_dir=console_server.var)).issue(
+        subject="test-safe-house", role=Role.partner, organisation_id=target["properties"]["organisation"]["id"]
+    )
+    for step in ("acknowledged", "accepted"):
+        moved = httpx.post(
+            f"{console_server.base_url}/v1/handoffs/{orientation_id}/transitions",
+            json={"to": step},
+            headers={"Authorization": f"Bearer {partner}"},
+            timeout=30,
+        )
+        assert moved.status_code == 200, moved.text
+    with psycopg.connect(console_server.owner_url) as conn:
+        (address,) = conn.execute(  # type: ignore[misc]
+            "SELECT l.address FROM service s JOIN location l ON l.id = s.location_id WHERE s.id = %s", (target["id"],)
+        ).fetchone()
+    assert address
+    page.locator("#tabs").get_by_role("button", name="Rechercher").click()
+    _search_by_keyboard(page, PLACE)
+    card = page.locator(f"#result-{target['id']}")
+    expect(card.locator(".mx-confidential")).to_contain_text("Ne la communiquez jamais")
+    expect(card.locator(".mx-confidential")).to_contain_text(address)
+    expect(card).not_to_contain_text("porte d’entrée")
     assert page.url == f"{console_server.base_url}/console"

@@ -50,7 +50,7 @@ export async function render(root, ctx) {
   const more = h('button', { class: 'fr-btn fr-btn--secondary', type: 'button', hidden: true }, 'Plus de résultats');
   const mapBox = h('div', { class: 'mx-map', id: 'results-map', hidden: true });
   const mapNote = h('p', { class: 'mx-map-note', hidden: true },
-    'Cercles pleins : adresse publique. Anneaux : lieu confidentiel, montré à sa commune seulement.');
+    'Points : lieu montré à son adresse. Anneaux : lieu montré à sa commune seulement (lieu confidentiel, ou adresse non localisée).');
   const pickOnMap = h('button', { class: 'fr-btn fr-btn--tertiary fr-btn--sm', type: 'button' }, 'Choisir un point sur la carte');
 
   const form = h('form', { id: 'search-form', novalidate: true, 'aria-labelledby': 'search-title' },
@@ -292,7 +292,7 @@ export async function render(root, ctx) {
     const located = results.filter((f) => f.geometry);
     drawn.getSource('results').setData({ type: 'FeatureCollection', features: located.map((f) => ({
       type: 'Feature', geometry: f.geometry,
-      properties: { id: f.id, precision: f.properties.location_precision || 'exact' } })) });
+      properties: { id: f.id, precision: f.properties.location_precision === 'exact' ? 'exact' : 'commune' } })) });
     showPlace(drawn);
     // Frame the services received near the place (a national service far away would zoom out to France).
     const near = located.filter((f) => f.properties.match?.reach === 'within_radius');
@@ -309,10 +309,11 @@ function km(metres) {
   return metres < 1000 ? `${Math.round(metres / 100) * 100} m` : `${(metres / 1000).toFixed(metres < 10000 ? 1 : 0).replace('.', ',')} km`;
 }
 
-// A confidential place's distance comes rounded to the km (from its commune's point): say so, never "0 m".
-function distance(metres, confidential) {
+// A place shown at its commune is as far as its commune's point (a safe house's distance even comes
+// rounded to the km): say so, never "0 m".
+function distance(metres, approximate) {
   if (metres === null || metres === undefined) return 'Sans lieu d’accueil (téléphone, en ligne)';
-  if (!confidential) return `À ${km(metres)}`;
+  if (!approximate) return `À ${km(metres)}`;
   return metres < 1000 ? 'À moins de 1 km environ,' : `À ${Math.round(metres / 1000)} km environ,`;
 }
 
@@ -322,7 +323,12 @@ function card(feature, labels, ctx) {
   const [openKind, openText] = OPEN[m.open] || ['info', 'Horaires inconnus'];
   const capacity = p.capacity ? CAPACITY[p.capacity.state] : null;
   const titleId = `result-title-${feature.id}`;
-  const confidential = p.location_precision === 'commune';
+  // A safe house: hidden (its commune and its front door only), or shown exactly to a specialist who
+  // has a handoff to it — whose address must then never be passed on. A public place may come at its
+  // commune too (not located more precisely), with its address.
+  const hidden = Boolean(p.front_door);
+  const confidential = p.confidential ?? hidden;
+  const atCommune = p.location_precision !== 'exact';
   const zone = zoneOf(p);
   return h('li', { class: 'mx-result', id: `result-${feature.id}`, tabindex: '-1', 'aria-labelledby': titleId },
     h('h3', { id: titleId }, p.name),
@@ -333,14 +339,18 @@ function card(feature, labels, ctx) {
       p.stale ? badge('warning', 'À revérifier') : badge('success', 'Vérifié'),
       p.status === 'temporarily_closed' ? badge('error', 'Fermeture temporaire') : null),
     h('p', {},
-      [distance(p.distance_m, confidential),
-        p.commune ? `${confidential ? 'commune de' : '—'} ${p.commune.name}` : null].filter(Boolean).join(' ')),
+      [distance(p.distance_m, atCommune),
+        p.commune ? `${atCommune ? 'commune de' : '—'} ${p.commune.name}` : null].filter(Boolean).join(' ')),
     p.next_opening ? h('p', {}, `Prochaine ouverture : ${formatDateTime(p.next_opening, zone)}${zone === 'Europe/Paris' ? '' : ' (heure locale)'}`) : null,
     p.closure ? h('p', {}, `Fermé${p.closure.until ? ` jusqu’au ${formatDate(p.closure.until, zone)}` : ''}${p.closure.message ? ` : ${p.closure.message}` : ''}`) : null,
-    confidential
+    hidden
       ? h('p', {}, 'Lieu confidentiel : adresse non communiquée. Contact par la porte d’entrée : ',
         [p.front_door?.phone, p.front_door?.email].filter(Boolean).join(' · ') || 'non renseigné')
-      : p.address ? h('p', {}, p.address) : null,
+      : confidential
+        ? h('div', { class: 'mx-confidential' },
+          h('p', {}, h('strong', {}, 'Lieu confidentiel (mise à l’abri) : '), 'son adresse vous est montrée pour une orientation en cours. Ne la communiquez jamais à l’appelant·e ni à la famille.'),
+          p.address ? h('p', {}, p.address) : null)
+        : p.address ? h('p', {}, p.address) : null,
     h('p', {}, [p.contact?.phone, p.contact?.email].filter(Boolean).join(' · ')),
     h('p', { class: 'mx-why' }, 'Pourquoi ce service : ',
       [(m.specialisms || []).map((s) => labels[s] || s).join(', '), REACH[m.reach], m.distance_band,
