@@ -5,6 +5,8 @@
 const EVENTS = ['pointerdown', 'keydown', 'wheel', 'touchstart'];
 const CHECK_EVERY_MS = 5000;
 
+// Returns { stop, idleMs }: idleMs() is how long since the last activity (a lock for expiry asks
+// whether the person was still there).
 export function watchInactivity(minutes, { expiresAt, onIdle, onExpired }) {
   const idleMs = minutes * 60 * 1000;
   let last = Date.now();
@@ -12,8 +14,10 @@ export function watchInactivity(minutes, { expiresAt, onIdle, onExpired }) {
   const check = () => {
     if (done) return;
     const now = Date.now();
-    if (now >= expiresAt) finish(onExpired);
-    else if (now - last >= idleMs) finish(onIdle);
+    // Inactivity first: a console left alone (or a machine woken from sleep) is a walk-away, whatever
+    // else has expired meanwhile.
+    if (now - last >= idleMs) finish(onIdle);
+    else if (now >= expiresAt) finish(onExpired);
   };
   const active = () => {
     check(); // activity after the deadline does not rescue the session
@@ -35,5 +39,5 @@ export function watchInactivity(minutes, { expiresAt, onIdle, onExpired }) {
     stop();
     callback();
   }
-  return stop;
+  return { stop, idleMs: () => Date.now() - last };
 }

@@ -30,7 +30,11 @@ let session = null; // { me, stopWatching, leave, state }
 let navigation = 0; // the current go(): an earlier one still loading draws nothing
 
 // Why the console last locked, kept across the reload that wipes the page's memory, until the next
-// login: { message, reauthenticate }. It never holds anything about a child, a case or a place.
+// login: { message, continuing, at }. It never holds anything about a child, a case or a place.
+// `continuing`: the token ran out while the person was at work (active in the last two minutes), so
+// the next login within two minutes may use the provider's session; every other login, in any tab,
+// authenticates again.
+const CONTINUING_MS = 2 * 60 * 1000;
 const LOCKED = 'maillage.locked';
 
 function announce(title) {
@@ -39,14 +43,14 @@ function announce(title) {
 
 async function boot() {
   config = await fetch('/console/config.json', { cache: 'no-store', credentials: 'omit' }).then((r) => r.json());
-  api.whenUnauthorized(() => lock('Votre session a expiré.', { reauthenticate: false }));
-  logout.addEventListener('click', () => lock('Vous êtes déconnecté·e.', { logout: true }));
+  api.whenUnauthorized(() => lock('Votre session a expiré.', { continuing: stillThere() }));
+  logout.addEventListener('click', () => lock('Vous êtes déconnecté·e de la console.', { logout: true }));
   // Back from the browser's back/forward cache: the page kept in memory is reloaded, locked.
   window.addEventListener('pageshow', (event) => { if (event.persisted) window.location.replace('/console'); });
   window.addEventListener('pagehide', () => {
     if (session) lock('La console a été quittée.', { navigate: false });
   });
-  const locked = JSON.parse(sessionStorage.getItem(LOCKED) || 'null');
+  const locked = lastLock();
   if (window.location.pathname === '/console/callback') {
     try {
       const { accessToken, expiresIn } = await completeLogin(config.oidc);
@@ -65,7 +69,8 @@ function showLogin(message, locked) {
   announce('Connexion');
   const start = async () => {
     try {
-      await startLogin(config.oidc, { reauthenticate: Boolean(locked?.reauthenticate) });
+      const continuing = Boolean(locked?.continuing) && Date.now() - locked.at < CONTINUING_MS;
+      await startLogin(config.oidc, { reauthenticate: !continuing });
     } catch (error) {
       showLogin(`Le fournisseur d’identité ne répond pas (${error.message}). Réessayez dans un instant.`, locked);
     }
@@ -87,12 +92,12 @@ async function open(accessToken, expiresIn) {
   sessionStorage.removeItem(LOCKED); // logged in: the last lock is behind us
   // Inactivity and the token's end are both read on the wall clock (a laptop waking from sleep locks
   // at once); the token is given up 30 s before the provider's deadline.
-  const stopWatching = watchInactivity(config.lock_minutes, {
+  const { stop: stopWatching, idleMs } = watchInactivity(config.lock_minutes, {
     expiresAt: Date.now() + Math.max(expiresIn - 30, 30) * 1000,
     onIdle: () => lock(`La console s’est verrouillée après ${config.lock_minutes} minutes d’inactivité.`),
-    onExpired: () => lock('Votre session a expiré.', { reauthenticate: false }),
+    onExpired: () => lock('Votre session a expiré.', { continuing: stillThere() }),
   });
-  session = { me, stopWatching, leave: null, state: {} };
+  session = { me, stopWatching, idleMs, leave: null, state: {} };
   const scope = me.organisation?.name || me.collectivite?.name || '';
   who.textContent = [ROLE_NAMES[me.role] || me.role, scope].filter(Boolean).join(' · ');
   logout.hidden = false;
@@ -139,6 +144,19 @@ export async function go(name, params = {}) {
   if (stillCurrent()) main.focus();
 }
 
+// Whether the person was at work a moment ago (a key press or a click in the last two minutes).
+function stillThere() {
+  return session !== null && session.idleMs() < CONTINUING_MS;
+}
+
+function lastLock() {
+  try {
+    return JSON.parse(sessionStorage.getItem(LOCKED) || 'null');
+  } catch {
+    return null;
+  }
+}
+
 function leave() {
   const callback = session?.leave;
   if (session) session.leave = null;
@@ -153,7 +171,7 @@ function leave() {
 // nothing after it can fail open. Then the page is loaded again: its memory (results, the map, the
 // browser's record of the requests made) goes with it. After a lock or a logout the next login
 // authenticates again at the provider; "Se déconnecter" also ends the provider's session.
-async function lock(message, { reauthenticate = true, logout: endSession = false, navigate = true } = {}) {
+async function lock(message, { continuing = false, logout: endSession = false, navigate = true } = {}) {
   if (!session) return;
   api.setToken(null);
   const { stopWatching } = session;
@@ -167,7 +185,11 @@ async function lock(message, { reauthenticate = true, logout: endSession = false
   logout.hidden = true;
   tabs.hidden = true;
   performance.clearResourceTimings();
-  sessionStorage.setItem(LOCKED, JSON.stringify({ message, reauthenticate }));
+  try {
+    sessionStorage.setItem(LOCKED, JSON.stringify({ message, continuing, at: Date.now() }));
+  } catch {
+    // No storage: the console is locked all the same, without its message.
+  }
   if (!navigate) return;
   if (endSession) {
     try {

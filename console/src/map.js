@@ -87,8 +87,11 @@ export async function createMap(container, { ariaLabel, bounds = FRANCE, styleUr
     map.once('error', (event) => (map.loaded() ? null : reject(event.error || new Error('Carte indisponible'))));
   });
   if (styleUrl) {
-    map.addSource('territories', own.sources.territories);
-    for (const layer of own.layers.filter((l) => l.type === 'line')) map.addLayer(layer);
+    // Under names of our own, so that the outside style's cannot clash with them.
+    map.addSource('maillage-territories', own.sources.territories);
+    for (const layer of own.layers.filter((l) => l.type === 'line')) {
+      map.addLayer({ ...layer, id: `maillage-${layer.id}`, source: 'maillage-territories' });
+    }
   }
   return map;
 }

@@ -165,7 +165,7 @@ def test_logging_out_ends_the_providers_session(page: Page) -> None:
     # The provider asks to confirm (the local one does; others may not), then sends the browser back.
     page.get_by_role("button", name="Oui, me déconnecter").click()
     page.wait_for_url(re.compile(r"/console$"))
-    expect(page.locator("#contenu")).to_contain_text("Vous êtes déconnecté·e.")
+    expect(page.locator("#contenu")).to_contain_text("Vous êtes déconnecté·e de la console.")
     expect(page.locator("#who")).to_have_text("")
     with page.expect_navigation():
         page.locator("#login").click()
@@ -320,3 +320,33 @@ def test_no_third_party_is_ever_asked(page: Page, console_server: ConsoleServer)
     outside = sorted({f"{url} (from {document})" for url, document in asked if not url.startswith(allowed)})
     assert not outside, f"requests to third parties: {outside}"
     print(f"\nthe provider's own pages asked: {sorted({u for u, d in seen if d.startswith(provider)})}")  # noqa: T201
+
+
+def test_every_new_console_authenticates_again(page: Page) -> None:
+    """The provider's session never lets someone into a console by itself: a new tab asks for a login."""
+    login(page, "specialiste")
+    workspace_ready(page)
+    other = page.context.new_page()
+    other.goto("/console")
+    with other.expect_navigation():
+        other.locator("#login").click()
+    expect(other.locator("input[name=login]")).to_be_visible()
+    other.close()
+
+
+def test_a_token_that_runs_out_while_at_work_is_renewed_without_a_password(page: Page) -> None:
+    page.clock.install()
+    login(page, "specialiste")
+    workspace_ready(page)
+    place = page.get_by_role("combobox", name=re.compile("Lieu où se trouve"))
+    # Active all along (never 10 minutes idle) until the 15-minute token runs out, 30 s early.
+    for minutes in (8, 6):
+        page.clock.fast_forward(minutes * 60_000)
+        place.press("Shift")
+    page.clock.fast_forward(60_000)
+    expect(page.locator("#contenu")).to_contain_text("Votre session a expiré.")
+    expect(page.locator("#who")).to_have_text("")
+    # The same person, a moment later: the provider's session brings them back, no form to fill.
+    page.locator("#login").click()
+    expect(page.locator("#who")).not_to_have_text("", timeout=15_000)
+    assert page.evaluate("Object.keys(sessionStorage)") == []

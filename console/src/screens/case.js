@@ -30,7 +30,7 @@ export async function render(root, ctx) {
   clear(root, heading, status, body);
   const service = ctx.params.service || null;
 
-  if (ctx.state.caseId) return showCase(ctx.state.caseId);
+  if (ctx.state.caseId) return refresh(ctx.state.caseId, null);
   return showOpen();
 
   // Messages go into the screen's one live region, which announces them: not live regions of their own.
@@ -64,23 +64,24 @@ export async function render(root, ctx) {
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       if (busy(form)) return;
-      let data;
       try {
-        ({ data } = await post('/v1/cases', {
-          age: Number(age.value), residence_collectivite: residence.value, caller: caller.value,
-          intake_channel: channel.value, gender: gender.value || null, found_in_commune: foundIn.value.trim() || null,
-          do_not_contact_parents: noParents.querySelector('input').checked,
-          do_not_contact_minor_directly: noMinor.querySelector('input').checked,
-        }));
-      } catch (error) {
-        say(alert('error', 'Le dossier n’a pas été ouvert', error.message));
-        return;
+        let data;
+        try {
+          ({ data } = await post('/v1/cases', {
+            age: Number(age.value), residence_collectivite: residence.value, caller: caller.value,
+            intake_channel: channel.value, gender: gender.value || null, found_in_commune: foundIn.value.trim() || null,
+            do_not_contact_parents: noParents.querySelector('input').checked,
+            do_not_contact_minor_directly: noMinor.querySelector('input').checked,
+          }));
+        } catch (error) {
+          say(alert('error', 'Le dossier n’a pas été ouvert', error.message));
+          return;
+        }
+        ctx.state.caseId = data.id;
+        await refresh(data.id, `Dossier ${data.reference} ouvert.`);
       } finally {
         idle(form);
       }
-      ctx.state.caseId = data.id;
-      await showCase(data.id);
-      say(alert('success', null, `Dossier ${data.reference} ouvert.`));
     });
     const existing = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
     const reopen = h('form', { id: 'case-find' },
@@ -95,30 +96,43 @@ export async function render(root, ctx) {
         return;
       }
       ctx.state.caseId = id;
-      await showCase(id);
+      await refresh(id, null);
     });
     clear(body, form, reopen);
   }
 
   // --- a case: CRIPs, handoffs, pathway --------------------------------------------------------------
+  // Show a case after a write (`done` says what was recorded) or when it is opened. A write that was
+  // recorded is never reported as failed because reading the case again did: the case stays the one
+  // on screen, with a way to read it again, so nobody opens it (or sends it) twice.
+  async function refresh(caseId, done) {
+    try {
+      if (await showCase(caseId) && done) say(alert('success', null, done));
+    } catch (error) {
+      say(alert(done ? 'warning' : 'error', done, `Le dossier n’a pas pu être affiché : ${error.message}`));
+      clear(body, h('section', { class: 'mx-panel' },
+        h('p', {}, 'Identifiant du dossier : ', h('code', { id: 'case-id' }, caseId)),
+        h('button', { class: 'fr-btn fr-btn--secondary', type: 'button', onclick: () => refresh(caseId, null) }, 'Afficher le dossier à nouveau'),
+        ' ',
+        h('button', { class: 'fr-btn fr-btn--tertiary', type: 'button', onclick: () => { ctx.state.caseId = null; say(''); showOpen().catch((error) => say(alert('error', null, error.message))); } }, 'Fermer l’affichage du dossier')));
+    }
+  }
+
+  // Returns false (the form to open one shown) when no case visible to this person has that id;
+  // throws when the case could not be read.
   async function showCase(caseId) {
     let record;
     try {
       record = await get(`/v1/cases/${encodeURIComponent(caseId)}`);
     } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
       ctx.state.caseId = null;
-      say(alert('error', 'Dossier introuvable', error instanceof ApiError && error.status === 404 ? 'Aucun dossier visible ne porte cet identifiant.' : error.message));
-      return showOpen();
+      say(alert('error', 'Dossier introuvable', 'Aucun dossier visible ne porte cet identifiant.'));
+      await showOpen();
+      return false;
     }
-    let crips;
-    let pathway;
-    try {
-      [crips, pathway] = await Promise.all([
-        get(`/v1/cases/${caseId}/competent-crips`), get(`/v1/cases/${caseId}/pathway`)]);
-    } catch (error) {
-      say(alert('error', 'Le dossier n’a pas pu être affiché en entier', `${error.message} — réessayez avec « Afficher ».`));
-      return showOpen();
-    }
+    const [crips, pathway] = await Promise.all([
+      get(`/v1/cases/${caseId}/competent-crips`), get(`/v1/cases/${caseId}/pathway`)]);
     const orgNames = new Map(crips.map((c) => [c.crip.id, c.crip.name]));
     if (service) orgNames.set(service.organisation.id, service.organisation.name);
     for (const handoff of record.handoffs || []) if (handoff.receiver?.id) orgNames.set(handoff.receiver.id, handoff.receiver.name);
@@ -131,12 +145,13 @@ export async function render(root, ctx) {
           record.found_in_commune ? `trouvé·e à : ${record.found_in_commune.name}` : null,
           record.status === 'closed' ? 'dossier clos' : 'dossier ouvert'].filter(Boolean).join(' · ')),
         h('button', { class: 'fr-btn fr-btn--tertiary fr-btn--sm', type: 'button',
-          onclick: () => { ctx.state.caseId = null; showOpen(); say(''); } }, 'Fermer l’affichage du dossier')),
+          onclick: () => { ctx.state.caseId = null; say(''); showOpen().catch((error) => say(alert('error', null, error.message))); } }, 'Fermer l’affichage du dossier')),
       cripSection(record, crips),
       service ? orientationSection(record, service) : h('p', {}, 'Pour orienter vers un service, cherchez-le dans « Rechercher » puis « Orienter vers ce service ».'),
       eventSection(record),
       pathwaySection(pathway, orgNames));
     heading.focus();
+    return true;
   }
 
   function cripSection(record, crips) {
@@ -175,19 +190,20 @@ export async function render(root, ctx) {
       event.preventDefault();
       if (busy(form)) return;
       try {
-        await post('/v1/handoffs', {
-          case_id: record.id, kind, urgency: urgency.value, beneficiary: beneficiary.value, legal_basis: basis.value,
-          reason: reason.value.trim() || null,
-          ...(target ? { to_organisation_id: target.organisation.id, to_service_id: target.id } : {}),
-        }, { headers: { 'Idempotency-Key': key } });
-      } catch (error) {
-        say(alert('error', `${KINDS[kind]} non envoyée`, error.message));
-        return;
+        try {
+          await post('/v1/handoffs', {
+            case_id: record.id, kind, urgency: urgency.value, beneficiary: beneficiary.value, legal_basis: basis.value,
+            reason: reason.value.trim() || null,
+            ...(target ? { to_organisation_id: target.organisation.id, to_service_id: target.id } : {}),
+          }, { headers: { 'Idempotency-Key': key } });
+        } catch (error) {
+          say(alert('error', `${KINDS[kind]} non envoyée`, error.message));
+          return;
+        }
+        await refresh(record.id, `${KINDS[kind]} envoyée.`);
       } finally {
         idle(form);
       }
-      await showCase(record.id);
-      say(alert('success', null, `${KINDS[kind]} envoyée.`));
     });
     return form;
   }
@@ -198,15 +214,16 @@ export async function render(root, ctx) {
       const buttons = event.currentTarget.parentElement;
       if (busy(buttons)) return;
       try {
-        await post(`/v1/cases/${record.id}/events`, { kind, note: note.value.trim() || null });
-      } catch (error) {
-        say(alert('error', 'Événement non enregistré', error.message));
-        return;
+        try {
+          await post(`/v1/cases/${record.id}/events`, { kind, note: note.value.trim() || null });
+        } catch (error) {
+          say(alert('error', 'Événement non enregistré', error.message));
+          return;
+        }
+        await refresh(record.id, `${EVENTS[kind]} enregistré${kind === 'runaway_started' ? 'e' : ''}.`);
       } finally {
         idle(buttons);
       }
-      await showCase(record.id);
-      say(alert('success', null, `${EVENTS[kind]} enregistré${kind === 'runaway_started' ? 'e' : ''}.`));
     };
     return h('section', { class: 'mx-panel', 'aria-labelledby': 'events-title' },
       h('h2', { id: 'events-title' }, 'Fugue, retour, événements'),

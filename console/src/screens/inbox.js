@@ -330,7 +330,7 @@ export async function render(root, ctx) {
       changes.length ? changesTable(changes) : null,
       !fresh
         // Redoing it on the version that was refused would be refused again: the current one comes first.
-        ? h('p', {}, 'La version actuelle de l’orientation n’a pas pu être lue : rechargez l’onglet « Orientations reçues » pour la voir.')
+        ? h('p', {}, 'La version actuelle de l’orientation n’a pas pu être lue : rouvrez l’onglet « Orientations reçues » (en haut de la page) pour la voir.')
         : allowed.includes(intent.to)
         ? h('div', { class: 'mx-partner-actions' },
           h('button', { class: 'fr-btn', type: 'button', onclick: () => move(card, intent) },

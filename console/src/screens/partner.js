@@ -282,7 +282,7 @@ export async function render(root, ctx) {
         touches: ['status', 'closure'],
         closesForm: true,
         describe: `fermeture à partir du ${formatDate(body.from, zone)}${body.until ? `, réouverture le ${formatDate(body.until, zone)}` : ''}`,
-        run: (etag) => api.request(`/v1/services/${card.id}/closures`, { method: 'POST', body, headers: { 'If-Match': etag } }),
+        run: (etag) => api.request(`/v1/services/${card.id}/closures`, { method: 'POST', body, headers: ifMatch(etag) }),
         done: () => `Fermeture enregistrée : ${closureText(card.feature.properties, zone)}.`,
         failure: 'La fermeture n’a pas été enregistrée',
       });
@@ -297,7 +297,7 @@ export async function render(root, ctx) {
       focus,
       touches: ['capacity', 'places', 'capacity_as_of'],
       describe: `capacité « ${CAPACITY[value.state]} »${value.places === null ? '' : `, ${plural(value.places, 'place libre', 'places libres')}`}`,
-      run: (etag) => api.request(`/v1/services/${card.id}/capacity`, { method: 'PUT', body: value, headers: { 'If-Match': etag } }),
+      run: (etag) => api.request(`/v1/services/${card.id}/capacity`, { method: 'PUT', body: value, headers: ifMatch(etag) }),
       done: () => `Capacité enregistrée : ${capacityText(card.feature.properties.capacity, zone)}.`,
       failure: 'La capacité n’a pas été enregistrée',
     });
@@ -308,7 +308,7 @@ export async function render(root, ctx) {
       focus: ['closure-toggle'],
       touches: ['status', 'closure'],
       describe: 'réouverture immédiate',
-      run: (etag) => api.request(`/v1/services/${card.id}/reopen`, { method: 'POST', headers: { 'If-Match': etag } }),
+      run: (etag) => api.request(`/v1/services/${card.id}/reopen`, { method: 'POST', headers: ifMatch(etag) }),
       done: () => 'Service rouvert : il est de nouveau proposé aux écoutant·es.',
       failure: 'Le service n’a pas été rouvert',
     });
@@ -319,7 +319,7 @@ export async function render(root, ctx) {
       focus: ['verify'],
       touches: ['last_verified_at'],
       describe: 'confirmation que la fiche est à jour',
-      run: (etag) => api.request(`/v1/services/${card.id}/verify`, { method: 'POST', headers: { 'If-Match': etag } }),
+      run: (etag) => api.request(`/v1/services/${card.id}/verify`, { method: 'POST', headers: ifMatch(etag) }),
       done: () => `Fiche confirmée à jour le ${formatDateTime(card.feature.properties.last_verified_at, zoneOf(card.feature.properties))}.`,
       failure: 'La vérification n’a pas été enregistrée',
       after: refreshFreshness,
@@ -669,4 +669,10 @@ function plural(n, one, many) {
 // A message inside a live region (role=status already): no role of its own.
 function notice(kind, text) {
   return h('div', { class: `fr-alert fr-alert--${kind} fr-alert--sm` }, h('p', {}, text));
+}
+
+// The version a write is based on; none when the listing came without one (the API then takes the
+// write as it is for closures and verification, and asks for one for capacity).
+function ifMatch(etag) {
+  return etag ? { 'If-Match': etag } : {};
 }
