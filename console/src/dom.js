@@ -72,11 +72,12 @@ export function zoneOf(p) {
   return ZONES[code.slice(0, 3)] || 'Europe/Paris';
 }
 
+// One Intl formatter per zone and options, made once (they are costly to build).
 const formats = new Map();
-function format(zone, options) {
+export function formatter(zone, options) {
   const key = `${zone}|${JSON.stringify(options)}`;
   if (!formats.has(key)) formats.set(key, new Intl.DateTimeFormat('fr-FR', { ...options, timeZone: zone }));
   return formats.get(key);
 }
-export const formatDateTime = (iso, zone = 'Europe/Paris') => (iso ? format(zone, { dateStyle: 'short', timeStyle: 'short' }).format(new Date(iso)) : '—');
-export const formatDate = (iso, zone = 'Europe/Paris') => (iso ? format(zone, { dateStyle: 'long' }).format(new Date(iso)) : '—');
+export const formatDateTime = (iso, zone = 'Europe/Paris') => (iso ? formatter(zone, { dateStyle: 'short', timeStyle: 'short' }).format(new Date(iso)) : '—');
+export const formatDate = (iso, zone = 'Europe/Paris') => (iso ? formatter(zone, { dateStyle: 'long' }).format(new Date(iso)) : '—');

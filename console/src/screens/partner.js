@@ -6,7 +6,7 @@
 // version shown); when the API answers 412, the screen reads the current version, shows which of the
 // fields the person saw have changed meanwhile, and what the person meant to do, and lets them apply
 // it again to the current version or drop it.
-import { h, append, clear, alert, badge, field, select, uid, zoneOf } from '../dom.js';
+import { h, append, clear, alert, badge, field, select, uid, zoneOf, formatter } from '../dom.js';
 import * as api from '../api.js';
 
 const CAPACITY = { available: 'Places disponibles', limited: 'Places limitées', full: 'Complet', waitlist: 'Liste d’attente' };
@@ -619,13 +619,6 @@ async function specialismLabels(state) {
 }
 
 // --- dates in the service's own time zone -------------------------------------------------------
-
-const formats = new Map();
-function formatter(zone, options) {
-  const key = `${zone}|${JSON.stringify(options)}`;
-  if (!formats.has(key)) formats.set(key, new Intl.DateTimeFormat('fr-FR', { ...options, timeZone: zone }));
-  return formats.get(key);
-}
 
 function formatDateTime(iso, zone = 'Europe/Paris') {
   if (!iso) return '—';
